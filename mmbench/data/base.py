@@ -1,0 +1,66 @@
+"""The in-memory form every data set takes inside mmbench.
+
+A data set is a set of aligned per-modality arrays plus labels and a fixed split. Everything
+downstream (patterns, models, methods) sees only this form, so a new data set is one loader that
+returns a :class:`MultimodalDataset`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional, Tuple
+
+import numpy as np
+
+ModalityKind = Literal["vector", "series", "image"]
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """What one modality looks like for a single sample.
+
+    Attributes:
+        name: short modality name, unique within the data set (``"pix"``, ``"acc"``).
+        kind: ``"vector"`` (shape ``(D,)``, MLP encoder), ``"series"`` (shape ``(channels, T)``,
+            1-D CNN encoder) or ``"image"`` (shape ``(channels, H, W)``, small CNN encoder).
+        shape: per-sample shape, without the batch dimension.
+    """
+
+    name: str
+    kind: ModalityKind
+    shape: Tuple[int, ...]
+
+
+@dataclass
+class MultimodalDataset:
+    """Aligned modalities, labels and a fixed train / val / test split.
+
+    Attributes:
+        name: registry name of the data set (``"mfeat-pix-mor"``).
+        specs: ordered modality specs; the order is the modality order everywhere in mmbench.
+        arrays: modality name -> float32 array ``[N, *spec.shape]``.
+        labels: int64 ``[N]`` in ``[0, num_classes)``.
+        num_classes: number of classes C.
+        split: ``"train" | "val" | "test"`` -> int64 sample indices; disjoint, fixed by a seed.
+        class_names: optional human-readable names, length C.
+        groups: optional int64 ``[N]`` group ids (subjects) when the split is by group.
+        source: where the data comes from (paper / URL-free citation) and its license.
+    """
+
+    name: str
+    specs: List[ModalitySpec]
+    arrays: Dict[str, np.ndarray]
+    labels: np.ndarray
+    num_classes: int
+    split: Dict[str, np.ndarray]
+    class_names: Optional[List[str]] = None
+    groups: Optional[np.ndarray] = None
+    source: str = ""
+    meta: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> List[str]:
+        return [s.name for s in self.specs]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])

@@ -1,0 +1,35 @@
+"""mmbench: a benchmark harness and fused kernels for balanced and missing-modality multimodal learning."""
+import sys
+
+from setuptools import find_packages, setup
+
+install_requires = [
+    "torch>=2.1",  # not pinned: users bring the build that fits their machine
+    "numpy>=1.24",
+    "pandas>=1.5",
+    "tabulate>=0.9",
+    "tqdm>=4.60",
+    "pyyaml>=6.0",
+    "ninja>=1.11",
+]
+if sys.platform.startswith("linux"):
+    install_requires.append("triton>=2.3")
+
+setup(
+    name="mmbench-balance",  # "mmbench" on PyPI is an unrelated vision-language benchmark
+    version="0.1.0",
+    description="Benchmark harness and fused Triton kernels for modality imbalance and missing modalities",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mmbench", "mmbench.*", "kernels", "kernels.*", "baselines", "baselines.*"]),
+    package_data={
+        "mmbench": ["data/files/*", "suites/*.yaml"],
+        "kernels": ["csrc/*"],
+    },
+    include_package_data=True,
+    python_requires=">=3.9",
+    install_requires=install_requires,
+    extras_require={"test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-xdist>=3"]},
+    entry_points={"console_scripts": ["mmbench=mmbench.cli:main"]},
+    license="MIT",
+)
