@@ -5,6 +5,10 @@ here, at the top of the root conftest, before any test module imports ``kernels`
 On a machine without CUDA the Triton kernels then run on the CPU through the interpreter.
 """
 import os
+import sys
+
+# Test modules import shared helpers as ``from helpers import ...``.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 try:  # torch is a hard dependency, but keep conftest importable for a clear error later
     import torch

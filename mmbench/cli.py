@@ -1,0 +1,232 @@
+"""``python -m mmbench <command>``: all, run, list, table, bench.
+
+One argparse parser, one class per subcommand (torchtune's layout).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import List, Optional
+
+from mmbench.config import RunSpec, parse_overrides
+
+
+class Command:
+    name = ""
+    help = ""
+
+    @classmethod
+    def create(cls, sub) -> None:
+        parser = sub.add_parser(cls.name, help=cls.help, description=cls.help)
+        cls.add_arguments(parser)
+        parser.set_defaults(func=cls.execute)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    @staticmethod
+    def execute(args) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class All(Command):
+    name = "all"
+    help = "run a suite (default: every method on every embedded data set, 2 patterns, 3 seeds) and write the tables"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("--suite", default="default", help="bundled suite name or YAML path (default: default)")
+        p.add_argument("--out", default="results", help="results folder (default: results)")
+        p.add_argument("--workers", type=int, default=2, help="parallel runs (default: 2)")
+        p.add_argument("--methods", help="only these methods (comma list, wildcards)")
+        p.add_argument("--datasets", help="only these data sets (comma list, wildcards)")
+        p.add_argument("--patterns", help="only these patterns (comma list)")
+        p.add_argument("--seeds", help="only these seeds (comma list)")
+        p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a setting for every run")
+        p.add_argument("--shard", help="run only shard i of n (i/n), for several machines sharing --out")
+        p.add_argument("--dry-run", action="store_true", help="list the runs and what is cached, run nothing")
+        p.add_argument("--no-table", action="store_true", help="do not rebuild the tables at the end")
+
+    @staticmethod
+    def execute(args) -> int:
+        import fnmatch
+
+        from mmbench.grid import parse_shard, run_grid, select_shard
+        from mmbench.results_store import ResultsStore
+        from mmbench.suite import load_suite
+
+        suite = load_suite(args.suite)
+        if args.methods:
+            from mmbench.methods import list_methods
+
+            wanted = set(list_methods(args.methods))
+            suite.methods = [m for m in suite.methods if m in wanted]
+        if args.datasets:
+            from mmbench.data import list_datasets
+
+            wanted = set(list_datasets(args.datasets))
+            suite.datasets = [d for d in suite.datasets if d in wanted]
+        if args.patterns:
+            suite.patterns = [p for p in suite.patterns if any(fnmatch.fnmatch(p, x) for x in args.patterns.split(","))]
+        if args.seeds:
+            suite.seeds = [int(s) for s in args.seeds.split(",")]
+        suite.overrides.update(parse_overrides(args.set))
+        specs = select_shard(suite.specs(), parse_shard(args.shard))
+        store = ResultsStore(args.out)
+        done = sum(store.is_done(s.key()) for s in specs)
+        print(f"suite {suite.name}: {len(suite.methods)} methods x {len(suite.datasets)} data sets x "
+              f"{len(suite.patterns)} patterns x {len(suite.seeds)} seeds = {len(specs)} runs, {done} cached")
+        if args.dry_run:
+            for s in specs:
+                print(("done " if store.is_done(s.key()) else "todo ") + s.label())
+            return 0
+        start = time.time()
+        counts = run_grid(specs, args.out, workers=args.workers)
+        print(f"finished in {time.time() - start:.0f} s: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if not args.no_table:
+            paths = __import__("mmbench.report", fromlist=["write_tables"]).write_tables(args.out)
+            print(f"tables: {paths['md']}")
+        return 0
+
+
+class Run(Command):
+    name = "run"
+    help = "run (or fetch from the cache) one method on one data set"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("--method", required=True)
+        p.add_argument("--dataset", required=True)
+        p.add_argument("--pattern", default="complete")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="engine settings or method hyper-parameters")
+        p.add_argument("--out", default="results")
+        p.add_argument("--force", action="store_true", help="rerun even if cached")
+        p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.data import load_dataset
+        from mmbench.methods import get_method
+        from mmbench.patterns import get_pattern
+        from mmbench.runner import Runner
+
+        # Check names up front: a typo is an error, not a "failed" run in the cache.
+        get_method(args.method)
+        load_dataset(args.dataset)
+        get_pattern(args.pattern)
+        spec = RunSpec(args.method, args.dataset, args.pattern, args.seed, parse_overrides(args.set))
+        result = Runner(args.out).run(spec, force=args.force)
+        if args.json:
+            print(json.dumps(result, indent=1, default=str))
+            return 0 if result["status"] == "ok" else 1
+        print(f"{spec.label()}: {result['status']}")
+        if result["status"] != "ok":
+            print(result.get("error", ""))
+            return 1
+        m, t = result["metrics"], result["throughput"]
+        print(f"  test acc {m['test_acc']:.4f}  macro-F1 {m['test_f1']:.4f}  (best epoch {m['best_epoch']}, val {m['val_selection']:.4f})")
+        print("  unimodal " + "  ".join(f"{k} {v:.4f}" for k, v in m["unimodal_acc"].items()))
+        print("  subsets  " + "  ".join(f"{k} {v:.4f}" for k, v in m["subset_acc"].items()))
+        if "masked_test_acc" in m:
+            print(f"  masked test acc {m['masked_test_acc']:.4f}")
+        print(f"  {t['train_samples_per_s']:.0f} samples/s, {t['step_ms']:.2f} ms/step, peak {t['peak_mem_mb']:.2f} MB ({t['mem_kind']})")
+        return 0
+
+
+class List_(Command):
+    name = "list"
+    help = "list methods, data sets, patterns or suites (with wildcards)"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("what", choices=["methods", "datasets", "patterns", "suites"])
+        p.add_argument("pattern", nargs="?", default="*")
+
+    @staticmethod
+    def execute(args) -> int:
+        if args.what == "methods":
+            from mmbench.methods import METHODS, list_methods
+
+            for name in list_methods(args.pattern):
+                print(f"{name:24s} {METHODS.describe(name)}")
+        elif args.what == "datasets":
+            from mmbench.data import dataset_info, list_datasets
+
+            for name in list_datasets(args.pattern):
+                print(f"{name:24s} {dataset_info(name)}")
+        elif args.what == "patterns":
+            import fnmatch
+
+            from mmbench.patterns import PATTERNS
+
+            for name, pattern in PATTERNS.items():
+                if fnmatch.fnmatch(name, args.pattern):
+                    print(f"{name:24s} {pattern.description}")
+            print(f"{'missing-<eta>[-<eta_test>][-<modality>]':24s} any missing rate, e.g. missing-0.3-0.7 or missing-0.5-pix")
+        else:
+            from mmbench.suite import available_suites
+
+            print("\n".join(available_suites()))
+        return 0
+
+
+class Table(Command):
+    name = "table"
+    help = "rebuild results/LEADERBOARD.{md,csv,json} from the cached runs"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("--out", default="results")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.report import write_tables
+
+        paths = write_tables(args.out)
+        print("\n".join(str(p) for p in paths.values()))
+        return 0
+
+
+class Bench(Command):
+    name = "bench"
+    help = "kernel-vs-eager benchmark of the fused ops (writes results/kernels.csv and results/KERNELS.md)"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the kernel benchmark (see --help there)")
+
+    @staticmethod
+    def execute(args) -> int:
+        from kernels.benchmark.runner import main as bench_main
+
+        return bench_main(args.rest) or 0
+
+
+COMMANDS = [All, Run, List_, Table, Bench]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mmbench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.create(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        # Bad names, bad settings and missing folders: one clear line, not a traceback.
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

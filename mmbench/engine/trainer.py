@@ -1,0 +1,182 @@
+"""The training engine: fit a method with validation-only model selection, then test once."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+from mmbench.batching import SplitTensors, subset_name
+from mmbench.data.base import MultimodalDataset
+from mmbench.engine.context import DivergedError, TrainContext
+from mmbench.engine.evaluate import evaluate_logits, evaluate_subsets, predict_split, unimodal_split
+from mmbench.engine.memory import SavedTensorMeter
+from mmbench.methods.base import Method, RunInfo
+from mmbench.models.model import MultimodalModel
+from mmbench.patterns import Pattern
+
+MEASURE_STEPS_PER_EPOCH = 2  # memory is measured on the first steps of each epoch (hooks cost time)
+
+
+def build_optimizer(method: Method, train: Dict[str, Any]) -> torch.optim.Optimizer:
+    groups = method.param_groups()
+    name = train["optimizer"]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"])
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=train["lr"], weight_decay=train["weight_decay"])
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=train["lr"], weight_decay=train["weight_decay"])
+    raise ValueError(f"unknown optimizer {name!r} (sgd, adam, adamw)")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train: Dict[str, Any]):
+    name = train["schedule"]
+    if name == "constant":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train["epochs"]))
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=train["step_size"], gamma=0.1)
+    raise ValueError(f"unknown schedule {name!r} (constant, cosine, step)")
+
+
+def build_method(method_cls, data: MultimodalDataset, train: Dict[str, Any], hp: Dict[str, Any], info: RunInfo) -> Method:
+    model = MultimodalModel(
+        data.specs, data.num_classes, fusion=train["fusion"], feature_dim=train["feature_dim"],
+        missing=train["missing"], fill=train["fill"],
+    ).to(train["device"])
+    method = method_cls(model, hp, info)
+    method.extra.to(train["device"])
+    return method
+
+
+def _snapshot(method: Method) -> Dict[str, Any]:
+    return {"modules": copy.deepcopy(method.modules().state_dict()), "extra_state": copy.deepcopy(method.extra_state())}
+
+
+def _restore(method: Method, snap: Dict[str, Any]) -> None:
+    method.modules().load_state_dict(snap["modules"])
+    method.load_extra_state(snap["extra_state"])
+
+
+def _selection_metric(method: Method, val: SplitTensors, info: RunInfo, pattern: Pattern, bs: int) -> float:
+    """Complete pattern: fused val accuracy. Missing patterns: mean val accuracy over all subsets."""
+    if pattern.train == "complete":
+        return evaluate_logits(predict_split(method, val, bs), val.labels, info.num_classes)["acc"]
+    subsets = evaluate_subsets(method, val, info.num_classes, bs)
+    return sum(v["acc"] for v in subsets.values()) / len(subsets)
+
+
+def fit_and_test(
+    method: Method,
+    data: MultimodalDataset,
+    pattern: Pattern,
+    train_cfg: Dict[str, Any],
+    info: RunInfo,
+    fixed_masks=(None, None),
+    teacher_fn: Optional[Callable[..., Method]] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> Dict[str, Any]:
+    """Train ``method`` for ``info.epochs``, keep the best epoch on validation, test once.
+
+    Returns ``{"metrics": ..., "throughput": ..., "history": [...]}``. Raises
+    :class:`DivergedError` when the loss becomes non-finite.
+    """
+    device = torch.device(train_cfg["device"])
+    tr, va, te = (SplitTensors(data, s, device) for s in ("train", "val", "test"))
+    train_mask_fixed, test_mask_fixed = fixed_masks
+    generator = torch.Generator().manual_seed(info.seed)
+    optimizer = build_optimizer(method, train_cfg)
+    scheduler = build_scheduler(optimizer, train_cfg)
+    bs, ebs = train_cfg["batch_size"], train_cfg["eval_batch_size"]
+    ctx = TrainContext(method, info, optimizer, tr, va, generator, train_cfg["clip_grad"], ebs, teacher_fn)
+    meter = SavedTensorMeter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    method.on_fit_start(ctx)
+    best, best_epoch, best_state = -math.inf, -1, None
+    history: List[Dict[str, float]] = []
+    step_seconds, samples = 0.0, 0
+    for epoch in range(info.epochs):
+        ctx.epoch = epoch
+        ctx.train_mask = pattern.epoch_train_mask(train_mask_fixed, len(tr), info.num_modalities, info.seed, epoch).to(device)
+        ctx.loss_sum.zero_()
+        ctx.loss_count = 0
+        method.modules().train()
+        method.on_epoch_start(ctx)
+        for i, batch in enumerate(tr.iterate(bs, ctx.train_mask, shuffle=True, generator=generator, drop_last=len(tr) > bs)):
+            start = time.perf_counter()
+            if i < MEASURE_STEPS_PER_EPOCH and device.type == "cpu":
+                with meter.measure():
+                    loss = method.training_step(batch, ctx)
+            else:
+                loss = method.training_step(batch, ctx)
+            if loss is not None:
+                ctx.log_loss(loss)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            step_seconds += time.perf_counter() - start
+            samples += len(batch)
+            ctx.step_count += 1
+        method.on_epoch_end(ctx)
+        if bool(ctx.nonfinite):
+            raise DivergedError(f"non-finite training loss in epoch {epoch}")
+        if scheduler is not None:
+            scheduler.step()
+        score = _selection_metric(method, va, info, pattern, ebs)
+        mean_loss = (ctx.loss_sum / max(1, ctx.loss_count)).item()
+        history.append({"epoch": epoch, "loss": mean_loss, "val": score})
+        if score > best:
+            best, best_epoch, best_state = score, epoch, _snapshot(method)
+        if progress:
+            progress(epoch)
+
+    if best_state is not None:
+        _restore(method, best_state)
+    metrics = test_metrics(method, te, info, test_mask_fixed, ebs)
+    metrics.update({"val_selection": best, "best_epoch": best_epoch})
+    if device.type == "cuda":
+        peak_mb, mem_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    else:
+        peak_mb, mem_kind = meter.peak_bytes / 2**20, "autograd_saved_per_step"
+    steps = max(1, ctx.step_count)
+    throughput = {
+        "train_samples_per_s": samples / step_seconds if step_seconds else float("nan"),
+        "step_ms": 1000 * step_seconds / steps,
+        "train_seconds": step_seconds,
+        "steps": ctx.step_count,
+        "peak_mem_mb": peak_mb,
+        "mem_kind": mem_kind,
+        "params": sum(p.numel() for p in method.modules().parameters()),
+    }
+    return {"metrics": metrics, "throughput": throughput, "history": history}
+
+
+def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Optional[torch.Tensor], bs: int) -> Dict[str, Any]:
+    """Every test metric, each computed once on every test sample."""
+    full = evaluate_logits(predict_split(method, te, bs), te.labels, info.num_classes)
+    subsets = evaluate_subsets(method, te, info.num_classes, bs)
+    uni = unimodal_split(method, te, bs)
+    metrics: Dict[str, Any] = {
+        "test_acc": full["acc"],
+        "test_f1": full["f1"],
+        "unimodal_acc": {
+            m: evaluate_logits(logits, te.labels, info.num_classes)["acc"] for m, logits in zip(info.modalities, uni)
+        },
+        "subset_acc": {name: v["acc"] for name, v in subsets.items()},
+        "subset_f1": {name: v["f1"] for name, v in subsets.items()},
+    }
+    accs = list(metrics["subset_acc"].values())
+    metrics["subset_mean"] = sum(accs) / len(accs)
+    metrics["subset_worst"] = min(accs)
+    metrics["subset_worst_name"] = min(metrics["subset_acc"], key=metrics["subset_acc"].get)
+    if test_mask is not None:
+        masked = evaluate_logits(predict_split(method, te, bs, test_mask.to(te.device)), te.labels, info.num_classes)
+        metrics["masked_test_acc"] = masked["acc"]
+        metrics["masked_test_f1"] = masked["f1"]
+    metrics["full_subset"] = subset_name(info.modalities)
+    return metrics

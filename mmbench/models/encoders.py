@@ -1,0 +1,73 @@
+"""One encoder per modality, chosen by the modality's kind, identical for every method.
+
+Every encoder maps ``[B, *shape]`` to a feature ``[B, feature_dim]``. They are deliberately small:
+the benchmark compares training methods, not backbones, and must run on a laptop CPU.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmbench.data.base import ModalitySpec
+
+
+class MLPEncoder(nn.Module):
+    """Feature vectors ``[B, D_in]`` -> ``[B, feature_dim]`` through one hidden layer (128, ReLU)."""
+
+    def __init__(self, in_dim: int, feature_dim: int = 64, hidden: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, feature_dim), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+class SeriesEncoder(nn.Module):
+    """Sensor series ``[B, channels, T]`` -> ``[B, feature_dim]``: two strided 1-D convolutions, global mean pool."""
+
+    def __init__(self, channels: int, feature_dim: int = 64, width: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv1d(channels, width, kernel_size=7, stride=2, padding=3),
+            nn.ReLU(),
+            nn.Conv1d(width, 2 * width, kernel_size=5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool1d(1),
+            nn.Flatten(),
+            nn.Linear(2 * width, feature_dim),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ImageEncoder(nn.Module):
+    """Small images ``[B, channels, H, W]`` -> ``[B, feature_dim]``: two 3x3 conv blocks, global mean pool."""
+
+    def __init__(self, channels: int, feature_dim: int = 64, width: int = 16):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, kernel_size=3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * width, feature_dim),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def build_encoder(spec: ModalitySpec, feature_dim: int = 64) -> nn.Module:
+    """The encoder for one modality: MLP for vectors, 1-D CNN for series, small CNN for images."""
+    if spec.kind == "vector":
+        return MLPEncoder(int(torch.Size(spec.shape).numel()), feature_dim)
+    if spec.kind == "series":
+        return SeriesEncoder(spec.shape[0], feature_dim)
+    if spec.kind == "image":
+        return ImageEncoder(spec.shape[0], feature_dim)
+    raise ValueError(f"modality {spec.name!r} has unknown kind {spec.kind!r} (expected vector, series or image)")

@@ -1,0 +1,94 @@
+"""Where results live, and how they are written so that none is ever lost or half-written.
+
+Layout under the output directory (default ``results/``)::
+
+    runs/<key>.json          one finished run (ok, failed or diverged), written atomically
+    cache/masks/*.npz        persisted missing-modality masks (not committed)
+    cache/models/<key>.pt    checkpoints of runs that other runs use as teachers (not committed)
+    cache/locks/<key>.lock   so two workers never train the same teacher at once
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+
+def write_json_atomic(path: Path, payload: Dict[str, Any]) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1, sort_keys=True, default=_json_default)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_default(obj):
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    return str(obj)
+
+
+class ResultsStore:
+    """The results directory."""
+
+    def __init__(self, root: os.PathLike | str = "results"):
+        self.root = Path(root)
+        self.runs = self.root / "runs"
+        self.cache = self.root / "cache"
+
+    def run_path(self, key: str) -> Path:
+        return self.runs / f"{key}.json"
+
+    def model_path(self, key: str) -> Path:
+        return self.cache / "models" / f"{key}.pt"
+
+    def lock_path(self, key: str) -> Path:
+        path = self.cache / "locks" / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def mask_dir(self) -> Path:
+        return self.cache / "masks"
+
+    def load(self, key: str) -> Optional[Dict[str, Any]]:
+        path = self.run_path(key)
+        if not path.exists():
+            return None
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None  # unreadable: treat as not done (atomic writes make this rare)
+
+    def is_done(self, key: str) -> bool:
+        """A run is done when it finished, successfully or by diverging; failed runs are retried."""
+        result = self.load(key)
+        return result is not None and result.get("status") in ("ok", "diverged")
+
+    def save(self, result: Dict[str, Any]) -> Path:
+        path = self.run_path(result["key"])
+        write_json_atomic(path, result)
+        return path
+
+    def all_results(self) -> Iterator[Dict[str, Any]]:
+        if not self.runs.exists():
+            return
+        for path in sorted(self.runs.glob("*.json")):
+            try:
+                with open(path) as f:
+                    yield json.load(f)
+            except (OSError, ValueError):
+                continue

@@ -1,0 +1,53 @@
+import json
+
+import pandas as pd
+
+from mmbench.report import aggregate, results_frame, write_tables
+from mmbench.results_store import ResultsStore
+
+
+def fake_result(method, dataset, pattern, seed, acc, step_ms, status="ok"):
+    return {
+        "key": f"{method}-{dataset}-{pattern}-{seed}",
+        "status": status,
+        "spec": {"method": method, "dataset": dataset, "pattern": pattern, "seed": seed, "overrides": {}},
+        "metrics": {
+            "test_acc": acc, "test_f1": acc - 0.01, "unimodal_acc": {"a": acc - 0.1, "b": acc - 0.3},
+            "subset_acc": {"a+b": acc, "a": acc - 0.1, "b": acc - 0.3},
+            "subset_mean": acc - 0.133, "subset_worst": acc - 0.3, "best_epoch": 3,
+        } if status == "ok" else {},
+        "throughput": {"step_ms": step_ms, "train_samples_per_s": 1000 / step_ms, "peak_mem_mb": 1.5,
+                       "mem_kind": "autograd_saved_per_step", "params": 10} if status == "ok" else {},
+        "env": {},
+    }
+
+
+def test_aggregate_mean_std_over_seeds():
+    rows = [fake_result("joint", "d", "complete", s, acc, 2.0) for s, acc in enumerate([0.8, 0.9, 1.0])]
+    agg = aggregate(results_frame(rows))
+    row = agg.iloc[0]
+    assert abs(row["test_acc|mean"] - 0.9) < 1e-12
+    assert abs(row["test_acc|std"] - 0.1) < 1e-12 and row["test_acc|count"] == 3
+
+
+def test_write_tables(tmp_path):
+    store = ResultsStore(tmp_path)
+    for s in range(2):
+        store.save(fake_result("joint", "d", "complete", s, 0.8, 2.0))
+        store.save(fake_result("arl", "d", "complete", s, 0.85, 3.0))
+        store.save(fake_result("arl", "d", "missing-0.5", s, 0.7, 3.0))
+    store.save(fake_result("dgl", "d", "complete", 0, 0.0, 1.0, status="failed"))
+    paths = write_tables(str(tmp_path), machine="test machine")
+    md = paths["md"].read_text()
+    assert "85.0 ± 0.0" in md and "test machine" in md
+    assert "1.50x" in md  # arl step time relative to joint
+    assert "d, pattern `missing-0.5`" in md and "worst subset" in md
+    assert "| dgl" in md and "failed" in md  # failures listed, not hidden
+    csv = pd.read_csv(paths["csv"])
+    assert set(csv.method) == {"joint", "arl"}
+    assert json.loads(paths["json"].read_text())["machine"] == "test machine"
+
+
+def test_empty_results_folder(tmp_path):
+    paths = write_tables(str(tmp_path), machine="m")
+    assert "no finished runs" in paths["md"].read_text()
