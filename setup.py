@@ -29,7 +29,10 @@ setup(
     include_package_data=True,
     python_requires=">=3.9",
     install_requires=install_requires,
-    extras_require={"test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pytest-xdist>=3"]},
+    extras_require={
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "distributed>=2023.1"],
+        "dask": ["distributed>=2023.1"],
+    },
     entry_points={"console_scripts": ["mmbench=mmbench.cli:main"]},
     license="MIT",
 )

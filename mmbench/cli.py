@@ -47,6 +47,8 @@ class All(Command):
         p.add_argument("--seeds", help="only these seeds (comma list)")
         p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a setting for every run")
         p.add_argument("--shard", help="run only shard i of n (i/n), for several machines sharing --out")
+        p.add_argument("--executor", default="local", choices=["local", "dask"], help="where runs execute (default: local processes)")
+        p.add_argument("--scheduler", help="Dask scheduler address for --executor dask (default: a local cluster)")
         p.add_argument("--dry-run", action="store_true", help="list the runs and what is cached, run nothing")
         p.add_argument("--no-table", action="store_true", help="do not rebuild the tables at the end")
 
@@ -84,7 +86,7 @@ class All(Command):
                 print(("done " if store.is_done(s.key()) else "todo ") + s.label())
             return 0
         start = time.time()
-        counts = run_grid(specs, args.out, workers=args.workers)
+        counts = run_grid(specs, args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler)
         print(f"finished in {time.time() - start:.0f} s: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         if not args.no_table:
             paths = __import__("mmbench.report", fromlist=["write_tables"]).write_tables(args.out)

@@ -17,7 +17,7 @@ from typing import Any, Dict, Tuple
 PROTOCOL_VERSION = 1
 
 TRAIN_DEFAULTS: Dict[str, Any] = {
-    "epochs": 30,
+    "epochs": 20,
     "batch_size": 64,
     "optimizer": "sgd",  # sgd | adam | adamw
     "lr": 0.05,
@@ -38,8 +38,8 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
 # Per data set (fnmatch on the name). Chosen so every data set trains to a plateau on a 2-core CPU
 # within the default suite's budget.
 DATASET_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "mfeat*": {"epochs": 30, "lr": 0.05},
-    "watch": {"epochs": 20, "lr": 0.05, "batch_size": 64},
+    "mfeat*": {"epochs": 20, "lr": 0.05},
+    "watch": {"epochs": 12, "lr": 0.05, "batch_size": 128},
     "synthetic*": {"epochs": 20, "lr": 0.05},
 }
 

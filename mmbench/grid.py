@@ -1,14 +1,21 @@
 """Run a grid of specs: skip finished runs, run the rest in parallel, never lose a result.
 
 Each worker writes each result atomically as soon as its run ends, so killing ``all`` midway loses
-only the runs in flight, and rerunning resumes where it stopped. ``--shard i/n`` splits a grid
-deterministically for several machines (or a cluster job array) sharing one results folder.
+only the runs in flight, and rerunning resumes where it stopped.
+
+Scaling out:
+
+* ``executor="local"``: a process pool on this machine (``--workers``, default 2).
+* ``executor="dask"``: a Dask ``distributed`` cluster (``--scheduler tcp://host:8786``, or a local
+  cluster of ``--workers`` processes when no address is given). Workers need ``mmbench`` installed
+  and the results folder on a shared filesystem.
+* ``--shard i/n`` splits a grid deterministically for several machines or a job array (e.g. SLURM)
+  sharing one results folder; ``python -m mmbench table`` then merges everything.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -51,8 +58,17 @@ def _init_worker() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def run_grid(specs: Sequence[RunSpec], root: str = "results", workers: int = 2, show_progress: bool = True) -> Dict[str, int]:
+def run_grid(
+    specs: Sequence[RunSpec],
+    root: str = "results",
+    workers: int = 2,
+    show_progress: bool = True,
+    executor: str = "local",
+    scheduler: Optional[str] = None,
+) -> Dict[str, int]:
     """Run every spec not yet done. Returns counts: ``{"cached", "ok", "failed", "diverged"}``."""
+    if executor not in ("local", "dask"):
+        raise ValueError(f"unknown executor {executor!r} (local, dask)")
     store = ResultsStore(root)
     todo = [s for s in specs if not store.is_done(s.key())]
     counts = {"cached": len(specs) - len(todo), "ok": 0, "failed": 0, "diverged": 0}
@@ -68,7 +84,9 @@ def run_grid(specs: Sequence[RunSpec], root: str = "results", workers: int = 2, 
         bar.set_postfix_str(f"failed={counts['failed']} diverged={counts['diverged']}")
         bar.update(1)
 
-    if workers <= 1:
+    if executor == "dask":
+        _run_dask(todo, root, workers, scheduler, record)
+    elif workers <= 1:
         for spec in todo:
             bar.set_description(spec.label()[:60])
             record(_work(spec, root))
@@ -86,6 +104,23 @@ def run_grid(specs: Sequence[RunSpec], root: str = "results", workers: int = 2, 
     return counts
 
 
-def estimate_remaining(start: float, done: int, total: int) -> float:
-    elapsed = time.time() - start
-    return elapsed / done * (total - done) if done else float("nan")
+def _run_dask(todo: Sequence[RunSpec], root: str, workers: int, scheduler: Optional[str], record) -> None:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ValueError("executor 'dask' needs the 'distributed' package: pip install distributed") from None
+    root = os.path.abspath(root)  # workers may start in another directory
+    if scheduler:
+        client = Client(scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True)
+        client = Client(cluster)
+    try:
+        futures = client.map(_work, list(todo), root=root, pure=False)
+        for future in as_completed(futures):
+            record(future.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

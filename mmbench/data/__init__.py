@@ -1,0 +1,46 @@
+"""Data sets: the registry, the embedded loaders and bring-your-own-data helpers.
+
+Public API::
+
+    load_dataset(name, **options) -> MultimodalDataset   # validated, cached per (name, options)
+    list_datasets(pattern="*") -> list[str]
+    dataset_info(name) -> str
+    register_dataset(name, factory, description="")
+    register_arrays(name, modalities, labels, ...)       # in-memory data
+    load_folder(path) / save_folder(dataset, path)       # folder format; MMBENCH_DATA -> "user:<folder>"
+    standardize(dataset) -> MultimodalDataset            # train-split statistics
+    validate(dataset)                                    # raises DatasetError
+    make_synthetic(...), bayes_optimal_logits(...)       # Gaussian toy with a closed-form optimum
+
+Embedded: mfeat-pix-mor, mfeat-fou-zer, mfeat-fou-zer-mor, mfeat-fac-kar, mfeat, watch, synthetic,
+synthetic-3; on-disk: avmnist.
+"""
+from mmbench.data.base import SPLITS, ModalitySpec, MultimodalDataset
+from mmbench.data.registry import (
+    DATASETS,
+    UnknownDatasetError,
+    clear_cache,
+    dataset_info,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+)
+from mmbench.data.select import select_modalities
+from mmbench.data.splits import group_split, random_split, split_from_codes, stratified_split
+from mmbench.data.standardize import standardize
+from mmbench.data.validate import DatasetError, validate
+
+# Importing the loaders registers them (nothing is read from disk until a load).
+from mmbench.data import avmnist, mfeat, synthetic, watch  # noqa: E402,F401  isort: skip
+from mmbench.data.arrays import build_dataset  # noqa: E402
+from mmbench.data.folder import load_folder, save_folder  # noqa: E402
+from mmbench.data.synthetic import bayes_optimal_logits, make_synthetic  # noqa: E402
+from mmbench.data.user import register_arrays, scan_env  # noqa: E402
+
+__all__ = [
+    "SPLITS", "ModalitySpec", "MultimodalDataset", "DATASETS", "UnknownDatasetError", "DatasetError",
+    "clear_cache", "dataset_info", "list_datasets", "load_dataset", "register_dataset", "select_modalities",
+    "group_split", "random_split", "split_from_codes", "stratified_split", "standardize", "validate",
+    "bayes_optimal_logits", "make_synthetic", "build_dataset", "load_folder", "register_arrays", "save_folder",
+    "scan_env",
+]

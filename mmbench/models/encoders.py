@@ -43,23 +43,27 @@ class SeriesEncoder(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """Small images ``[B, channels, H, W]`` -> ``[B, feature_dim]``: two 3x3 conv blocks, global mean pool."""
+    """Small images ``[B, channels, H, W]`` -> ``[B, feature_dim]``: two 3x3 conv + max-pool blocks, then a linear layer.
 
-    def __init__(self, channels: int, feature_dim: int = 64, width: int = 16):
+    The flattened map keeps the spatial layout (a global mean pool would discard where the strokes
+    of a digit are, which is most of what a 16x15 digit image says).
+    """
+
+    def __init__(self, channels: int, feature_dim: int = 64, width: int = 8, image_hw=(16, 16)):
         super().__init__()
-        self.net = nn.Sequential(
+        h, w = image_hw
+        self.conv = nn.Sequential(
             nn.Conv2d(channels, width, kernel_size=3, padding=1),
             nn.ReLU(),
-            nn.Conv2d(width, 2 * width, kernel_size=3, stride=2, padding=1),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, kernel_size=3, padding=1),
             nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(2 * width, feature_dim),
-            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
+        self.fc = nn.Sequential(nn.Linear(2 * width * (h // 4) * (w // 4), feature_dim), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.fc(self.conv(x).flatten(1))
 
 
 def build_encoder(spec: ModalitySpec, feature_dim: int = 64) -> nn.Module:
@@ -69,5 +73,7 @@ def build_encoder(spec: ModalitySpec, feature_dim: int = 64) -> nn.Module:
     if spec.kind == "series":
         return SeriesEncoder(spec.shape[0], feature_dim)
     if spec.kind == "image":
-        return ImageEncoder(spec.shape[0], feature_dim)
+        if len(spec.shape) != 3 or min(spec.shape[1:]) < 4:
+            raise ValueError(f"image modality {spec.name!r} needs shape (channels, H, W) with H, W >= 4, got {spec.shape}")
+        return ImageEncoder(spec.shape[0], feature_dim, image_hw=spec.shape[1:])
     raise ValueError(f"modality {spec.name!r} has unknown kind {spec.kind!r} (expected vector, series or image)")

@@ -42,6 +42,8 @@ def _cell(row, col: str) -> str:
 
 def accuracy_table(agg: pd.DataFrame, pattern: str = "complete") -> str:
     """Method x data set fused test accuracy (%), complete pattern."""
+    if agg.empty:
+        return "_no finished runs_"
     sub = agg[agg.pattern == pattern]
     if sub.empty:
         return "_no finished runs_"

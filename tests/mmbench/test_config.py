@@ -14,9 +14,9 @@ def test_key_is_stable_and_sensitive():
 def test_resolution_order_and_unknown_key():
     cls = get_method("modality-dropout")
     train, hp = resolve(RunSpec("modality-dropout", "watch", "complete", 0, {"p": 0.2, "lr": 0.01}), cls)
-    assert hp["p"] == 0.2 and train["lr"] == 0.01 and train["epochs"] == 20
+    assert hp["p"] == 0.2 and train["lr"] == 0.01 and train["epochs"] == 12
     train, _ = resolve(RunSpec("joint-sum", "mfeat-pix-mor"), get_method("joint-sum"))
-    assert train["fusion"] == "sum" and train["epochs"] == 30
+    assert train["fusion"] == "sum" and train["epochs"] == 20
     with pytest.raises(ValueError, match="unknown setting 'gama'"):
         resolve(RunSpec("joint", "watch", overrides={"gama": 1}), get_method("joint"))
 

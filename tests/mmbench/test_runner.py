@@ -102,3 +102,11 @@ def test_teacher_is_trained_once_and_cached(tmp_path, dataset_name):
     second = runner.teacher(parent, {"epochs": 2}, "joint", {})
     for (n, p), (_, q) in zip(first.modules().named_parameters(), second.modules().named_parameters()):
         assert (p == q).all(), n
+
+
+def test_dask_executor_runs_the_grid(tmp_path, dataset_name):
+    pytest.importorskip("distributed")
+    specs = [spec(dataset_name, seed=s) for s in range(2)]
+    counts = run_grid(specs, str(tmp_path), workers=1, show_progress=False, executor="dask")
+    assert counts["ok"] == 2
+    assert all(ResultsStore(tmp_path).is_done(s.key()) for s in specs)

@@ -1,0 +1,179 @@
+"""MLA: Multimodal Learning with Alternating unimodal adaptation (Zhang et al., CVPR 2024).
+
+Spec: ``docs/baselines-and-protocols.md`` section 3.5. The projection update is a few D x D device
+ops per step; the entropy gate uses ``kernels.modality_stats`` (one pass over all M heads).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from baselines._balance_utils import masked_ce, modality_stats
+from mmbench.batching import Batch
+from mmbench.methods.base import Method, register_method
+
+PROJECTIONS = ("replace", "add", "none")
+GATES = ("dynamic", "fixed")
+
+
+def owm_update(P: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
+    """One OWM step: ``k = P r``, ``P <- P - k k^T / (alpha + r^T k)``, ``P <- P / ||P||_F``.
+
+    ``P`` ``[D, D]``, ``r`` ``[D]``. Afterwards ``P r = alpha k / (alpha + r^T k)`` (before the
+    normalisation), i.e. nearly zero when ``alpha << r^T P r``: the direction r is projected out.
+    """
+    k = P @ r
+    P = P - torch.outer(k, k) / (alpha + r @ k)
+    return P / torch.linalg.matrix_norm(P)
+
+
+def project_gradient(G: torch.Tensor, P: torch.Tensor, mode: str) -> torch.Tensor:
+    """Head-weight gradient ``G`` ``[C, D]`` -> ``G P^T`` (``replace``) or ``G + G P^T`` (``add``)."""
+    if mode == "replace":
+        return G @ P.t()
+    if mode == "add":
+        return G + G @ P.t()
+    return G
+
+
+def gate_weights(logits: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """Dynamic fusion weights ``[M, B]`` from unimodal logits ``[M, B, C]`` and presence ``[B, M]``.
+
+    ``w_m = exp(max_j H_j - H_m) / sum_j exp(max_j H_j - H_j)`` over the PRESENT modalities of each
+    sample (a missing one gets weight 0), ``H_m`` the entropy of ``softmax(z_m)``.
+    """
+    H = modality_stats(logits, labels, backend=backend).entropy.to(logits.dtype)  # [M, B]
+    present = mask.t() > 0
+    return torch.softmax(torch.where(present, -H, torch.full_like(H, float("-inf"))), dim=0)
+
+
+@register_method
+class MLA(Method):
+    """MLA: alternate unimodal steps through one shared head, with an OWM-projected head gradient.
+
+    Idea: joint training lets the dominant modality starve the others. MLA never trains on the
+    fused loss: each batch makes one optimizer step per modality, each on that modality's CE through
+    a shared linear head, so every encoder is fully optimised. To stop the shared head from
+    forgetting the earlier modalities' directions, its weight gradient is projected (orthogonal
+    weight modification, OWM) onto the complement of the feature directions already seen. At test
+    time the unimodal logits are fused with per-sample weights that favour the confident
+    (low-entropy) modalities.
+
+    Per batch, for ``m = 1..M`` in turn: ``z_m = h(x_m)`` (``h = self.extra["head"]``, ``[C, D]``),
+    ``L_m = CE(z_m, y)`` over the samples having m; backward; then (every step but the very first
+    of the run) ``r`` = mean of the detached features ``x_m`` of those samples, ``P <- owm_update(P,
+    r, alpha_t)`` with ``alpha_t = 0.1^(1 + batch_idx / num_batches)``, head weight gradient
+    ``G <- project_gradient(G, P, projection)``; optimizer step. ``P`` ``[D, D]`` starts at the
+    identity and is kept in :meth:`extra_state`. The model's own fusion head is unused.
+
+    Prediction: ``sum_m w_m z_m`` with ``w = gate_weights(...)`` (``gate="dynamic"``) or fixed weights
+    (``gate="fixed"``: ``fixed_weights`` per modality, default uniform; official av_alpha 0.5 or
+    a/v/t 0.35/0.25/0.4), renormalised over each sample's present modalities.
+
+    Hyper-parameters (official -> harness default):
+
+    * ``projection``: ``"replace"`` (authors: ``G P^T``) -> ``"replace"``; ``"add"`` is
+      BalanceBenchmark's ``G + G P^T``; ``"none"`` disables the projection (ablation).
+    * ``gate``: ``"dynamic"`` (official entropy gate) -> ``"dynamic"``; ``fixed_weights``: None (uniform).
+    * ``backend``: ``kernels`` backend for the gate's entropies.
+
+    Departures:
+
+    * BalanceBenchmark adds the projected gradient -> ``projection="add"``.
+    * P here is D x D with the harness's feature width (official 512 x 512 for ResNet-18).
+    * official: SGD lr 1e-3, StepLR(70), 100 epochs; harness engine defaults. Each batch costs M
+      optimizer steps (each a forward/backward of one encoder only).
+    * a modality absent from a whole batch still gets its (zero-gradient) step, so momentum and
+      weight decay move it slightly, as in a data loader that yields such a batch.
+    """
+
+    name = "mla"
+    hparams: Dict[str, Any] = {"projection": "replace", "gate": "dynamic", "fixed_weights": None, "backend": "auto"}
+
+    def build(self) -> None:
+        if self.info.num_modalities < 2:
+            raise ValueError("MLA alternates between two or more modalities; this data set has one")
+        if self.hp["projection"] not in PROJECTIONS:
+            raise ValueError(f"projection={self.hp['projection']!r}: expected one of {PROJECTIONS}")
+        if self.hp["gate"] not in GATES:
+            raise ValueError(f"gate={self.hp['gate']!r}: expected one of {GATES}")
+        fixed = self.hp["fixed_weights"]
+        if fixed is not None and len(fixed) != self.info.num_modalities:
+            raise ValueError(f"fixed_weights needs {self.info.num_modalities} values, got {len(fixed)}")
+        D = self.model.feature_dim
+        self.extra["head"] = nn.Linear(D, self.info.num_classes)
+        self.P = torch.eye(D)
+        self.steps = 0  # modality steps so far; the very first one is not projected
+        self.batch_idx = 0
+        self.num_batches = max(1, self.info.num_train // self.info.batch_size)
+
+    def param_groups(self):
+        # The model's fusion head is never used: leave it out of the optimizer.
+        return [{"params": list(self.model.encoders.parameters()) + list(self.extra.parameters())}]
+
+    def extra_state(self) -> Dict[str, Any]:
+        return {"P": self.P.clone()}
+
+    def load_extra_state(self, state: Dict[str, Any]) -> None:
+        self.P = state["P"].clone()
+
+    def on_epoch_start(self, ctx) -> None:
+        self.batch_idx = 0
+        bs = self.info.batch_size
+        self.num_batches = max(1, ctx.train.num_batches(bs, drop_last=len(ctx.train) > bs))
+
+    # ----------------------------------------------------------------- training
+    def encode_one(self, batch: Batch, m: int) -> torch.Tensor:
+        """Feature ``[B, D]`` of modality ``m`` alone, missing samples handled as ``model.encode`` does."""
+        name, present = self.info.modalities[m], batch.mask[:, m]
+        x = batch.inputs[name]
+        if self.model.missing == "input":
+            fill = torch.zeros_like(x) if self.model.fill == "zeros" else torch.ones_like(x)
+            x = torch.where(present.view((-1,) + (1,) * (x.dim() - 1)) > 0, x, fill)
+            return self.model.encoders[name](x)
+        return self.model.encoders[name](x) * present.unsqueeze(1)
+
+    def modality_step(self, batch: Batch, m: int, ctx) -> torch.Tensor:
+        present = batch.mask[:, m]
+        head = self.extra["head"]
+        ctx.zero_grad()
+        feat = self.encode_one(batch, m)  # [B, D], only this encoder runs (the others get no grad)
+        loss = masked_ce(head(feat), batch.labels, present.to(feat.dtype))
+        ctx.backward(loss)
+        if self.hp["projection"] != "none" and self.steps > 0:
+            alpha_t = 0.1 ** (1 + self.batch_idx / self.num_batches)
+            with torch.no_grad():
+                f = feat.detach()
+                r = (f * present.unsqueeze(1)).sum(0) / present.sum().clamp_min(1.0)
+                self.P = owm_update(self.P.to(f), r, alpha_t)
+                if head.weight.grad is not None:
+                    head.weight.grad = project_gradient(head.weight.grad, self.P, self.hp["projection"])
+        self.steps += 1
+        ctx.step()
+        return loss.detach()
+
+    def training_step(self, batch: Batch, ctx) -> torch.Tensor:
+        losses = [self.modality_step(batch, m, ctx) for m in range(self.info.num_modalities)]
+        self.batch_idx += 1
+        return torch.stack(losses).mean()
+
+    # ----------------------------------------------------------------- evaluation
+    def unimodal_logits(self, batch: Batch) -> List[torch.Tensor]:
+        feats = self.model.encode(batch.with_mask(torch.ones_like(batch.mask)))
+        return [self.extra["head"](f) for f in feats]
+
+    def fusion_weights(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """``[M, B]`` weights over each sample's present modalities (sum 1 per sample)."""
+        if self.hp["gate"] == "dynamic":
+            return gate_weights(logits, batch.mask, batch.labels, self.hp["backend"])
+        M = logits.shape[0]
+        fixed = self.hp["fixed_weights"] or [1.0 / M] * M
+        w = torch.tensor(fixed, dtype=logits.dtype, device=logits.device).unsqueeze(1) * batch.mask.t().to(logits.dtype)
+        return w / w.sum(0, keepdim=True).clamp_min(1e-12)
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        logits = torch.stack(self.unimodal_logits(batch))  # [M, B, C], every encoder on its input
+        w = self.fusion_weights(logits, batch)
+        return (w.unsqueeze(-1) * logits).sum(0)

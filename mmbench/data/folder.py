@@ -1,0 +1,76 @@
+"""The on-disk folder format for a user's data set.
+
+``<root>/<name>/``::
+
+    labels.npy          int [N], classes 0..C-1
+    <modality>.npy      one per modality, [N, ...]: [N, D] vector, [N, C, T] series, [N, C, H, W] image
+    split.npy           optional, [N]: 0/1/2 or "train"/"val"/"test" (-1: in no split);
+                        default: stratified 60/20/20 with split_seed
+    groups.npy          optional, [N] int group (subject) ids
+    meta.json           optional: {"modalities": [order], "kinds": {name: kind}, "class_names": [...],
+                                   "num_classes": C, "source": "..."}
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from mmbench.data.arrays import build_dataset
+from mmbench.data.base import MultimodalDataset
+
+_RESERVED = {"labels", "split", "groups"}
+
+
+def load_folder(path: Union[str, os.PathLike], split_seed: int = 0, name: Optional[str] = None) -> MultimodalDataset:
+    """Read a data set in the folder format (module docstring) from ``path``.
+
+    Raises:
+        FileNotFoundError: naming the path, if the folder or its ``labels.npy`` is missing.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
+    if not (root / "labels.npy").exists():
+        raise FileNotFoundError(f"data folder {str(root)!r} has no labels.npy "
+                                "(expected labels.npy + <modality>.npy ...)")
+    meta = json.loads((root / "meta.json").read_text()) if (root / "meta.json").exists() else {}
+    found = sorted(p.stem for p in root.glob("*.npy") if p.stem not in _RESERVED)
+    order = list(meta.get("modalities") or found)
+    missing = [m for m in order if m not in found]
+    if missing:
+        raise FileNotFoundError(f"data folder {str(root)!r}: meta.json lists modality {missing[0]!r} but "
+                                f"{missing[0]}.npy is missing")
+    if not order:
+        raise FileNotFoundError(f"data folder {str(root)!r} has no <modality>.npy files besides labels.npy")
+    # allow_pickle stays False: a folder never needs to run code to be read
+    modalities = {m: np.load(root / f"{m}.npy") for m in order}
+    split = np.load(root / "split.npy") if (root / "split.npy").exists() else None
+    groups = np.load(root / "groups.npy") if (root / "groups.npy").exists() else None
+    return build_dataset(name or root.name, modalities, np.load(root / "labels.npy"), meta.get("num_classes"),
+                         split, meta.get("kinds"), split_seed, meta.get("class_names"), groups,
+                         source=meta.get("source") or f"user folder {root}")
+
+
+def save_folder(dataset: MultimodalDataset, path: Union[str, os.PathLike]) -> Path:
+    """Write ``dataset`` in the folder format (split as 0/1/2 codes, -1 for none); returns the folder path."""
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "labels.npy", dataset.labels)
+    for spec in dataset.specs:
+        np.save(root / f"{spec.name}.npy", dataset.arrays[spec.name])
+    codes = np.full(len(dataset), -1, dtype=np.int64)  # -1: a sample in no split
+    for k, part in enumerate(("train", "val", "test")):
+        codes[dataset.split[part]] = k
+    np.save(root / "split.npy", codes)
+    if dataset.groups is not None:
+        np.save(root / "groups.npy", dataset.groups)
+    meta = {"modalities": dataset.modalities, "kinds": {s.name: s.kind for s in dataset.specs},
+            "num_classes": dataset.num_classes, "source": dataset.source}
+    if dataset.class_names is not None:
+        meta["class_names"] = list(dataset.class_names)
+    (root / "meta.json").write_text(json.dumps(meta, indent=1))
+    return root

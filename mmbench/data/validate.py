@@ -1,0 +1,107 @@
+"""Checks every loader's output passes before anyone trains on it.
+
+Each check fails with a :class:`DatasetError` whose message names the data set, the modality (or
+split) and the offending value, so a broken loader or a user's folder is fixed from the message alone.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mmbench.data.base import SPLITS, MultimodalDataset
+
+# The number of per-sample dimensions each kind has: vector (D,), series (C, T), image (C, H, W).
+KIND_NDIM = {"vector": 1, "series": 2, "image": 3}
+
+
+class DatasetError(ValueError):
+    """A data set that breaks the :class:`MultimodalDataset` contract."""
+
+
+def validate(dataset: MultimodalDataset) -> MultimodalDataset:
+    """Check ``dataset`` and return it unchanged; raise :class:`DatasetError` on the first problem.
+
+    Checked: modality names unique and matching ``arrays``; each array ``[N, *spec.shape]`` float32
+    with the kind's number of dimensions, N equal to ``len(labels)``, and no NaN/inf; labels int64
+    ``[N]`` in ``[0, num_classes)``; ``class_names`` / ``groups`` of the right length; the split
+    has exactly train/val/test, each a non-empty int64 index array inside ``[0, N)`` with no repeats,
+    and the three are disjoint.
+    """
+    where = f"data set {dataset.name!r}"
+    labels = dataset.labels
+    if not isinstance(labels, np.ndarray) or labels.ndim != 1:
+        raise DatasetError(f"{where}: labels must be a 1-D array, got {getattr(labels, 'shape', type(labels))}")
+    if labels.dtype != np.int64:
+        raise DatasetError(f"{where}: labels must be int64, got {labels.dtype}")
+    n = labels.shape[0]
+    if n == 0:
+        raise DatasetError(f"{where}: no samples")
+    c = dataset.num_classes
+    if not isinstance(c, (int, np.integer)) or c < 1:
+        raise DatasetError(f"{where}: num_classes must be a positive int, got {c!r}")
+    bad = labels[(labels < 0) | (labels >= c)]
+    if bad.size:
+        raise DatasetError(f"{where}: label {int(bad[0])} is outside [0, {c}) (num_classes={c})")
+    if dataset.class_names is not None and len(dataset.class_names) != c:
+        raise DatasetError(f"{where}: {len(dataset.class_names)} class names for {c} classes")
+    if dataset.groups is not None and np.shape(dataset.groups) != (n,):
+        raise DatasetError(f"{where}: groups have shape {np.shape(dataset.groups)}, expected ({n},)")
+
+    names = [s.name for s in dataset.specs]
+    if not names:
+        raise DatasetError(f"{where}: no modalities")
+    if len(set(names)) != len(names):
+        raise DatasetError(f"{where}: duplicate modality names in {names}")
+    extra = sorted(set(dataset.arrays) - set(names))
+    if extra:
+        raise DatasetError(f"{where}: arrays for modalities without a spec: {extra} (specs: {names})")
+    for spec in dataset.specs:
+        _check_modality(where, spec, dataset.arrays.get(spec.name), n)
+
+    _check_split(where, dataset.split, n)
+    return dataset
+
+
+def _check_modality(where: str, spec, arr, n: int) -> None:
+    what = f"{where}, modality {spec.name!r}"
+    if spec.kind not in KIND_NDIM:
+        raise DatasetError(f"{what}: unknown kind {spec.kind!r} (expected one of {sorted(KIND_NDIM)})")
+    if arr is None:
+        raise DatasetError(f"{what}: no array")
+    if not isinstance(arr, np.ndarray):
+        raise DatasetError(f"{what}: expected a numpy array, got {type(arr).__name__}")
+    if arr.shape[0] != n:
+        raise DatasetError(f"{what} has {arr.shape[0]} samples but the labels have {n}")
+    if len(spec.shape) != KIND_NDIM[spec.kind]:
+        raise DatasetError(f"{what}: kind {spec.kind!r} needs {KIND_NDIM[spec.kind]} per-sample dims, "
+                           f"spec shape is {spec.shape}")
+    if tuple(arr.shape[1:]) != tuple(spec.shape):
+        raise DatasetError(f"{what}: per-sample shape {tuple(arr.shape[1:])} "
+                           f"does not match the spec {tuple(spec.shape)}")
+    if arr.dtype != np.float32:
+        raise DatasetError(f"{what}: dtype {arr.dtype}, expected float32")
+    if not np.isfinite(arr).all():
+        count = int(arr.size - np.isfinite(arr).sum())
+        raise DatasetError(f"{what}: {count} NaN/inf values")
+
+
+def _check_split(where: str, split, n: int) -> None:
+    if set(split) != set(SPLITS):
+        raise DatasetError(f"{where}: split keys {sorted(split)}, expected {list(SPLITS)}")
+    seen = np.zeros(n, dtype=np.int8)
+    for name in SPLITS:
+        idx = split[name]
+        what = f"{where}, split {name!r}"
+        if not isinstance(idx, np.ndarray) or idx.ndim != 1 or idx.dtype != np.int64:
+            raise DatasetError(f"{what}: expected a 1-D int64 index array, got {getattr(idx, 'dtype', type(idx))} "
+                               f"{getattr(idx, 'shape', '')}")
+        if idx.size == 0:
+            raise DatasetError(f"{what} is empty")
+        out = idx[(idx < 0) | (idx >= n)]
+        if out.size:
+            raise DatasetError(f"{what}: index {int(out[0])} outside [0, {n})")
+        if np.unique(idx).size != idx.size:
+            raise DatasetError(f"{what}: repeated indices")
+        if seen[idx].any():
+            other = int(idx[seen[idx] > 0][0])
+            raise DatasetError(f"{what}: index {other} is also in another split (splits must be disjoint)")
+        seen[idx] = 1

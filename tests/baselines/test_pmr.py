@@ -1,0 +1,143 @@
+"""PMR: prototypes are class means (and the EMA), the ratio / slower-modality rule, PCE reaches only
+the slower modality's encoder, the PER option, and end-to-end runs."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from baselines.pmr import prototype_logits, slower_weights
+from helpers import make_method, quick_fit, toy_dataset
+from mmbench.batching import SplitTensors
+
+
+def proto_ctx(data, seed=0, epoch=0, epochs=10):
+    train = SplitTensors(data, "train")
+    return SimpleNamespace(train=train, train_mask=None, eval_batch_size=50, generator=torch.Generator().manual_seed(seed),
+                           epoch=epoch, epochs=epochs)
+
+
+def batch_of(data, n=64):
+    return SplitTensors(data, "train").batch(torch.arange(n))
+
+
+def class_means_ref(method, data):
+    train = SplitTensors(data, "train")
+    batch = train.batch(torch.arange(len(train)))
+    with torch.no_grad():
+        feats = method.model.encode(batch)
+    K = data.num_classes
+    return torch.stack([torch.stack([f[batch.labels == k].mean(0) for k in range(K)]) for f in feats])
+
+
+def test_prototypes_are_class_means_and_ema():
+    data = toy_dataset()
+    method = make_method("pmr", data, hp={"proto_fraction": 1.0, "momentum": 0.5})
+    ctx = proto_ctx(data)
+    method.compute_prototypes(ctx)  # the first computation takes the class means as they are
+    first = class_means_ref(method, data)
+    torch.testing.assert_close(method.protos, first, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # move the encoders, then the EMA blends old and new means
+        for p in method.model.encoders.parameters():
+            p.add_(0.05)
+    method.compute_prototypes(ctx)
+    second = class_means_ref(method, data)
+    torch.testing.assert_close(method.protos, 0.5 * first + 0.5 * second, atol=1e-5, rtol=1e-5)
+    assert method.model.training  # restored after the eval-mode pass
+
+
+def test_prototype_logits_are_negative_distances():
+    feat, protos = torch.randn(5, 4), torch.randn(3, 4)
+    q = prototype_logits(feat, protos)
+    ref = -torch.stack([torch.stack([(f - c).norm() for c in protos]) for f in feat])
+    torch.testing.assert_close(q, ref)
+
+
+def test_ratio_and_slower_modality_rule():
+    data = toy_dataset()
+    method = make_method("pmr", data, hp={"proto_fraction": 1.0})
+    method.compute_prototypes(proto_ctx(data))
+    batch = batch_of(data)
+    with torch.no_grad():
+        feats = method.model.encode(batch)
+        _, _, score = method.pmr_terms(feats, batch)
+    y = batch.labels
+    ref = []
+    for m, f in enumerate(feats):
+        q = -torch.cdist(f.double(), method.protos[m].double())
+        ref.append(torch.softmax(q, 1)[torch.arange(len(y)), y].mean())
+    torch.testing.assert_close(score.double(), torch.stack(ref), atol=1e-5, rtol=1e-5)
+    rho = ref[0] / ref[1]  # official ratio a / v
+    expected = [0.0, 1.0] if rho > 1 else [1.0, 0.0]
+    assert slower_weights(score).tolist() == expected
+    # Hand examples: rho > 1 -> PCE on v; rho < 1 -> on a; equal -> none; M = 3 -> every non-best.
+    assert slower_weights(torch.tensor([0.6, 0.3])).tolist() == [0.0, 1.0]
+    assert slower_weights(torch.tensor([0.2, 0.3])).tolist() == [1.0, 0.0]
+    assert slower_weights(torch.tensor([0.3, 0.3])).tolist() == [0.0, 0.0]
+    assert slower_weights(torch.tensor([0.2, 0.5, 0.4])).tolist() == [1.0, 0.0, 1.0]
+
+
+def test_pce_reaches_only_the_slower_modality():
+    data = toy_dataset()
+    method = make_method("pmr", data, hp={"proto_fraction": 1.0, "alpha": 2.0})
+    ctx = proto_ctx(data)
+    method.on_epoch_start(ctx)
+    batch = batch_of(data)
+    method.model.zero_grad(set_to_none=True)
+    F.cross_entropy(method.model(batch), batch.labels).backward()
+    ref = {n: p.grad.clone() for n, p in method.model.named_parameters()}
+    method.model.zero_grad(set_to_none=True)
+    loss = method.compute_loss(batch, ctx)
+    loss.backward()
+    w = method.last_weights
+    assert w.sum() == 1
+    slow = int(torch.argmax(w))
+    fast = 1 - slow
+    with torch.no_grad():
+        feats = method.model.encode(batch)
+        pce, _, _ = method.pmr_terms(feats, batch)
+        fused = F.cross_entropy(method.model(batch), batch.labels)
+    torch.testing.assert_close(loss.detach(), fused + 2.0 * pce[slow])
+    for n, p in method.model.named_parameters():
+        if n.startswith(f"encoders.{data.modalities[fast]}.") or n.startswith("head."):
+            torch.testing.assert_close(p.grad, ref[n], rtol=0, atol=0)  # no PCE gradient
+    slow_names = [n for n in ref if n.startswith(f"encoders.{data.modalities[slow]}.")]
+    assert any(not torch.allclose(dict(method.model.named_parameters())[n].grad, ref[n]) for n in slow_names)
+
+
+def test_per_option_subtracts_dominant_entropy():
+    data = toy_dataset()
+    method = make_method("pmr", data, hp={"proto_fraction": 1.0, "per": True, "per_weight": 0.5, "alpha": 1.0})
+    ctx = proto_ctx(data)
+    method.on_epoch_start(ctx)
+    batch = batch_of(data)
+    with torch.no_grad():
+        loss = method.compute_loss(batch, ctx)
+        feats = method.model.encode(batch)
+        pce, ent, score = method.pmr_terms(feats, batch)
+        w = slower_weights(score)
+        fused = F.cross_entropy(method.model(batch), batch.labels)
+    torch.testing.assert_close(loss, fused + (w * pce).sum() - 0.5 * ((1 - w) * ent).sum())
+
+
+def test_window_and_state():
+    data = toy_dataset()
+    method = make_method("pmr", data, hp={"end": 0.5})
+    ctx = proto_ctx(data, epoch=6, epochs=10)
+    method.on_epoch_start(ctx)  # outside the window: plain fused CE
+    batch = batch_of(data)
+    with torch.no_grad():
+        torch.testing.assert_close(method.compute_loss(batch, ctx), F.cross_entropy(method.model(batch), batch.labels))
+    state = method.extra_state()
+    method.load_extra_state(state)
+    assert state["protos"].shape == (2, data.num_classes, 64)
+
+
+@pytest.mark.parametrize("three, pattern", [(False, "complete"), (True, "complete"), (False, "dropout")])
+def test_end_to_end(three, pattern):
+    out = quick_fit("pmr", toy_dataset(three=three), epochs=2, pattern=pattern)
+    m = out["metrics"]
+    assert np.isfinite(m["test_acc"]) and m["test_acc"] > 0.3
+    assert all(np.isfinite(h["loss"]) for h in out["history"])
+    assert torch.isfinite(out["method"].protos).all()

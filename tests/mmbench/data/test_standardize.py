@@ -1,0 +1,48 @@
+"""standardize(): train-only statistics, per feature / per channel, input untouched."""
+import numpy as np
+
+from mmbench.data import ModalitySpec, MultimodalDataset, standardize
+from mmbench.data.splits import random_split
+
+
+def toy(n=200):
+    rng = np.random.default_rng(0)
+    v = rng.normal(3.0, 2.0, size=(n, 4)).astype(np.float32)
+    v[:, 2] = 5.0  # constant feature
+    s = (rng.normal(size=(n, 2, 9)) * [[4.0], [0.5]] + [[10.0], [-1.0]]).astype(np.float32)
+    i = rng.normal(7.0, 3.0, size=(n, 3, 4, 4)).astype(np.float32)
+    specs = [ModalitySpec("v", "vector", (4,)), ModalitySpec("s", "series", (2, 9)),
+             ModalitySpec("i", "image", (3, 4, 4))]
+    labels = (np.arange(n) % 2).astype(np.int64)
+    return MultimodalDataset("toy", specs, {"v": v, "s": s, "i": i}, labels, 2, random_split(n))
+
+
+def test_train_statistics_per_feature_and_channel():
+    d = toy()
+    before = {k: v.copy() for k, v in d.arrays.items()}
+    z = standardize(d)
+    tr = d.split["train"]
+    v = z.arrays["v"][tr]
+    np.testing.assert_allclose(v.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(v.std(0)[[0, 1, 3]], 1, atol=1e-4)
+    assert np.all(z.arrays["v"][:, 2] == 0) and np.isfinite(z.arrays["v"]).all()  # constant: centred, floored std
+    np.testing.assert_allclose(z.arrays["s"][tr].mean(axis=(0, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(z.arrays["s"][tr].std(axis=(0, 2)), 1, atol=1e-4)
+    np.testing.assert_allclose(z.arrays["i"][tr].std(axis=(0, 2, 3)), 1, atol=1e-4)
+    assert all(z.arrays[k].dtype == np.float32 for k in z.arrays)
+    for k in before:  # the input is not modified
+        np.testing.assert_array_equal(d.arrays[k], before[k])
+
+
+def test_val_and_test_use_the_train_statistics():
+    d = toy()
+    z = standardize(d)
+    tr, te = d.split["train"], d.split["test"]
+    x = d.arrays["s"].astype(np.float64)
+    mean, std = x[tr].mean(axis=(0, 2), keepdims=True), x[tr].std(axis=(0, 2), keepdims=True)
+    np.testing.assert_allclose(z.arrays["s"][te], ((x - mean) / std)[te], rtol=1e-5, atol=1e-5)
+    # test statistics must not leak: shifting the test samples does not change the train output
+    d.arrays["s"][te] += 100.0
+    np.testing.assert_array_equal(standardize(d).arrays["s"][tr], z.arrays["s"][tr])
+    m, s = z.meta["standardize"]["s"]
+    assert m.shape == (2, 1) and s.shape == (2, 1)
