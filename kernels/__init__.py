@@ -1,0 +1,33 @@
+"""mmbench fused kernels: a standalone package (it never imports ``mmbench``).
+
+Ops (each with an eager reference that is the specification and the CPU path, a Triton kernel for
+CUDA tensors, and for op 1 a C++/CUDA extension):
+
+* :func:`modality_stats` -- per-modality softmax statistics of ``[M, B, C]`` logits (lse, CE,
+  entropy, p_true, batch means / sums used by OGM-GE and ARL), one launch for all modalities.
+* :func:`weighted_multimodal_ce` -- ``sum_m mean_b w[m(,b)] * CE[m, b]`` with a recompute-softmax
+  backward that never writes into the caller's logits.
+* :func:`arl_coefficients`, :func:`ogm_ge_coefficients` -- device-side coefficient epilogues (no host sync).
+
+Benchmarks: ``python -m kernels.benchmark`` (see :mod:`kernels.benchmark`).
+"""
+from .coefficients import arl_coefficients, ogm_ge_coefficients
+from .cpp_ext import cpp_available
+from .modality_stats import ModalityStats, modality_stats, weighted_multimodal_ce
+
+__all__ = [
+    "ModalityStats",
+    "modality_stats",
+    "weighted_multimodal_ce",
+    "arl_coefficients",
+    "ogm_ge_coefficients",
+    "cpp_available",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Other ops (owned by another helper: edit only the lines between these markers).
+# from .dgl_head import ...
+# from .mad import ...
+# from .pme import ...
+# __all__ += [...]
+# ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import List, Optional
 
-from mmbench.config import RunSpec, parse_overrides
+from mmbench.config import RunSpec, parse_overrides, resolve
 
 
 class Command:
@@ -77,6 +77,10 @@ class All(Command):
             suite.seeds = [int(s) for s in args.seeds.split(",")]
         suite.overrides.update(parse_overrides(args.set))
         specs = select_shard(suite.specs(), parse_shard(args.shard))
+        from mmbench.methods import get_method
+
+        for s in specs:  # unknown settings: an error before anything runs
+            resolve(s, get_method(s.method))
         store = ResultsStore(args.out)
         done = sum(store.is_done(s.key()) for s in specs)
         print(f"suite {suite.name}: {len(suite.methods)} methods x {len(suite.datasets)} data sets x "
@@ -121,6 +125,7 @@ class Run(Command):
         load_dataset(args.dataset)
         get_pattern(args.pattern)
         spec = RunSpec(args.method, args.dataset, args.pattern, args.seed, parse_overrides(args.set))
+        resolve(spec, get_method(args.method))  # unknown settings: an error now, not a failed run
         result = Runner(args.out).run(spec, force=args.force)
         if args.json:
             print(json.dumps(result, indent=1, default=str))

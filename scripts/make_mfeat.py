@@ -48,9 +48,9 @@ def read_csvs(src: Path) -> dict:
 
 def convert(src: Path) -> dict:
     out, labels = {}, None
-    for view, text in read_csvs(src).items():
-        if view not in VIEWS:
-            continue
+    texts = read_csvs(src)
+    for view in VIEWS:  # fixed order, so the archive does not depend on zip or directory order
+        text = texts[view]
         table = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1)
         x, y = table[:, :-1], table[:, -1]
         assert x.shape == (2000, VIEWS[view]), (view, x.shape)
