@@ -48,41 +48,24 @@ def masked_ce(logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor)
     return (ce * present).sum() / present.sum().clamp_min(1.0)
 
 
+def device_generator(ctx_generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """``ctx_generator`` itself on CPU; on an accelerator a generator of that device seeded from one
+    draw of ``ctx_generator`` (reproducible, and noise is then drawn on the device: a pageable
+    host-to-device copy of CPU noise would stall the stream every step)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return ctx_generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=ctx_generator))  # a CPU tensor: no device sync
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def noise_like(tensors: Sequence[torch.Tensor], generator: torch.Generator) -> list:
-    """Standard normal noise shaped like each tensor, drawn in ONE call from the CPU ``generator``
-    (reproducible across devices) and moved to the tensors' device."""
+    """Standard normal noise shaped like each tensor, drawn in ONE call from ``generator`` (on the
+    generator's device, see :func:`device_generator`)."""
     sizes = [t.numel() for t in tensors]
     if not sizes:
         return []
-    flat = torch.randn(sum(sizes), generator=generator, dtype=torch.float32)
-    flat = flat.to(device=tensors[0].device, dtype=tensors[0].dtype, non_blocking=True)
+    flat = torch.randn(sum(sizes), generator=generator, device=generator.device, dtype=torch.float32)
+    flat = flat.to(device=tensors[0].device, dtype=tensors[0].dtype)
     return [chunk.view_as(t) for chunk, t in zip(flat.split(sizes), tensors)]
 
-
-# TEMPORARY: reference versions of the ``kernels`` API until the package lands (removed then).
-try:
-    from kernels import modality_stats, ogm_ge_coefficients  # noqa: F401
-except ImportError:  # pragma: no cover
-    from types import SimpleNamespace
-
-    def modality_stats(logits, labels, backend="auto"):
-        z = torch.stack(list(logits)) if isinstance(logits, (list, tuple)) else logits
-        logp = torch.log_softmax(z.float(), -1)
-        lse = torch.logsumexp(z.float(), -1)
-        idx = labels.view(1, -1, 1).expand(z.shape[0], -1, 1)
-        lp_true = logp.gather(-1, idx).squeeze(-1)
-        ent = -(logp.exp() * logp).sum(-1)
-        p_true = lp_true.exp()
-        return SimpleNamespace(lse=lse, ce=-lp_true, entropy=ent, p_true=p_true, ce_mean=(-lp_true).mean(1),
-                               entropy_mean=ent.mean(1), p_true_sum=p_true.sum(1), abs_logit_mean=z.abs().mean(1).sum(-1))
-
-    def ogm_ge_coefficients(p_true_sum, alpha, rule="pair"):
-        s = p_true_sum
-        if rule == "pair":
-            ratio = torch.stack([s[0] / s[1], s[1] / s[0]])
-            return torch.where(ratio > 1, 1 - torch.tanh(alpha * ratio), torch.ones_like(ratio))
-        if rule == "min":
-            ratio = s / s.min()
-            return torch.where(ratio > 1, 1 - torch.tanh(alpha * ratio), torch.ones_like(ratio))
-        ratio = s / s.mean()
-        return 1 - torch.tanh(alpha * (ratio - 1))

@@ -15,7 +15,8 @@ from typing import Any, Dict, List
 import torch
 import torch.nn.functional as F
 
-from baselines._balance_utils import masked_mean, modality_stats, scale_grad, window_active
+from baselines._balance_utils import masked_mean, scale_grad, window_active
+from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
 
@@ -94,7 +95,8 @@ class AGM(Method):
     With the harness's default ``missing="feature"`` and concat fusion the head is linear, so
     ``o_m = W_m x_m + b / M`` (OGM's convention) and the subsets cost one batched head call: the
     encoders run once (``f(S)`` only zeroes features). With ``missing="input"`` every subset reruns
-    the encoders on zero-filled inputs in eval mode (the official 4 forward passes for M = 2).
+    the encoders on zero-filled inputs in eval mode (the official 4 forward passes for M = 2). The
+    decomposition is generic: every fusion head works (concat is the default).
 
     Hyper-parameters (official -> harness default):
 
@@ -153,7 +155,9 @@ class AGM(Method):
             was = model.head.training
             model.head.eval()
             # All other subsets in one head call: features x_m * S_m, stacked along the batch.
-            stacked = [(subsets[1:, m].view(-1, 1, 1) * f.unsqueeze(0)).reshape((K - 1) * B, -1) for m, f in enumerate(feats)]
+            stacked = [
+                (subsets[1:, m].view(-1, 1, 1) * f.unsqueeze(0)).reshape((K - 1) * B, -1) for m, f in enumerate(feats)
+            ]
             rest = model.head(stacked).view(K - 1, B, -1)
             model.head.train(was)
             return torch.cat([full.unsqueeze(0), rest])

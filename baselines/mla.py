@@ -5,12 +5,13 @@ ops per step; the entropy gate uses ``kernels.modality_stats`` (one pass over al
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import torch
 from torch import nn
 
-from baselines._balance_utils import masked_ce, modality_stats
+from baselines._balance_utils import masked_ce
+from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
 

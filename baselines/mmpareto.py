@@ -32,7 +32,9 @@ def pareto_weights(g_mm: torch.Tensor, g_u: torch.Tensor) -> torch.Tensor:
     return torch.stack([w1, 1.0 - w1])
 
 
-def combine(g_mm: Sequence[torch.Tensor], g_u: Sequence[torch.Tensor], w: torch.Tensor, gamma: float) -> List[torch.Tensor]:
+def combine(
+    g_mm: Sequence[torch.Tensor], g_u: Sequence[torch.Tensor], w: torch.Tensor, gamma: float
+) -> List[torch.Tensor]:
     """Per tensor: ``g = 2 (w1 g_mm + w2 g_u)``; if ``||g_mm + g_u|| > ||g||`` rescale ``g`` to that
     norm; return ``gamma * g``."""
     out = []
@@ -80,7 +82,9 @@ class MMPareto(Method):
         if self.info.num_modalities < 2:
             raise ValueError("MMPareto needs two or more modalities; this data set has one")
         self.extra["heads"] = unimodal_heads(self.info.num_modalities, self.model.feature_dim, self.info.num_classes)
-        self.enc_params = [[p for p in self.model.encoders[m].parameters() if p.requires_grad] for m in self.info.modalities]
+        self.enc_params = [
+            [p for p in self.model.encoders[m].parameters() if p.requires_grad] for m in self.info.modalities
+        ]
         self.head_params = [p for p in self.model.head.parameters() if p.requires_grad]
         self.uni_params = [p for p in self.extra.parameters() if p.requires_grad]
         self.last_weights: torch.Tensor | None = None

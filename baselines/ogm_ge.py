@@ -13,7 +13,8 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
-from baselines._balance_utils import masked_mean, modality_stats, noise_like, ogm_ge_coefficients, window_active
+from baselines._balance_utils import device_generator, masked_mean, noise_like, window_active
+from kernels import modality_stats, ogm_ge_coefficients
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
 from mmbench.models.fusion import ConcatFusion, SumFusion
@@ -26,9 +27,12 @@ def unimodal_logits_ogm(head: nn.Module, feats: List[torch.Tensor]) -> torch.Ten
     """OGM/PMR unimodal logits ``[M, B, C]``.
 
     Concat head ``z = W [x_1; ...; x_M] + b``: ``z_m = W_m x_m + b / M``, so ``sum_m z_m = z`` exactly
-    (the official ``torch.mm(a, W[:, :512].T) + b / 2``). This differs from the harness's shared-head
-    convention ``W_m x_m + b`` (ARL/DGL, ``model.unimodal_logits``) only by ``(M - 1) b / M``, which
-    shifts every sample's logits alike. Sum head: ``z_m = W_m x_m + b_m`` (official sum fusion).
+    (the official ``torch.mm(a, W[:, :512].T) + b / 2``). The harness's shared-head convention
+    (ARL/DGL, ``model.unimodal_logits``) is ``W_m x_m + b``: it adds the same class vector
+    ``(M - 1) b / M`` to every sample, which changes the softmax scores (and can change the argmax).
+    OGM-GE's scores use the b/M form, as official; the harness's unimodal *evaluation* keeps the
+    shared-head form for every method (comparability). Sum head: ``z_m = W_m x_m + b_m`` (official
+    sum fusion).
     """
     if isinstance(head, ConcatFusion):
         M = len(feats)
@@ -79,7 +83,8 @@ class OGMGE(Method):
     encoder u: ``g <- k_u g`` (``ge=False``: OGM) or ``g <- k_u g + N(0, std(g)^2)`` (``ge=True``,
     OGM-GE; noise on EVERY modality's tensors, ``k = 1`` included, as in the official code and the
     paper's eq. for ``u in {a, v}``). The fusion head and untouched tensors keep the plain gradient.
-    Noise comes from ``ctx.generator`` (CPU, one draw per step, moved to the device).
+    Noise: one draw per step from ``ctx.generator`` on CPU; on an accelerator from a device generator
+    seeded once from ``ctx.generator`` (reproducible, no per-step host-to-device copy).
 
     Hyper-parameters (official -> harness default):
 
@@ -137,6 +142,8 @@ class OGMGE(Method):
             raise ValueError("rule='pair' is the two-modality rule; use 'min' or 'mean' for M > 2")
         self.targets = [modulated_tensors(self.model.encoders[m], self.hp["modulate"]) for m in self.info.modalities]
         self.last_k: torch.Tensor | None = None
+        self._noise_gen: torch.Generator | None = None  # per-device generator, seeded from ctx.generator
+        self._noise_ctx: torch.Generator | None = None
         self._k_sum: torch.Tensor | None = None
         self._k_count = 0
         self.k_history: List[List[float]] = []
@@ -175,7 +182,10 @@ class OGMGE(Method):
 
     def after_backward(self, batch: Batch, ctx) -> None:
         if self._active and self.last_k is not None:
-            self.modulate(self.last_k, ctx.generator)
+            if self._noise_gen is None or self._noise_ctx is not ctx.generator:
+                self._noise_gen = device_generator(ctx.generator, self.last_k.device)
+                self._noise_ctx = ctx.generator
+            self.modulate(self.last_k, self._noise_gen)
 
     def on_epoch_end(self, ctx) -> None:
         if self._k_count:

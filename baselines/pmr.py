@@ -12,7 +12,8 @@ from typing import Any, Dict, List
 import torch
 import torch.nn.functional as F
 
-from baselines._balance_utils import masked_mean, modality_stats, window_active
+from baselines._balance_utils import masked_mean, window_active
+from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
 

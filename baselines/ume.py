@@ -91,6 +91,11 @@ class UME(Unimodal):
             return torch.zeros((), device=batch.labels.device)
         return super().training_step(batch, ctx)
 
+    def on_epoch_end(self, ctx) -> None:
+        # ``unimodal`` ranks modalities on validation for its fused prediction; UME's average needs
+        # no ranking, so skip that extra evaluation pass.
+        pass
+
     def predict(self, batch: Batch) -> torch.Tensor:
         """Mean of the present modalities' unimodal logits ``[B, C]``."""
         return ensemble_average(self._logits(batch), batch.mask, self.hp["average"])

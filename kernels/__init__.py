@@ -26,8 +26,13 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------
 # Other ops (owned by another helper: edit only the lines between these markers).
-# from .dgl_head import ...
-# from .mad import ...
-# from .pme import ...
-# __all__ += [...]
+from .dgl_head import dgl_concat_head, dgl_concat_head_reference, dgl_released_logits, dgl_released_step  # noqa: E402
+from .mad import mad_loss, mad_loss_reference, mad_weights  # noqa: E402
+from .pme import pme_reference, pme_sample_kl, pme_triton_eps  # noqa: E402
+
+__all__ += [
+    "dgl_concat_head", "dgl_concat_head_reference", "dgl_released_logits", "dgl_released_step",
+    "mad_loss", "mad_loss_reference", "mad_weights",
+    "pme_sample_kl", "pme_reference", "pme_triton_eps",
+]
 # ---------------------------------------------------------------------------------------------

@@ -16,15 +16,17 @@ Public API:
 
 * :func:`dgl_concat_head` -- the op, ``backend="auto" | "eager" | "triton"``.
 * :func:`dgl_concat_head_reference` -- the eager specification (also the CPU path).
-* :func:`dgl_released_step` -- the released two-backward composition (benchmark baseline, test oracle).
+* :func:`dgl_released_logits`, :func:`dgl_released_step` -- the released forward (zero-padded
+  concatenations) and two-backward update (benchmark baseline, test oracle).
 """
 from __future__ import annotations
 
-import os
 from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+
+from ._utils import resolve_backend
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -90,6 +92,10 @@ def dgl_concat_head(
     * the gradient at ``z`` reaches only ``weight`` and ``bias`` (``dW_m = g^T x_m``, ``db = sum_rows g``);
     * the gradient at ``z_m`` reaches only ``features[m]`` (``dx_m = g_m W_m``), never ``weight``/``bias``.
 
+    The Triton path keeps the skinny GEMMs in cuBLAS and fuses the bias/sum epilogue into one launch
+    (why: :mod:`kernels.dgl_head_triton`); both paths give the same gradients as the released
+    two-backward procedure (:func:`dgl_released_step`).
+
     Args:
         features: M tensors ``[B, D_m]`` (same dtype and device as ``weight``; B >= 1).
         weight: ``[C, sum_m D_m]``, column blocks ``W_m`` in modality order.
@@ -103,19 +109,37 @@ def dgl_concat_head(
         ValueError: shape, dtype or device mismatch, empty batch, unknown backend.
     """
     _check_inputs(features, weight, bias)
-    if _use_triton(backend, weight):
+    if _use_triton(backend, weight.device):
         from .dgl_head_triton import DGLConcatHeadFunction
 
         return DGLConcatHeadFunction.apply(weight, bias, *features)
     return dgl_concat_head_reference(features, weight, bias)
 
 
-def _use_triton(backend: str, ref: torch.Tensor) -> bool:
+def _use_triton(backend: str, device: torch.device) -> bool:
+    """Resolve ``backend`` with the package rule (:func:`kernels._utils.resolve_backend`); no C++ path here."""
     if backend not in ("auto", "eager", "triton"):
         raise ValueError(f"backend must be 'auto', 'eager' or 'triton'; got {backend!r}")
-    if backend == "triton" and not ref.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
-    return backend == "triton" or (backend == "auto" and ref.is_cuda)
+    return resolve_backend(backend, device) == "triton"
+
+
+def dgl_released_logits(
+    features: Sequence[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Forward of the released code (``docs/methods.md`` §2 steps 2-3): zero-padded concatenations.
+
+    Returns ``(fused [B, C], unimodal [M, B, C])``; the fused logits see detached features, the
+    unimodal logits see ``W``, ``b`` undetached (the released code fixes that up in backward).
+    """
+    widths = _check_inputs(features, weight, bias)
+    # 2. fused logits from detached, concatenated features
+    fused = F.linear(torch.cat([x.detach() for x in features], dim=1), weight, bias)
+    # 3. unimodal logits: the same W, b with every other modality zero-filled
+    unimodal = []
+    for m, x in enumerate(features):
+        parts = [x if k == m else x.new_zeros(x.shape[0], widths[k]) for k in range(len(features))]
+        unimodal.append(F.linear(torch.cat(parts, dim=1), weight, bias))
+    return fused, torch.stack(unimodal)
 
 
 def dgl_released_step(
@@ -125,7 +149,8 @@ def dgl_released_step(
 
     Zero-padded concatenations, backward of ``alpha * L_uni`` with ``retain_graph=True``, deletion of
     the head gradients, then backward of ``L_f`` on detached features. Gradients accumulate into
-    ``.grad`` of ``features`` (leaves or not) and of ``weight``/``bias`` as in the released code.
+    ``.grad`` of the leaves behind ``features`` and into ``weight.grad``/``bias.grad`` (overwritten:
+    step 6 deletes them), as in the released code.
 
     Args:
         features: M tensors ``[B, D_m]`` requiring grad.
@@ -136,14 +161,7 @@ def dgl_released_step(
     Returns:
         ``(fused [B, C], unimodal [M, B, C], loss)`` (detached), where ``loss = L_f + alpha * L_uni``.
     """
-    widths = _check_inputs(features, weight, bias)
-    # 2. fused logits from detached, concatenated features
-    fused = F.linear(torch.cat([x.detach() for x in features], dim=1), weight, bias)
-    # 3. unimodal logits: the same W, b with every other modality zero-filled
-    unimodal = []
-    for m, x in enumerate(features):
-        parts = [x if k == m else x.new_zeros(x.shape[0], widths[k]) for k in range(len(features))]
-        unimodal.append(F.linear(torch.cat(parts, dim=1), weight, bias))
+    fused, unimodal = dgl_released_logits(features, weight, bias)
     # 4. losses
     loss_f = F.cross_entropy(fused, labels)
     loss_uni = alpha * sum(F.cross_entropy(z_m, labels) for z_m in unimodal)
@@ -154,4 +172,4 @@ def dgl_released_step(
     bias.grad = None
     # 7. second backward: only W and b receive gradient (inputs are detached)
     loss_f.backward()
-    return fused.detach(), torch.stack(unimodal).detach(), (loss_f + loss_uni).detach()
+    return fused.detach(), unimodal.detach(), (loss_f + loss_uni).detach()

@@ -21,9 +21,9 @@ Public API: :func:`mad_loss`, :func:`mad_loss_reference`, :func:`mad_weights`.
 """
 from __future__ import annotations
 
-import os
-
 import torch
+
+from ._utils import resolve_backend
 
 EPS = 1e-12  # the clamp of F.normalize, as in the released code
 _VARIANTS = ("column", "row")
@@ -57,6 +57,13 @@ def mad_weights(teacher_logits: torch.Tensor) -> torch.Tensor:
     total = entropy.sum()
     uniform = torch.full_like(entropy, 1.0 / entropy.shape[0])
     return torch.where(total > 0, entropy / total.clamp_min(torch.finfo(entropy.dtype).tiny), uniform)
+
+
+def _use_triton(backend: str, device: torch.device) -> bool:
+    """Resolve ``backend`` with the package rule (:func:`kernels._utils.resolve_backend`); no C++ path here."""
+    if backend not in ("auto", "eager", "triton"):
+        raise ValueError(f"backend must be 'auto', 'eager' or 'triton'; got {backend!r}")
+    return resolve_backend(backend, device) == "triton"
 
 
 def _check_inputs(student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tensor, variant: str) -> None:
@@ -123,7 +130,8 @@ def mad_loss(
         teacher: ``[N, D_t]``; a constant.
         weights: ``[N]``; a constant.
         variant: ``"column"`` or ``"row"``.
-        backend: ``"auto"`` (Triton on CUDA tensors, eager otherwise), ``"eager"`` or ``"triton"``.
+        backend: ``"auto"`` (Triton on CUDA tensors, eager otherwise and for float64), ``"eager"`` or
+            ``"triton"``.
         split_halves: per-half row normalisation (released segmentation quirk); both backends.
 
     Returns:
@@ -133,15 +141,12 @@ def mad_loss(
         ValueError: bad shapes, dtypes, devices, variant or backend; float64 with ``backend="triton"``.
     """
     _check_inputs(student, teacher, weights, variant)
-    if backend not in ("auto", "eager", "triton"):
-        raise ValueError(f"backend must be 'auto', 'eager' or 'triton'; got {backend!r}")
-    use_triton = backend == "triton" or (backend == "auto" and student.is_cuda)
-    if not use_triton:
-        return mad_loss_reference(student, teacher, weights, variant, split_halves)
-    if not student.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
-    if torch.float64 in (student.dtype, teacher.dtype):
+    use_triton = _use_triton(backend, student.device)  # validates `backend` first
+    is_f64 = torch.float64 in (student.dtype, teacher.dtype)
+    if is_f64 and backend == "triton":
         raise ValueError("the Triton MAD path computes in float32; use backend='eager' for float64")
+    if is_f64 or not use_triton:  # "auto" keeps float64 on the eager path
+        return mad_loss_reference(student, teacher, weights, variant, split_halves)
     from .mad_triton import MADLossFunction
 
     return MADLossFunction.apply(student, teacher.detach(), weights.detach(), variant == "row", split_halves)

@@ -19,10 +19,10 @@ Backward (``docs/methods.md`` §6.3), :func:`mad_grad_kernel`:
   ``dF_s[i] += (dS[i, j] + dS[j, i]^T) F_s[j]`` accumulates tile by tile in registers.
 
 Cost: the forward computes both Grams once (``2 N^2 D`` FLOP each, 2 "Gram units"); the backward
-recomputes them once per ``BLOCK_DO``-wide chunk of the output ``D`` (the ``[BLOCK_M, BLOCK_DO]``
-accumulator must fit in registers; 2 chunks at D = 512) plus one Gram unit for ``E F``: about 7 units
-for forward + backward at D = 512, against about 4 GEMM units plus ~20 passes over ``N x N`` fp32
-matrices for eager. Memory: ``O(N * D)`` plus ``O(N)`` statistics and ``O(splits * N * D)`` fp32 partials.
+recomputes them once per ``NUM_DO * BLOCK_DO`` (up to 512) output columns (the accumulators must
+fit in registers; once at D = 512) plus one Gram unit for ``E F``: about 5 units for forward +
+backward at D <= 512, against about 4 GEMM units plus ~20 passes over ``N x N`` fp32 matrices for
+eager. Memory: ``O(N * D)`` plus ``O(N)`` statistics and ``O(splits * N * D)`` fp32 partials.
 
 A second grid axis splits the column loop (``splits``) so that ``N = 9600`` gives enough programs to
 fill an H100; partial sums are reduced by torch afterwards, deterministically (no atomics).
@@ -30,12 +30,11 @@ Block sizes come from :func:`_config` (no ``@triton.autotune``: it does not run 
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
+from ._utils import interpreting
 from .mad import EPS
 
 
@@ -102,7 +101,7 @@ def mad_stats_kernel(
         c0 += tl.sum(tl.where(seg1, 0.0, tto), axis=1)
         c1 += tl.sum(tl.where(seg1, tto, 0.0), axis=1)
     # 5. store this program's partial sums (reduced over splits by torch)
-    out = part_ptr + pid_s * 10 * N + rows
+    out = part_ptr + pid_s.to(tl.int64) * 10 * N + rows
     tl.store(out, ss0, mask=row_mask)
     tl.store(out + N, ss1, mask=row_mask)
     tl.store(out + 2 * N, tt0, mask=row_mask)
@@ -124,6 +123,21 @@ def _normalised_tiles(s, t, ns0, ns1, nt0, nt1, seg1, EPS: tl.constexpr):
 
 
 @triton.jit
+def _accumulate_chunk(acc, e, fs_ptr, stride, cols, col_mask, d0, DS, BLOCK_DO: tl.constexpr, PRECISION: tl.constexpr):
+    """``acc += e @ F_s[cols, d0:d0 + BLOCK_DO]``."""
+    dcols = d0 + tl.arange(0, BLOCK_DO)
+    f_j = tl.load(fs_ptr + cols[:, None] * stride + dcols[None, :], mask=col_mask[:, None] & (dcols < DS)[None, :],
+                  other=0.0)
+    return tl.dot(e, f_j.to(tl.float32), acc, input_precision=PRECISION)
+
+
+@triton.jit
+def _store_chunk(dfs_ptr, acc, rows, row_mask, d0, DS, BLOCK_DO: tl.constexpr):
+    dcols = d0 + tl.arange(0, BLOCK_DO)
+    tl.store(dfs_ptr + rows[:, None] * DS + dcols[None, :], acc, mask=row_mask[:, None] & (dcols < DS)[None, :])
+
+
+@triton.jit
 def mad_grad_kernel(
     fs_ptr, ft_ptr, w_ptr, norms_ptr,
     c_ptr,  # [2, N] fp32: c_i per segment (already summed over splits)
@@ -132,17 +146,19 @@ def mad_grad_kernel(
     N, DS, DT, stride_s, stride_t, SPLIT,
     ROW_WEIGHT: tl.constexpr, EPS: tl.constexpr, SPLITS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DO: tl.constexpr,
+    NUM_DO: tl.constexpr,  # 1, 2 or 4 accumulators of BLOCK_DO columns: one Gram recompute serves them all
     PRECISION: tl.constexpr,
 ):
     """Backward: ``dF_s[i, chunk] = sum_j (dS[i, j] + dS[j, i]) F_s[j, chunk]``, tile by tile."""
-    # 1. this program: row block pid_m, output columns [pid_d * BLOCK_DO, +BLOCK_DO), column split pid_s
+    # 1. this program: row block pid_m, output columns [d0, d0 + NUM_DO * BLOCK_DO), column split pid_s.
+    #    Separate accumulators (not one [BLOCK_M, NUM_DO * BLOCK_DO]) keep each tl.dot and each loaded
+    #    feature tile small, while the costly recomputed Gram tiles are shared by all of them.
     pid_m = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_s = tl.program_id(2)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     row_mask = rows < N
-    dcols = pid_d * BLOCK_DO + tl.arange(0, BLOCK_DO)
-    dcol_mask = dcols < DS
+    d0 = pid_d * (NUM_DO * BLOCK_DO)
     # 2. statistics of the rows i ([BLOCK_M, 1]); those of the columns j are loaded per tile below
     ns0_i = tl.load(norms_ptr + rows, mask=row_mask, other=1.0)[:, None]
     ns1_i = tl.load(norms_ptr + N + rows, mask=row_mask, other=1.0)[:, None]
@@ -152,7 +168,10 @@ def mad_grad_kernel(
     c1_i = tl.load(c_ptr + N + rows, mask=row_mask, other=0.0)[:, None]
     w_i = tl.load(w_ptr + rows, mask=row_mask, other=0.0).to(tl.float32)[:, None]
     seg1_i = (rows >= SPLIT)[:, None]  # segment of column i in the transposed entries dS[j, i]
-    acc = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    acc0 = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    acc1 = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    acc2 = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
+    acc3 = tl.zeros((BLOCK_M, BLOCK_DO), dtype=tl.float32)
     for n0 in range(pid_s * BLOCK_N, N, SPLITS * BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         col_mask = cols < N
@@ -185,14 +204,25 @@ def mad_grad_kernel(
         c = tl.where(seg1_i, c1_j, c0_j)
         c = tl.where(tl.where(seg1_i, ns1_j, ns0_j) > EPS, c, 0.0)
         e += (2.0 * (sh - th) * omega - c * sh) / ds
-        # 6. dF_s[i, chunk] += (dS[i, j] + dS[j, i]^T) F_s[j, chunk]
-        f_j = tl.load(fs_ptr + cols[:, None] * stride_s + dcols[None, :],
-                      mask=col_mask[:, None] & dcol_mask[None, :], other=0.0)
-        acc = tl.dot(e, f_j.to(tl.float32), acc, input_precision=PRECISION)
-    # 7. chain rule with the upstream scalar gradient, then store the partial
-    acc *= tl.load(grad_ptr)
-    out = dfs_ptr + pid_s * N * DS + rows[:, None] * DS + dcols[None, :]
-    tl.store(out, acc, mask=row_mask[:, None] & dcol_mask[None, :])
+        # 6. dF_s[i, chunk] += (dS[i, j] + dS[j, i]^T) F_s[j, chunk] for each of this program's chunks
+        acc0 = _accumulate_chunk(acc0, e, fs_ptr, stride_s, cols, col_mask, d0, DS, BLOCK_DO, PRECISION)
+        if NUM_DO > 1:
+            acc1 = _accumulate_chunk(acc1, e, fs_ptr, stride_s, cols, col_mask, d0 + BLOCK_DO, DS, BLOCK_DO,
+                                     PRECISION)
+        if NUM_DO > 2:
+            acc2 = _accumulate_chunk(acc2, e, fs_ptr, stride_s, cols, col_mask, d0 + 2 * BLOCK_DO, DS, BLOCK_DO,
+                                     PRECISION)
+            acc3 = _accumulate_chunk(acc3, e, fs_ptr, stride_s, cols, col_mask, d0 + 3 * BLOCK_DO, DS, BLOCK_DO,
+                                     PRECISION)
+    # 7. chain rule with the upstream scalar gradient, then store the partials
+    g = tl.load(grad_ptr)
+    out = dfs_ptr + pid_s.to(tl.int64) * N * DS
+    _store_chunk(out, acc0 * g, rows, row_mask, d0, DS, BLOCK_DO)
+    if NUM_DO > 1:
+        _store_chunk(out, acc1 * g, rows, row_mask, d0 + BLOCK_DO, DS, BLOCK_DO)
+    if NUM_DO > 2:
+        _store_chunk(out, acc2 * g, rows, row_mask, d0 + 2 * BLOCK_DO, DS, BLOCK_DO)
+        _store_chunk(out, acc3 * g, rows, row_mask, d0 + 3 * BLOCK_DO, DS, BLOCK_DO)
 
 
 _FORCE_SPLITS = None  # tests set this to cover the split column loop on CPU
@@ -203,31 +233,33 @@ def _config(n: int, d_s: int, device: torch.device, backward: bool = False) -> d
 
     * ``tl.dot`` needs every block dimension >= 16.
     * GPU forward: 64 x 64 Gram tiles for large N (more reuse per loaded K-slice), 32 x 32 otherwise.
-    * GPU backward: 32 x 32 tiles, so that the ``[BLOCK_M, BLOCK_DO]`` fp32 accumulator and the
-      ``[BLOCK_N, BLOCK_DO]`` feature tile (``BLOCK_DO`` up to 256, i.e. at most two Gram recomputations
-      for D = 512) stay in registers at 8 warps.
+    * GPU backward: 32 x 32 tiles and up to 4 accumulators of ``[32, 128]`` fp32 (64 registers per
+      thread at 8 warps), so one Gram recomputation covers 512 output columns: D = 512 costs one.
     * The column loop is split so that about four programs per SM are in flight.
-    * Under the interpreter every program instance costs milliseconds: large tiles, no split.
+    * Under the interpreter every program instance costs milliseconds: large tiles, no split; the
+      backward uses 32-wide chunks so that small test shapes still cover several accumulators.
     These sizes are untuned guesses until measured on a GPU.
     """
-    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    interpret = interpreting()
     if interpret:
-        block_m, block_k, block_do = 64, max(16, min(64, triton.next_power_of_2(d_s))), 64
+        block_m, block_k, block_do = 64, max(16, min(64, triton.next_power_of_2(d_s))), 32
     else:
         block_m = 64 if (n >= 4096 and not backward) else 32
-        block_k, block_do = 32, 256
+        block_k, block_do = 32, 128
     block_m = block_n = max(16, min(block_m, triton.next_power_of_2(n)))
     block_do = max(16, min(block_do, triton.next_power_of_2(d_s)))
+    num_do = min(4, triton.next_power_of_2(triton.cdiv(d_s, block_do)))
+    d_programs = triton.cdiv(d_s, block_do * num_do)
     row_blocks, col_blocks = triton.cdiv(n, block_m), triton.cdiv(n, block_n)
     splits = 1
     if _FORCE_SPLITS is not None:  # test hook: exercise the split-and-reduce path under the interpreter
         splits = min(_FORCE_SPLITS, col_blocks)
     elif not interpret and device.type == "cuda":
         sms = torch.cuda.get_device_properties(device).multi_processor_count
-        programs = row_blocks * (triton.cdiv(d_s, block_do) if backward else 1)
+        programs = row_blocks * (d_programs if backward else 1)
         splits = max(1, min(col_blocks, triton.cdiv(4 * sms, programs)))
-    return dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_DO=block_do, splits=splits,
-                row_blocks=row_blocks)
+    return dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_DO=block_do, NUM_DO=num_do,
+                d_programs=d_programs, splits=splits, row_blocks=row_blocks)
 
 
 def _precision() -> str:
@@ -256,7 +288,7 @@ def _row_stats(student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tens
     mad_stats_kernel[(cfg["row_blocks"], splits)](
         student, teacher, weights, part, n, d_s, teacher.shape[1], student.stride(0), teacher.stride(0), split,
         ROW_WEIGHT=row_weight, SPLITS=splits, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
-        BLOCK_K=cfg["BLOCK_K"], PRECISION=_precision(),
+        BLOCK_K=cfg["BLOCK_K"], PRECISION=_precision(), num_warps=8,  # 8 warps: fp64 tile copies in registers
     )
     sums = part[0] if splits == 1 else part.sum(0)
     norms = sums[:4].sqrt()  # S seg 0, S seg 1, T seg 0, T seg 1
@@ -295,12 +327,13 @@ class MADLossFunction(torch.autograd.Function):
         splits = cfg["splits"]
         grad = grad_loss.reshape(1).to(torch.float32)
         part = torch.empty((splits, n, d_s), dtype=torch.float32, device=student.device)
-        grid = (cfg["row_blocks"], triton.cdiv(d_s, cfg["BLOCK_DO"]), splits)
+        grid = (cfg["row_blocks"], cfg["d_programs"], splits)
         mad_grad_kernel[grid](
             student, teacher, weights, norms, c, grad, part,
             n, d_s, teacher.shape[1], student.stride(0), teacher.stride(0), ctx.split,
             ROW_WEIGHT=ctx.row_weight, EPS=EPS, SPLITS=splits, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
-            BLOCK_K=cfg["BLOCK_K"], BLOCK_DO=cfg["BLOCK_DO"], PRECISION=_precision(), num_warps=8,
+            BLOCK_K=cfg["BLOCK_K"], BLOCK_DO=cfg["BLOCK_DO"], NUM_DO=cfg["NUM_DO"], PRECISION=_precision(),
+            num_warps=8,
         )
         grad_student = (part[0] if splits == 1 else part.sum(0)).to(student.dtype)
         return grad_student, None, None, None, None

@@ -22,15 +22,23 @@ Public API: :func:`pme_sample_kl`, :func:`pme_reference`, :func:`pme_triton_eps`
 """
 from __future__ import annotations
 
-import os
 from typing import Optional, Tuple, Union
 
 import torch
 import triton
 import triton.language as tl
 
+from ._utils import resolve_backend
+
 Seed = Union[int, torch.Tensor]
 _BLOCK = 1024
+
+
+def _use_triton(backend: str, device: torch.device) -> bool:
+    """Resolve ``backend`` with the package rule (:func:`kernels._utils.resolve_backend`); no C++ path here."""
+    if backend not in ("auto", "eager", "triton"):
+        raise ValueError(f"backend must be 'auto', 'eager' or 'triton'; got {backend!r}")
+    return resolve_backend(backend, device) == "triton"
 
 
 def _check_inputs(mu: torch.Tensor, logvar: torch.Tensor, seed: Seed) -> None:
@@ -87,21 +95,21 @@ def pme_sample_kl(
         seed: Python int in ``[0, 2**63)`` or a one-element integer tensor (for Triton, on ``mu``'s
             device: it is read in the kernel, no host sync). Eager and Triton give different eps.
         training: ``True`` samples ``z``; ``False`` returns ``z = mu`` (the same tensor, mean only).
-        backend: ``"auto"`` (Triton on CUDA tensors, eager otherwise), ``"eager"`` or ``"triton"``.
+        backend: ``"auto"`` (Triton on CUDA tensors, eager otherwise and for float64), ``"eager"`` or
+            ``"triton"`` (float16 / bfloat16 / float32).
 
     Returns:
         ``(z [B, ...] in mu's dtype, kl [] in mu's dtype)``; Triton accumulates the KL in float32.
 
     Raises:
-        ValueError: shape/dtype/device mismatch, empty batch, bad seed or backend.
+        ValueError: shape/dtype/device mismatch, empty batch, bad seed or backend, float64 with "triton".
     """
     _check_inputs(mu, logvar, seed)
-    if backend not in ("auto", "eager", "triton"):
-        raise ValueError(f"backend must be 'auto', 'eager' or 'triton'; got {backend!r}")
-    if backend == "eager" or (backend == "auto" and not mu.is_cuda):
+    use_triton = _use_triton(backend, mu.device)  # validates `backend` first
+    if mu.dtype == torch.float64 and backend == "triton":
+        raise ValueError("the Triton PME path computes in float32; use backend='eager' for float64")
+    if mu.dtype == torch.float64 or not use_triton:  # "auto" keeps float64 on the eager path
         return pme_reference(mu, logvar, _eager_eps(mu, seed) if training else None)
-    if not mu.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
     if mu.numel() >= 2**31:
         raise ValueError("the Triton PME path indexes with int32 offsets: numel must be < 2**31")
     if isinstance(seed, torch.Tensor) and seed.device != mu.device:
@@ -126,8 +134,10 @@ def pme_triton_eps(mu: torch.Tensor, seed: Seed) -> torch.Tensor:
 @triton.jit
 def _load_seed(seed_ptr, seed_value, SEED_FROM_PTR: tl.constexpr):
     if SEED_FROM_PTR:
-        return tl.load(seed_ptr).to(tl.int64)  # device-side seed: no host sync
-    return seed_value
+        seed = tl.load(seed_ptr).to(tl.int64)  # device-side seed: no host sync
+    else:
+        seed = seed_value
+    return seed
 
 
 @triton.jit

@@ -60,6 +60,7 @@ class Provider:
             "not available: reason", never silently dropped.
         baseline: speedups of the op are computed relative to this provider.
         modes: the modes this provider supports.
+        heavy: expensive to set up (e.g. ``torch.compile``); skipped by ``--quick`` runs.
     """
 
     name: str
@@ -67,6 +68,7 @@ class Provider:
     available: Callable[[torch.device], Tuple[bool, str]] = always_available
     baseline: bool = False
     modes: Tuple[str, ...] = MODES
+    heavy: bool = False
 
 
 def _default_backward(out: Any, inputs: Inputs) -> None:
@@ -93,6 +95,7 @@ class BenchOp:
             mode (default: ``out.backward()`` on a scalar, ``out.sum().backward()`` otherwise).
         grad_to_none: names of inputs whose ``.grad`` is reset between timed calls.
         dtypes: dtypes to benchmark by default.
+        modes: modes the op supports (e.g. ``("fwd",)`` for a no-grad statistics op).
         description: one line for the report.
     """
 
@@ -104,6 +107,7 @@ class BenchOp:
     run_backward: Callable[[Any, Inputs], None] = _default_backward
     grad_to_none: Sequence[str] = ()
     dtypes: Sequence[torch.dtype] = (torch.float32,)
+    modes: Tuple[str, ...] = MODES
     description: str = ""
 
     def provider(self, name: str) -> Provider:

@@ -6,6 +6,7 @@ are the codes ``1 .. 2**M - 1``. Every helper here works on device tensors witho
 """
 from __future__ import annotations
 
+import functools
 from typing import Iterable, List, Sequence
 
 import torch
@@ -20,17 +21,29 @@ def check_multimodal(info, method: str) -> None:
         )
 
 
-def subset_table(num_modalities: int, device=None) -> torch.Tensor:
-    """``[2**M - 1, M]`` float presence masks of every non-empty subset; row ``k`` is code ``k + 1``."""
+@functools.lru_cache(maxsize=None)
+def _subset_table(num_modalities: int, device: str) -> torch.Tensor:
     codes = torch.arange(1, 2**num_modalities, device=device)
     bits = torch.arange(num_modalities, device=device)
     return ((codes.unsqueeze(1) >> bits) & 1).float()
 
 
+def subset_table(num_modalities: int, device=None) -> torch.Tensor:
+    """``[2**M - 1, M]`` float presence masks of every non-empty subset; row ``k`` is code ``k + 1``.
+
+    Cached per (M, device): it is built once, not every step. Treat it as read-only.
+    """
+    return _subset_table(num_modalities, str(torch.device(device or "cpu")))
+
+
+@functools.lru_cache(maxsize=None)
+def _powers(num_modalities: int, device: str) -> torch.Tensor:
+    return 2 ** torch.arange(num_modalities, device=device)
+
+
 def mask_to_code(mask: torch.Tensor) -> torch.Tensor:
     """``[B, M]`` presence mask -> ``[B]`` int64 combination codes (0 = nothing present)."""
-    weights = 2 ** torch.arange(mask.shape[1], device=mask.device)
-    return ((mask > 0).long() * weights).sum(1)
+    return ((mask > 0).long() * _powers(mask.shape[1], str(mask.device))).sum(1)
 
 
 def code_of(modalities: Iterable[str], order: Sequence[str]) -> int:
@@ -88,11 +101,15 @@ def concat_features(feats: List[torch.Tensor]) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- kernel-based MMD
 def _pairwise_sq_dist(x: torch.Tensor) -> torch.Tensor:
+    """``[N, N]`` squared Euclidean distances between the rows of ``x`` (exact zeros on the diagonal)."""
     sq = (x * x).sum(1)
-    return (sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * x @ x.t()).clamp_min(0.0)
+    d2 = torch.addmm(sq.unsqueeze(1) + sq.unsqueeze(0), x, x.t(), alpha=-2.0).clamp_min(0.0)
+    return d2.fill_diagonal_(0.0)
 
 
-def multi_gaussian_kernel(x: torch.Tensor, weights: torch.Tensor, kernel_num: int = 5, kernel_mul: float = 2.0) -> torch.Tensor:
+def multi_gaussian_kernel(
+    x: torch.Tensor, weights: torch.Tensor, kernel_num: int = 5, kernel_mul: float = 2.0
+) -> torch.Tensor:
     """Mean of ``kernel_num`` Gaussian kernels ``(1/K) sum_k exp(-||x - x'||^2 / sigma_k)`` over the rows of ``x``.
 
     ``x``: ``[N, F]`` pooled source and target rows; ``weights``: ``[N]`` non-negative row weights
@@ -103,9 +120,20 @@ def multi_gaussian_kernel(x: torch.Tensor, weights: torch.Tensor, kernel_num: in
     kernel in [0, 1] and the MMD in [0, 2] whatever the number of kernels and factors.
     """
     d2 = _pairwise_sq_dist(x)
-    pair_w = weights.unsqueeze(1) * weights.unsqueeze(0)
-    off = pair_w * (1.0 - torch.eye(len(x), device=x.device, dtype=x.dtype))
-    base = ((d2 * off).sum() / off.sum().clamp_min(1e-12)).detach().clamp_min(1e-12)
+    with torch.no_grad():
+        # sum_{i != j} w_i w_j d2_ij / sum_{i != j} w_i w_j (the diagonal of d2 is zero).
+        w = weights.to(x.dtype)
+        pairs = w.sum() ** 2 - (w * w).sum()
+        base = ((w @ d2 @ w) / pairs.clamp_min(1e-12)).clamp_min(1e-12)
+    if kernel_mul == 2.0:
+        # exp(-d2 / (base 2^k)) for k = kmax, kmax-1, ...: one exp at the widest bandwidth, then each
+        # narrower kernel is the square of the previous one (saves kernel_num - 1 exps of [N, N]).
+        k = torch.exp(-d2 / (base * 2.0 ** (kernel_num - 1 - kernel_num // 2)))
+        total = k
+        for _ in range(kernel_num - 1):
+            k = k * k
+            total = total + k
+        return total / kernel_num
     scales = kernel_mul ** (torch.arange(kernel_num, device=x.device, dtype=x.dtype) - kernel_num // 2)
     return torch.exp(-d2.unsqueeze(0) / (base * scales).view(-1, 1, 1)).mean(0)
 
@@ -129,49 +157,15 @@ def joint_mmd(
         ``K = prod_l K_l``. It is the squared RKHS distance between the two weighted empirical
         embeddings: exactly 0 when source and target are identical, > 0 otherwise.
     """
-    b = source[0].shape[0]
     if weights is None:
-        weights = torch.ones(b, device=source[0].device, dtype=source[0].dtype)
+        weights = torch.ones(source[0].shape[0], device=source[0].device, dtype=source[0].dtype)
     pooled_w = torch.cat([weights, weights])
     kernel = None
     for s, t in zip(source, target):
         k = multi_gaussian_kernel(torch.cat([s, t]), pooled_w, kernel_num, kernel_mul)
         kernel = k if kernel is None else kernel * k
     w = weights / weights.sum().clamp_min(1e-12)
-    k_ss, k_tt, k_st = kernel[:b, :b], kernel[b:, b:], kernel[:b, b:]
-    return w @ k_ss @ w + w @ k_tt @ w - 2.0 * (w @ k_st @ w)
+    # w^T K_ss w + w^T K_tt w - 2 w^T K_st w = u^T K u with u = [w; -w] (K is symmetric).
+    u = torch.cat([w, -w])
+    return u @ (kernel @ u)
 
-
-# --------------------------------------------------------------------------- TEMPORARY kernel shim
-# TODO(remove when kernels/ lands): eager stand-ins with the public kernels' signatures.
-try:  # pragma: no cover - depends on the kernels helper's progress
-    from kernels import mad_loss, mad_weights, pme_sample_kl, weighted_multimodal_ce  # noqa: F401
-except ImportError:  # pragma: no cover
-    import torch.nn.functional as _F
-
-    def pme_sample_kl(mu, logvar, seed, training=True, backend="auto"):
-        kl = 0.5 * (logvar.exp() + mu * mu - logvar - 1).sum() / mu.shape[0]
-        if not training:
-            return mu, kl
-        g = torch.Generator().manual_seed(int(seed.reshape(-1)[0]))
-        eps = torch.randn(mu.shape, generator=g).to(mu)
-        return mu + eps * torch.exp(0.5 * logvar), kl
-
-    def mad_weights(teacher_logits):
-        logp = torch.log_softmax(teacher_logits.detach().float(), 1)
-        h = -(logp.exp() * logp).sum(1)
-        return h / h.sum().clamp_min(1e-12)
-
-    def mad_loss(student, teacher, weights, variant="column", backend="auto"):
-        gs = _F.normalize(student @ student.t(), dim=1)
-        t = teacher.detach()
-        gt = _F.normalize(t @ t.t(), dim=1)
-        return ((gs - gt) ** 2 * weights.detach().unsqueeze(0)).sum()
-
-    def weighted_multimodal_ce(logits, labels, weights):
-        if isinstance(logits, (list, tuple)):
-            logits = torch.stack(list(logits))
-        m, b, c = logits.shape
-        ce = _F.cross_entropy(logits.reshape(m * b, c), labels.repeat(m), reduction="none").view(m, b)
-        w = weights if weights.dim() == 2 else weights.unsqueeze(1)
-        return (w * ce).mean(1).sum()

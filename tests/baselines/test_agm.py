@@ -9,10 +9,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import make_method, quick_fit, toy_dataset
 
 from baselines.agm import decomposition_matrix
-from helpers import make_method, quick_fit, toy_dataset
 from mmbench.batching import SplitTensors
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def batch_of(data, n=64, mask=None):
@@ -29,7 +38,9 @@ def f_subset(method, batch, keep):
     return method.model(batch.with_mask(batch.mask * mask))
 
 
-@pytest.mark.parametrize("fusion, missing", [("concat", "feature"), ("gated", "feature"), ("concat", "input"), ("film", "input")])
+@pytest.mark.parametrize(
+    "fusion, missing", [("concat", "feature"), ("gated", "feature"), ("concat", "input"), ("film", "input")]
+)
 def test_two_modality_responses_are_agm_form_and_sum_to_fused(fusion, missing):
     data = toy_dataset()
     method = make_method("agm", data, fusion=fusion, missing=missing)

@@ -4,11 +4,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import make_method, quick_fit, run_info, toy_dataset
 
 from baselines.mmpareto import combine, pareto_weights
-from helpers import make_method, quick_fit, run_info, toy_dataset
 from mmbench.batching import SplitTensors
 from mmbench.engine.context import TrainContext
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_weights_equal_when_cosine_positive():
@@ -28,8 +37,11 @@ def test_weights_are_min_norm_when_cosine_negative():
     # Orthogonal (cos = 0) counts as conflict; the clip keeps w in [0, 1].
     w = pareto_weights(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 3.0]))
     torch.testing.assert_close(w, torch.tensor([0.9, 0.1]))
+    # Opposite directions: the segment passes through 0, at w1 = 0.1 / 1.1.
     w = pareto_weights(torch.tensor([1.0, 0.0, 0.0]), torch.tensor([-0.1, 0.0, 0.0]))
-    torch.testing.assert_close(w, torch.tensor([0.0, 1.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(w, torch.tensor([1 / 11, 10 / 11]))
+    # A zero gradient (e.g. a modality absent from the batch) gives finite weights.
+    assert torch.isfinite(pareto_weights(torch.zeros(3), torch.zeros(3))).all()
 
 
 def test_combine_rescales_and_boosts():
@@ -95,17 +107,6 @@ def test_step_gradients_follow_the_formula(three):
         if n.startswith("extra.heads."):
             m = int(n.split(".")[2])
             torch.testing.assert_close(got[n], g_u[m][n], atol=1e-6, rtol=1e-5)
-
-
-def test_conflicting_modality_gets_min_norm_weights():
-    data = toy_dataset()
-    method = make_method("mmpareto", data)
-    batch = SplitTensors(data, "train").batch(torch.arange(64))
-    method.training_step(batch, frozen_ctx(method, data))
-    w = method.last_weights
-    assert torch.allclose(w.sum(1), torch.ones(2))
-    assert ((w[:, 0] == 0.5) | (w[:, 0] != 0.5)).all()  # shapes / finiteness
-    assert torch.isfinite(w).all()
 
 
 @pytest.mark.parametrize("three, pattern", [(False, "complete"), (True, "complete"), (False, "dropout")])

@@ -7,11 +7,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from baselines._balance_utils import ogm_ge_coefficients
-from baselines.ogm_ge import modulated_tensors, unimodal_logits_ogm
 from helpers import make_method, quick_fit, toy_dataset
+
+from baselines.ogm_ge import modulated_tensors, unimodal_logits_ogm
+from kernels import ogm_ge_coefficients
 from mmbench.batching import SplitTensors
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def batch_of(data, n=64, mask=None):
@@ -75,6 +84,11 @@ def test_unimodal_logits_use_b_over_m_and_sum_to_fused():
     assert torch.allclose(z.sum(0), fused, atol=1e-5)
     W, b = method.model.head.weight, method.model.head.bias
     assert torch.allclose(z[1], feats[1] @ W[:, 64:128].T + b / 3, atol=1e-5)
+    summed = make_method("ogm-ge", data, fusion="sum")  # official sum fusion: z_m = fc_m(x_m)
+    with torch.no_grad():
+        feats = summed.model.encode(batch)
+        z = unimodal_logits_ogm(summed.model.head, feats)
+        assert torch.allclose(z.sum(0), summed.model.head(feats), atol=1e-5)
 
 
 def test_method_coefficients_match_reference():

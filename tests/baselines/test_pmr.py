@@ -6,16 +6,25 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import make_method, quick_fit, toy_dataset
 
 from baselines.pmr import prototype_logits, slower_weights
-from helpers import make_method, quick_fit, toy_dataset
 from mmbench.batching import SplitTensors
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def proto_ctx(data, seed=0, epoch=0, epochs=10):
     train = SplitTensors(data, "train")
-    return SimpleNamespace(train=train, train_mask=None, eval_batch_size=50, generator=torch.Generator().manual_seed(seed),
-                           epoch=epoch, epochs=epochs)
+    return SimpleNamespace(train=train, train_mask=None, eval_batch_size=50,
+                           generator=torch.Generator().manual_seed(seed), epoch=epoch, epochs=epochs)
 
 
 def batch_of(data, n=64):
@@ -100,7 +109,7 @@ def test_pce_reaches_only_the_slower_modality():
         fused = F.cross_entropy(method.model(batch), batch.labels)
     torch.testing.assert_close(loss.detach(), fused + 2.0 * pce[slow])
     for n, p in method.model.named_parameters():
-        if n.startswith(f"encoders.{data.modalities[fast]}.") or n.startswith("head."):
+        if n.startswith((f"encoders.{data.modalities[fast]}.", "head.")):
             torch.testing.assert_close(p.grad, ref[n], rtol=0, atol=0)  # no PCE gradient
     slow_names = [n for n in ref if n.startswith(f"encoders.{data.modalities[slow]}.")]
     assert any(not torch.allclose(dict(method.model.named_parameters())[n].grad, ref[n]) for n in slow_names)

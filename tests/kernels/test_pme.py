@@ -111,7 +111,7 @@ def test_triton_does_not_modify_inputs():
 
 
 @pytest.mark.parametrize("case", ["shape", "dtype", "empty", "scalar", "float_seed", "seed_shape", "neg_seed",
-                                  "backend", "int"])
+                                  "backend", "int", "float64"])
 def test_bad_input_raises(case):
     mu, logvar, seed, backend = torch.randn(4, 3), torch.randn(4, 3), 0, "triton"
     if case == "shape":
@@ -132,6 +132,8 @@ def test_bad_input_raises(case):
         backend = "fast"
     elif case == "int":
         mu, logvar = torch.ones(4, 3, dtype=torch.int64), torch.ones(4, 3, dtype=torch.int64)
+    elif case == "float64":
+        mu, logvar = mu.double(), logvar.double()
     with pytest.raises(ValueError):
         pme_sample_kl(mu, logvar, seed, backend=backend)
 
@@ -153,3 +155,15 @@ def test_gpu_compiled_no_host_sync_with_device_seed():
     torch.testing.assert_close(kl, kl_ref, rtol=1e-5, atol=1e-3)
     for g, e in zip(grads, torch.autograd.grad(z_ref.square().sum() + kl_ref, (mu, logvar))):
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_benchmark_op_runs_on_cpu():
+    import kernels.benchmark.ops_pme  # noqa: F401  (registers the op)
+    from kernels.benchmark.registry import get_op
+
+    op = get_op("pme_sample_kl")
+    shape = {"B": 4, "feat": (3, 2)}
+    inputs = op.make_inputs(shape, torch.device("cpu"), torch.float32)
+    for mode in ("fwd", "fwd_bwd"):
+        op.provider("eager").make_fn(inputs, mode)()
+    assert inputs["mu"].grad is not None and op.model_bytes(shape, "fwd") == 4 * 24 * 3

@@ -110,3 +110,24 @@ def test_dask_executor_runs_the_grid(tmp_path, dataset_name):
     counts = run_grid(specs, str(tmp_path), workers=1, show_progress=False, executor="dask")
     assert counts["ok"] == 2
     assert all(ResultsStore(tmp_path).is_done(s.key()) for s in specs)
+
+
+def test_nan_loss_is_recorded_as_diverged(tmp_path, dataset_name):
+    import torch.nn.functional as F
+
+    from mmbench.methods import METHODS, Method, register_method
+
+    if "test-nan-loss" not in METHODS:
+
+        @register_method
+        class NaNLoss(Method):
+            """Always a NaN loss (test only)."""
+
+            name = "test-nan-loss"
+
+            def compute_loss(self, batch, ctx):
+                return F.cross_entropy(self.model(batch), batch.labels) * float("nan")
+
+    result = Runner(tmp_path).run(spec(dataset_name, method="test-nan-loss"))
+    assert result["status"] == "diverged" and "non-finite" in result["error"]
+    assert ResultsStore(tmp_path).is_done(result["key"])  # diverged is a finished outcome, not retried

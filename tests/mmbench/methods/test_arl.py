@@ -1,14 +1,15 @@
 """ARL: the coefficient formula, which gradients are scaled by (1 + w_m), warm-up, the released option."""
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import make_method, quick_fit, toy_dataset
 
 import kernels
-from helpers import make_method, quick_fit, toy_dataset
 from mmbench.batching import SplitTensors
 from mmbench.methods.arl import warmup_end
 
@@ -17,7 +18,7 @@ from mmbench.methods.arl import warmup_end
 def ref_coefficients(uni: np.ndarray, temperature: float, floor: float = 0.3) -> np.ndarray:
     """Independent numpy reference of docs/methods.md 1(a) step 3, uni ``[M, B, C]`` float64.
 
-    Two modalities: softmax(T [d_v q_a, d_a q_v]); M > 2: softmax(T (q - d)).
+    Two modalities: softmax(T [d_v q_a, d_a q_v]); M > 2: softmax(T q_m sum_{j != m} d_j).
     """
     p = np.exp(uni - uni.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
@@ -26,7 +27,7 @@ def ref_coefficients(uni: np.ndarray, temperature: float, floor: float = 0.3) ->
     q = (1 / h) / (1 / h).sum()
     D = np.abs(uni).mean(1).sum(-1)  # [M] sum over classes of the batch-mean |z|
     d = D / D.sum()
-    x = temperature * (np.array([d[1] * q[0], d[0] * q[1]]) if len(d) == 2 else q - d)
+    x = temperature * (np.array([d[1] * q[0], d[0] * q[1]]) if len(d) == 2 else q * (d.sum() - d))
     e = np.exp(x - x.max())
     return e / e.sum()
 
@@ -97,7 +98,8 @@ def test_method_coefficients_match_reference(three):
     _, method = build(three=three, temperature=8.0)
     g = torch.Generator().manual_seed(1)
     M = 3 if three else 2
-    uni = torch.randn(M, 32, 4, generator=g, dtype=torch.float64) * torch.tensor([3.0, 0.5, 1.0][:M]).view(M, 1, 1).double()
+    spread = torch.tensor([3.0, 0.5, 1.0][:M], dtype=torch.float64).view(M, 1, 1)
+    uni = torch.randn(M, 32, 4, generator=g, dtype=torch.float64) * spread
     w = method.coefficients(uni, torch.randint(0, 4, (32,), generator=g))
     torch.testing.assert_close(w, torch.from_numpy(ref_coefficients(uni.numpy(), 8.0)), rtol=1e-8, atol=1e-10)
     assert abs(float(w.sum()) - 1) < 1e-12
@@ -180,6 +182,22 @@ def test_one_modality_rejected():
 
 
 # ----------------------------------------------------------------------------- end to end
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="CPU Triton interpreter not enabled")
+def test_triton_backend_matches_eager():
+    """The method's Triton path (run by the CPU interpreter here) gives the eager loss and gradients."""
+    data = toy_dataset()
+    out = {}
+    for backend in ("eager", "triton"):
+        method = make_method("arl", data, hp={"backend": backend})
+        batch = SplitTensors(data, "train").batch(torch.arange(32))
+        loss = method.compute_loss(batch, SimpleNamespace(epoch=5, epochs=10))
+        loss.backward()
+        out[backend] = (loss.detach(), {n: p.grad for n, p in method.model.named_parameters()})
+    torch.testing.assert_close(out["triton"][0], out["eager"][0], rtol=1e-5, atol=1e-6)
+    for n, g in out["eager"][1].items():
+        torch.testing.assert_close(out["triton"][1][n], g, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("three,pattern,weights", [(False, "complete", "paper"), (True, "complete", "paper"),
                                                     (False, "dropout", "released")])
 def test_quick_fit(three, pattern, weights):

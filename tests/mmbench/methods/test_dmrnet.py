@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import make_method, quick_fit, toy_dataset
 
 import mmbench.methods.dmrnet as dmr
-from helpers import make_method, quick_fit, toy_dataset
 from mmbench.batching import SplitTensors
 from mmbench.methods._missing_utils import mask_to_code, sample_combinations, subset_table
 
@@ -34,7 +34,13 @@ def test_predict_uses_mu_and_is_deterministic(data):
     with torch.no_grad():
         a, b = method.predict(batch), method.predict(batch)
         h = torch.cat(method.model.encode(batch), 1)
-        expected = method.extra["classifier"](method.extra["pme"].mu(h))
+        pme = method.extra["pme"]
+        latent = pme.linear.out_features // 2
+        # mu = BN1d(W_mu h + b_mu) with the running statistics (eval), by hand.
+        pre = h @ pme.linear.weight[:latent].t() + pme.linear.bias[:latent]
+        bn = pme.bn
+        mu = (pre - bn.running_mean[:latent]) / torch.sqrt(bn.running_var[:latent] + bn.eps) * bn.weight[:latent] + bn.bias[:latent]
+        expected = method.extra["classifier"](mu)
     assert torch.equal(a, b)
     torch.testing.assert_close(a, expected)
 
@@ -61,7 +67,7 @@ def test_training_forward_samples_with_kernel_eps_and_kl_formula(data, monkeypat
     assert eps.abs().mean() > 0.3 and abs(float(eps.std()) - 1.0) < 0.2  # standard-normal noise
     # KL = (1/B) sum_i sum_d 1/2 (sigma^2 + mu^2 - log sigma^2 - 1), by hand.
     kl = sum(0.5 * (math.exp(lv) + m * m - lv - 1) for m, lv in zip(mu.flatten().tolist(), logvar.flatten().tolist())) / len(mu)
-    assert float(seen["kl"]) == pytest.approx(kl, rel=1e-4)
+    assert float(seen["kl"].detach()) == pytest.approx(kl, rel=1e-4)
     # Loss = CE(classifier(z)) + alpha * KL (no HCR during selection epochs).
     ce = F.cross_entropy(method.extra["classifier"](z), batch.labels)
     assert float(loss.detach()) == pytest.approx(float((ce + 0.5 * seen["kl"]).detach()), rel=1e-5)

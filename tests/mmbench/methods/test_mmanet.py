@@ -4,14 +4,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import make_method, quick_fit, run_info, toy_dataset
 
 import mmbench.engine.evaluate as evaluate_mod
 import mmbench.methods.mmanet as mma
-from helpers import make_method, quick_fit, run_info, toy_dataset
 from mmbench.batching import SplitTensors
+from mmbench.config import TRAIN_DEFAULTS
 from mmbench.engine.context import TrainContext
 from mmbench.engine.trainer import build_optimizer
-from mmbench.config import TRAIN_DEFAULTS
 from mmbench.methods._missing_utils import mask_to_code
 from mmbench.methods.mmanet import histogram_kl, label_histogram
 
@@ -96,6 +96,17 @@ def test_before_begin_epoch_the_loss_is_plain_ce_and_the_teacher_is_idle(data, m
     batch = next(ctx.train.iterate(32))
     loss = method.compute_loss(batch, ctx)
     assert calls == [] and torch.isfinite(loss)
+
+
+def test_no_teacher_is_trained_for_the_lambda_mad_zero_ablation(data):
+    method = make_method("mmanet", data, hp={"lambda_mad": 0.0})
+    asked = []
+    ctx = TrainContext(method, run_info(data), build_optimizer(method, {**TRAIN_DEFAULTS}), SplitTensors(data, "train"),
+                       SplitTensors(data, "val"), torch.Generator().manual_seed(0), teacher_fn=lambda n, hp: asked.append(n))
+    method.on_fit_start(ctx)
+    ctx.epoch = method.begin_epoch
+    assert asked == [] and method.teacher is None
+    assert torch.isfinite(method.compute_loss(next(ctx.train.iterate(32)), ctx))
 
 
 def _crafted_predict_split(num_classes, hist_by_code, calls, val):

@@ -1,0 +1,83 @@
+"""Result writing: the long-format CSV and the markdown report (pandas + tabulate)."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+#: Columns of ``results/kernels.csv`` (one row per measured metric, long format).
+COLUMNS = ["op", "provider", "mode", "shape", "dtype", "metric", "value", "unit", "note", "device", "torch", "triton", "timestamp"]
+
+
+def write_csv(df: pd.DataFrame, path: str) -> str:
+    """Write the long-format results to ``path`` (parent folders created)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    df.reindex(columns=COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def _fmt_time(ms: float) -> str:
+    return f"{ms * 1e3:.1f} µs" if ms < 1 else f"{ms:.3f} ms"
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """Markdown report: per op, a latency table (median per call and speedup over the baseline), a
+    bandwidth table where model bytes are defined, and the providers that could not run (with reasons)."""
+    if df.empty:
+        return "# Kernel benchmarks\n\nNo results.\n"
+    first = df.iloc[0]
+    lines = [
+        "# Kernel benchmarks",
+        "",
+        f"Device: **{first['device']}** · torch {first['torch']} · triton {first['triton']} · {first['timestamp']}",
+        "",
+    ]
+    bw = df[df.metric == "copy_bandwidth"]
+    if not bw.empty:
+        lines += [f"Measured copy bandwidth: {bw.value.iloc[0]:.1f} GB/s (used for the % of copy column).", ""]
+    lines += [
+        "Times are medians per call (CPU: wall clock; CUDA: `triton.testing.do_bench`). Speedup is against",
+        "the op's baseline provider in the same run. GB/s counts minimal model bytes (each tensor read or",
+        "written once) and is only meaningful for the large shapes; small shapes are launch-bound.",
+        "",
+    ]
+    for op in [o for o in df.op.unique() if o != "_device"]:
+        d = df[df.op == op]
+        lines += [f"## {op}", ""]
+        t = d[d.metric == "median_ms"]
+        if not t.empty:
+            sp = d[d.metric == "speedup"].set_index(["shape", "dtype", "mode", "provider"]).value
+            t = t.assign(cell=[
+                f"{_fmt_time(r['value'])} ({sp.get((r['shape'], r['dtype'], r['mode'], r['provider']), float('nan')):.2f}x)"
+                for _, r in t.iterrows()
+            ])
+            table = t.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="cell", aggfunc="first", sort=False)
+            lines += ["Median time per call (speedup over baseline):", "", table.reset_index().to_markdown(index=False), ""]
+        g = d[d.metric == "gbps"]
+        if not g.empty:
+            pct = d[d.metric == "pct_copy_bw"].set_index(["shape", "dtype", "mode", "provider"]).value
+            g = g.assign(cell=[
+                f"{r['value']:.1f} ({pct.get((r['shape'], r['dtype'], r['mode'], r['provider']), float('nan')):.0f}%)" for _, r in g.iterrows()
+            ])
+            table = g.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="cell", aggfunc="first", sort=False)
+            lines += ["Model GB/s (% of measured copy bandwidth):", "", table.reset_index().to_markdown(index=False), ""]
+        mem = d[d.metric == "peak_mem_mb"]
+        if not mem.empty:
+            table = mem.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="value", aggfunc="first", sort=False)
+            lines += ["Peak memory (MB above the inputs):", "", table.reset_index().to_markdown(index=False, floatfmt=".2f"), ""]
+        elif not t.empty:
+            lines += ["Peak memory: n/a (CPU).", ""]
+        na = d[d.metric == "not_available"].drop_duplicates(["provider", "note"])
+        if not na.empty:
+            lines += ["Providers that did not run:", ""]
+            lines += [f"- `{r['provider']}` ({r['mode']}): {r['note']}" for _, r in na.iterrows()]
+            lines += [""]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(df: pd.DataFrame, path: str) -> str:
+    """Write :func:`markdown` to ``path``."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(markdown(df))
+    return path

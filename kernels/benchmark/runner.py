@@ -1,0 +1,187 @@
+"""Benchmark runner: ``python -m kernels.benchmark`` / :func:`main` / :func:`run`.
+
+For each registered op (filtered by ``--ops``), each shape of the selected sweeps, each dtype, each
+mode and each provider: check availability, build inputs, warm up, time, and record metrics in a
+long-format DataFrame (median/p20/p80 time, speedup over the op's baseline, model GB/s and % of the
+measured copy bandwidth, CUDA peak memory). Providers that cannot run are recorded with a
+``not_available`` row and the reason, never dropped.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import traceback
+from typing import Dict, List, Optional, Sequence
+
+import pandas as pd
+import torch
+
+from . import registry
+from .report import COLUMNS, write_csv, write_markdown
+from .timing import copy_bandwidth_gbs, device_name, peak_memory_mb, time_fn
+
+#: Shapes at or below this many logits elements are launch-bound: also timed with CUDA graphs.
+LAUNCH_BOUND_ELEMS = 1 << 16
+
+
+def _shape_str(shape: Dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in shape.items())
+
+
+def _dtype_str(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def default_sweeps(device: torch.device, quick: bool) -> List[str]:
+    """quick -> ["quick"]; CUDA -> realistic + sweep; CPU -> realistic + cpu_sweep."""
+    if quick:
+        return ["quick"]
+    return ["realistic", "sweep" if torch.device(device).type == "cuda" else "cpu_sweep"]
+
+
+def _versions() -> Dict[str, str]:
+    try:
+        import triton
+
+        tv = triton.__version__
+    except Exception:  # noqa: BLE001
+        tv = "n/a"
+    return {"torch": torch.__version__, "triton": tv}
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0][:200] if msg else ''}"
+
+
+def run(
+    ops: Optional[Sequence[str]] = None,
+    quick: bool = False,
+    device: Optional[str] = None,
+    sweeps: Optional[Sequence[str]] = None,
+    modes: Optional[Sequence[str]] = None,
+    verbose: bool = False,
+) -> pd.DataFrame:
+    """Run the benchmarks and return the long-format results.
+
+    Args:
+        ops: op-name patterns (fnmatch wildcards); None = all registered ops.
+        quick: tiny sweep and short timings (CI smoke run, seconds); skips heavy providers.
+        device: "cuda" / "cpu" / ...; default CUDA if available.
+        sweeps: shape-sweep names; default from :func:`default_sweeps`.
+        modes: restrict to these modes ("fwd", "fwd_bwd").
+        verbose: print one line per measurement.
+
+    Returns:
+        DataFrame with columns :data:`kernels.benchmark.report.COLUMNS`.
+    """
+    registry.discover()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    meta = {"device": device_name(dev), **_versions(), "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    rows: List[Dict] = []
+
+    def add(op, provider, mode, shape, dtype, metric, value, unit="", note=""):
+        rows.append(dict(op=op, provider=provider, mode=mode, shape=shape, dtype=dtype, metric=metric,
+                         value=value, unit=unit, note=note, **meta))
+
+    copy_bw = copy_bandwidth_gbs(dev, quick=quick)
+    add("_device", "copy", "", "", "float32", "copy_bandwidth", copy_bw, "GB/s")
+    sweeps = list(sweeps or default_sweeps(dev, quick))
+    for op in registry.list_ops(ops):
+        shapes = [s for sw in sweeps for s in op.shapes_for(sw)]
+        op_modes = [m for m in op.modes if not modes or m in modes]
+        for shape in shapes:
+            for dtype in op.dtypes:
+                for mode in op_modes:
+                    base_ms = None
+                    ordered = sorted(op.providers, key=lambda p: not p.baseline)  # baseline first
+                    for prov in ordered:
+                        key = (op.name, prov.name, mode, _shape_str(shape), _dtype_str(dtype))
+                        if mode not in prov.modes:
+                            continue
+                        ok, reason = prov.available(dev)
+                        if ok and quick and prov.heavy:
+                            ok, reason = False, "skipped in --quick (slow to set up)"
+                        if not ok:
+                            add(*key, "not_available", float("nan"), note=f"not available: {reason}")
+                            continue
+                        try:
+                            inputs = op.make_inputs(shape, dev, dtype)
+                            fn = prov.make_fn(inputs, mode)
+                            t = time_fn(fn, dev, quick=quick)
+                        except Exception as exc:  # noqa: BLE001 - a provider failing must not stop the run
+                            if verbose:
+                                traceback.print_exc()
+                            add(*key, "not_available", float("nan"), note=f"not available: failed: {_short(exc)}")
+                            continue
+                        for q in ("median_ms", "p20_ms", "p80_ms"):
+                            add(*key, q, t[q], "ms")
+                        if prov.baseline:
+                            base_ms = t["median_ms"]
+                        if base_ms:
+                            add(*key, "speedup", base_ms / t["median_ms"], "x")
+                        if op.model_bytes is not None:
+                            try:
+                                nbytes = op.model_bytes(shape, mode, dtype)
+                            except TypeError:
+                                nbytes = op.model_bytes(shape, mode)
+                            gbps = nbytes / (t["median_ms"] * 1e-3) / 1e9
+                            add(*key, "gbps", gbps, "GB/s")
+                            add(*key, "pct_copy_bw", 100.0 * gbps / copy_bw, "%")
+                        if dev.type == "cuda":
+                            add(*key, "peak_mem_mb", peak_memory_mb(fn, dev), "MB")
+                            numel = shape.get("M", 1) * shape.get("B", 1) * shape.get("C", 1)
+                            if numel <= LAUNCH_BOUND_ELEMS:
+                                try:
+                                    tg = time_fn(fn, dev, quick=quick, cudagraph=True)
+                                    add(*key, "cudagraph_median_ms", tg["median_ms"], "ms")
+                                except Exception as exc:  # noqa: BLE001
+                                    add(*key, "cudagraph_median_ms", float("nan"), "ms", note=f"failed: {_short(exc)}")
+                        if verbose:
+                            print(f"{op.name:24s} {prov.name:9s} {mode:8s} {_shape_str(shape):18s} {t['median_ms'] * 1e3:10.1f} us")
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI parser (shared with ``python -m mmbench bench``)."""
+    p = argparse.ArgumentParser(prog="python -m kernels.benchmark", description="Benchmark mmbench kernels vs eager.")
+    p.add_argument("--quick", action="store_true", help="tiny sweep, short timings (CI smoke run)")
+    p.add_argument("--ops", default="", help="comma-separated op names, fnmatch wildcards allowed (default: all)")
+    p.add_argument("--out", default="results", help="output folder for kernels.csv and KERNELS.md")
+    p.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
+    p.add_argument("--sweeps", default="", help="comma-separated sweep names (default: realistic + sweep/cpu_sweep)")
+    p.add_argument("--modes", default="", help="comma-separated modes: fwd,fwd_bwd (default: all)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (torch.set_num_threads); 1 avoids OpenMP stalls on a busy CPU. Default: torch's")
+    p.add_argument("--list", action="store_true", help="list registered ops and exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLI entry point; writes ``<out>/kernels.csv`` and ``<out>/KERNELS.md``. Returns 0."""
+    args = build_parser().parse_args(argv)
+    split = lambda s: [x for x in s.split(",") if x.strip()] or None  # noqa: E731
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.list:
+        registry.discover()
+        for op in registry.list_ops(split(args.ops)):
+            print(f"{op.name}: {', '.join(p.name for p in op.providers)} -- {op.description}")
+        return 0
+    registry.discover()
+    csv, md = os.path.join(args.out, "kernels.csv"), os.path.join(args.out, "KERNELS.md")
+    frames = []
+    # One op at a time, rewriting both files after each, so a run cut short still leaves results.
+    for op in registry.list_ops(split(args.ops)):
+        df = run([op.name], quick=args.quick, device=args.device, sweeps=split(args.sweeps),
+                 modes=split(args.modes), verbose=args.verbose)
+        if frames:  # one copy-bandwidth row per file
+            df = df[df.op != "_device"]
+        frames.append(df)
+        full = pd.concat(frames, ignore_index=True)
+        write_csv(full, csv)
+        write_markdown(full, md)
+    print(f"wrote {csv} and {md} ({sum(len(f) for f in frames)} rows)")
+    return 0

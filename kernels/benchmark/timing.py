@@ -1,0 +1,107 @@
+"""Timing primitives.
+
+* CUDA: ``triton.testing.do_bench`` (L2 flushed, CUDA events) with quantiles, and
+  ``do_bench_cudagraph`` for launch-bound shapes (replays a captured graph: GPU time without the
+  host launch overhead).
+* CPU: wall-clock per call with ``time.perf_counter`` after a warm-up; median and 20/80 quantiles.
+  The number of timed calls adapts to the call's cost so each measurement takes about ``budget_s``.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict, Optional
+
+import torch
+
+
+def _quantiles(samples_ms) -> Dict[str, float]:
+    s = sorted(samples_ms)
+    q = lambda f: s[min(len(s) - 1, int(round(f * (len(s) - 1))))]  # noqa: E731
+    return {"median_ms": statistics.median(s), "p20_ms": q(0.2), "p80_ms": q(0.8), "n": len(s)}
+
+
+def time_cpu(fn: Callable[[], object], budget_s: float = 0.25, warmup: int = 3, max_calls: int = 2000) -> Dict[str, float]:
+    """Median wall-clock milliseconds per call of ``fn`` on the CPU.
+
+    Args:
+        fn: zero-argument callable (one op call).
+        budget_s: target total timed wall time.
+        warmup: untimed calls first (JIT builds, allocator warm-up, ``torch.compile``).
+        max_calls: cap on timed calls.
+    """
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    est = max(time.perf_counter() - t0, 1e-7)
+    n = int(min(max_calls, max(5, budget_s / est)))
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return _quantiles(samples)
+
+
+def time_cuda(fn: Callable[[], object], cudagraph: bool = False, quick: bool = False) -> Dict[str, float]:
+    """``triton.testing.do_bench`` (or ``do_bench_cudagraph``) quantiles in milliseconds."""
+    import triton.testing as tt
+
+    rep = 20 if quick else 100
+    if cudagraph:
+        res = tt.do_bench_cudagraph(fn, rep=rep, quantiles=[0.5, 0.2, 0.8])
+    else:
+        res = tt.do_bench(fn, warmup=5 if quick else 25, rep=rep, quantiles=[0.5, 0.2, 0.8])
+    med, p20, p80 = res
+    return {"median_ms": med, "p20_ms": p20, "p80_ms": p80, "n": float("nan")}
+
+
+def time_fn(fn: Callable[[], object], device: torch.device, quick: bool = False, cudagraph: bool = False) -> Dict[str, float]:
+    """Dispatch to :func:`time_cuda` or :func:`time_cpu` by device type."""
+    if torch.device(device).type == "cuda":
+        return time_cuda(fn, cudagraph=cudagraph, quick=quick)
+    return time_cpu(fn, budget_s=0.02 if quick else 0.25, warmup=2 if quick else 5)
+
+
+def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> Optional[float]:
+    """Peak allocated CUDA memory (MB) during one call, measured from the pre-call level; None on CPU."""
+    if torch.device(device).type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
+def copy_bandwidth_gbs(device: torch.device, quick: bool = False) -> float:
+    """Measured device copy bandwidth in GB/s: ``y.copy_(x)`` of a large fp32 tensor (read + write)."""
+    dev = torch.device(device)
+    nbytes = (256 if dev.type == "cuda" else 64) * 2**20
+    if quick:
+        nbytes //= 8
+    x = torch.empty(nbytes // 4, dtype=torch.float32, device=dev).uniform_()
+    y = torch.empty_like(x)
+    t = time_fn(lambda: y.copy_(x), dev, quick=quick)
+    return 2 * nbytes / (t["median_ms"] * 1e-3) / 1e9
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable device name for result rows."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"CPU {name} ({torch.get_num_threads()} threads)"

@@ -1,0 +1,125 @@
+"""C++/CUDA extension of op 1, built just in time with ``torch.utils.cpp_extension.load`` (ninja).
+
+* CPU: ``csrc/modality_stats.cpp`` -- rows split with ``at::parallel_for``, contiguous class loops
+  vectorised by the compiler (``-O3 -ffast-math``, plus ``-mavx2 -mfma`` when the CPU has them;
+  expf maps to glibc's vector variants; logits must be finite on this backend).
+* CUDA: ``csrc/modality_stats_cuda.cu``, compiled in only when ``torch.cuda.is_available()`` and a
+  CUDA toolkit is found.
+
+The build is cached in torch's default extensions directory (``TORCH_EXTENSIONS_DIR`` or
+``~/.cache/torch_extensions``); the first call takes about a minute. If the compiler or ninja is
+missing or the build fails, :func:`load_extension_or_warn` emits **one** warning and returns None,
+and ``backend="cpp"`` falls back to eager. :func:`cpp_available` tells whether the build works.
+Setting ``MMBENCH_NO_CPP=1`` disables the extension (no build attempted).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from typing import Optional
+
+import torch
+
+_CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
+_LOCK = threading.Lock()
+_STATE = {"ext": None, "tried": False, "error": "", "warned": False}
+
+
+def _simd_flags():
+    """``-mavx2 -mfma`` when this CPU has them (8-wide loops and vector expf); nothing otherwise.
+
+    The flags are part of torch's build hash, so a machine without AVX2 builds its own variant
+    instead of loading one it cannot run.
+    """
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return ["-mavx2", "-mfma"] if "avx2" in flags and "fma" in flags else []
+
+
+def _build():
+    from torch.utils.cpp_extension import CUDA_HOME, load
+
+    sources = [os.path.join(_CSRC, "modality_stats.cpp")]
+    flags = ["-O3", "-ffast-math"] + _simd_flags()
+    cuda_flags = []
+    with_cuda = torch.cuda.is_available() and CUDA_HOME is not None
+    _STATE["with_cuda"] = with_cuda
+    if with_cuda:
+        sources.append(os.path.join(_CSRC, "modality_stats_cuda.cu"))
+        flags.append("-DWITH_CUDA")
+        cuda_flags = ["-O3", "-DWITH_CUDA"]
+    return load(
+        name="mmbench_modality_stats" + ("_cuda" if with_cuda else "_cpu"),
+        sources=sources,
+        extra_cflags=flags,
+        extra_cuda_cflags=cuda_flags or None,
+        verbose=False,
+    )
+
+
+def get_extension():
+    """Build (once per process) and return the extension module, or None if the build fails."""
+    with _LOCK:
+        if not _STATE["tried"]:
+            _STATE["tried"] = True
+            if os.environ.get("MMBENCH_NO_CPP", "") == "1":
+                _STATE["error"] = "disabled by MMBENCH_NO_CPP=1"
+                return None
+            try:
+                _STATE["ext"] = _build()
+            except Exception as exc:  # noqa: BLE001 - any toolchain failure means "not available"
+                _STATE["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        return _STATE["ext"]
+
+
+def cpp_available() -> bool:
+    """True if the extension builds/loads on this machine (builds it on first call)."""
+    return get_extension() is not None
+
+
+def cpp_unavailable_reason() -> str:
+    """Why the extension is unavailable ('' if it is available)."""
+    get_extension()
+    return _STATE["error"]
+
+
+def load_extension_or_warn(device: Optional[torch.device] = None):
+    """The extension, or None after one ``warnings.warn`` (then callers fall back to eager).
+
+    Also None (with the warning) when ``device`` is CUDA and the extension was built CPU-only.
+    """
+    ext = get_extension()
+    reason = _STATE["error"]
+    if ext is not None and device is not None and torch.device(device).type == "cuda" and not _STATE.get("with_cuda"):
+        ext, reason = None, "extension built without CUDA support"
+    if ext is None and not _STATE["warned"]:
+        _STATE["warned"] = True
+        warnings.warn(f"kernels: backend='cpp' unavailable ({reason}); falling back to eager", RuntimeWarning, stacklevel=3)
+    return ext
+
+
+class WeightedCECpp(torch.autograd.Function):
+    """Autograd wrapper around the extension.
+
+    ``apply(holder, labels, weights, *xs)`` with ``xs`` either one stacked ``[M, B, C]`` tensor or
+    the ``M`` list elements ``[B, C]`` (passed through without stacking; each gets its own gradient
+    buffer), and ``weights`` the detached ``[M]`` or ``[M, B]`` tensor. Returns the scalar loss; the
+    statistics of the same pass ``(lse, ce, entropy, p_true, sums)`` are appended to the list
+    ``holder`` (a single differentiable output keeps autograd's per-call overhead low).
+    """
+
+    @staticmethod
+    def forward(ctx, holder, labels, weights, *xs):
+        lse, ce, ent, pt, sums = get_extension().stats_forward(list(xs), labels, weights)
+        holder.append((lse, ce, ent, pt, sums))
+        ctx.save_for_backward(labels, weights, lse, *xs)
+        return sums[-1]
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        labels, weights, lse, *xs = ctx.saved_tensors
+        return (None, None, None, *get_extension().ce_backward(xs, labels, weights, lse, grad_loss))

@@ -1,0 +1,153 @@
+"""Public API of op 1: per-modality logit statistics and the re-weighted multimodal cross-entropy.
+
+>>> stats = modality_stats([z_audio, z_visual], labels)          # ModalityStats, [M, B] / [M]
+>>> k = ogm_ge_coefficients(stats.p_true_sum, alpha=0.8)          # device tensor, no host sync
+>>> loss = weighted_multimodal_ce([z_audio, z_visual], labels, k)  # scalar, differentiable
+
+Backends: "auto" (Triton for CUDA tensors, eager otherwise -- see :func:`kernels._utils.resolve_backend`),
+"eager" (the specification, :mod:`kernels.stats_reference`), "triton" (:mod:`kernels.stats_triton`),
+"cpp" (:mod:`kernels.cpp_ext`, falls back to eager with one warning if the extension cannot be built).
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple, Union
+
+import torch
+
+from ._utils import check_labels, check_logits, check_weights, resolve_backend, weights_2d
+from .stats_reference import ModalityStats, modality_stats_reference, weighted_ce_reference
+
+LogitsLike = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+
+def _stats_from_buffers(lse, ce, ent, pt, sums, M: int) -> ModalityStats:
+    """Wrap kernel outputs (``sums`` = fp32 ``[4*M+1]``, laid out ``[4, M]`` + loss) as views (no launch)."""
+    return ModalityStats(lse, ce, ent, pt, *sums[: 4 * M].view(4, M).unbind(0))
+
+
+def _backend_for(device: torch.device, backend: str) -> str:
+    name = resolve_backend(backend, device)
+    if name == "cpp":
+        from .cpp_ext import load_extension_or_warn
+
+        if load_extension_or_warn(device) is None:
+            return "eager"
+    return name
+
+
+def _as_list(logits: LogitsLike):
+    """The extension takes a list: ``[x]`` for a stacked tensor, the modalities otherwise (no stack)."""
+    return [logits] if isinstance(logits, torch.Tensor) else list(logits)
+
+
+def _stacked(logits: LogitsLike) -> torch.Tensor:
+    """``[M, B, C]``: a list is stacked (one copy, differentiable: each element keeps its gradient)."""
+    return logits if isinstance(logits, torch.Tensor) else torch.stack(list(logits), 0)
+
+
+def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "auto", check: bool = False) -> ModalityStats:
+    """Per-modality softmax statistics of multimodal logits, in one pass.
+
+    Args:
+        logits: ``[M, B, C]`` tensor or a list of ``M`` tensors ``[B, C]`` (fp16/bf16/fp32/fp64).
+            A list is stacked into ``[M, B, C]`` first (one copy) so one launch covers all modalities.
+        labels: ``[B]`` int64/int32 class indices in ``[0, C)``.
+        backend: "auto" | "eager" | "triton" | "cpp".
+        check: also range-check CUDA labels (reads them back: a host sync). CPU labels are always checked.
+
+    Returns:
+        :class:`ModalityStats` of detached tensors (fp32; fp64 for fp64 logits on the eager path):
+        ``lse, ce, entropy, p_true`` ``[M, B]`` and ``ce_mean, entropy_mean, p_true_sum,
+        abs_logit_mean`` ``[M]``.
+
+    Raises:
+        ValueError: bad shapes, dtypes, devices, empty inputs, or out-of-range labels (before any launch).
+    """
+    with torch.no_grad():
+        info = check_logits(logits)
+        name = _backend_for(info[4], backend)
+        if name == "cpp":
+            from .cpp_ext import get_extension
+
+            # The extension range-checks CPU labels itself before computing (ValueError): saves a pass here.
+            check_labels(labels, info, check, range_check=info[4].type != "cpu" and check)
+            lse, ce, ent, pt, sums = get_extension().stats_forward(_as_list(logits), labels, None)
+            return _stats_from_buffers(lse, ce, ent, pt, sums, info[0])
+        check_labels(labels, info, check)
+        x = _stacked(logits)
+        if name == "eager":
+            return modality_stats_reference(x, labels)
+        from .stats_triton import stats_forward
+
+        lse, ce, ent, pt, sums = stats_forward(x, labels)
+        return _stats_from_buffers(lse, ce, ent, pt, sums, info[0])
+
+
+def weighted_multimodal_ce(
+    logits: LogitsLike,
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    backend: str = "auto",
+    check: bool = False,
+    return_stats: bool = False,
+) -> Union[torch.Tensor, Tuple[torch.Tensor, ModalityStats]]:
+    """Re-weighted multimodal cross-entropy ``sum_m mean_b w[m(, b)] * CE(z_m[b], y[b])``.
+
+    Args:
+        logits: ``[M, B, C]`` tensor or list of ``M`` tensors ``[B, C]``; gradients flow to each
+            list element (eager/Triton stack the list: one copy; cpp reads the elements in place).
+        labels: ``[B]`` int64/int32.
+        weights: ``[M]`` (per modality) or ``[M, B]`` (per sample) device tensor; treated as a
+            constant (detached, no gradient).
+        backend: "auto" | "eager" | "triton" | "cpp".
+        check: range-check CUDA labels too (host sync).
+        return_stats: also return the :class:`ModalityStats` of the same pass (free on the fused
+            backends: one kernel computes both).
+
+    Returns:
+        Scalar loss (fp32; fp64 for fp64 logits on eager), or ``(loss, stats)``.
+        Backward (fused backends) recomputes the softmax from the saved ``lse`` and writes
+        ``w * (softmax - onehot) / B * grad_out`` into a new buffer: the caller's logits are never modified.
+    """
+    info = check_logits(logits)
+    M, B = info[0], info[1]
+    check_weights(weights, M, B, info[4])
+    name = _backend_for(info[4], backend)
+    if name == "cpp":
+        from .cpp_ext import WeightedCECpp
+
+        check_labels(labels, info, check, range_check=info[4].type != "cpu" and check)  # CPU: checked in C++
+        holder = []
+        xs = _as_list(logits)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in xs):
+            loss = WeightedCECpp.apply(holder, labels, weights.detach(), *xs)
+        else:  # no graph needed: skip the autograd.Function machinery (host overhead)
+            from .cpp_ext import get_extension
+
+            holder.append(get_extension().stats_forward(xs, labels, weights.detach()))
+            loss = holder[0][4][-1]
+    else:
+        check_labels(labels, info, check)
+        x = _stacked(logits)
+        w2d = weights_2d(weights, x)
+        if name == "eager":
+            loss = weighted_ce_reference(x, labels, w2d)
+            if return_stats:
+                return loss, modality_stats_reference(x.detach(), labels)
+            return loss
+        from .stats_triton import WeightedCETriton
+
+        holder = []
+        if torch.is_grad_enabled() and x.requires_grad:
+            loss = WeightedCETriton.apply(holder, x, labels, w2d)
+        else:  # no graph needed: skip the autograd.Function machinery (host overhead)
+            from .stats_triton import stats_forward
+
+            holder.append(stats_forward(x, labels, w2d))
+            loss = holder[0][4][-1]
+    if return_stats:
+        return loss, _stats_from_buffers(*holder[0], M)
+    return loss
+
+
+__all__ = ["ModalityStats", "modality_stats", "weighted_multimodal_ce"]

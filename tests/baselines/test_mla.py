@@ -1,0 +1,141 @@
+"""MLA: the OWM projection removes seen feature directions, the head-gradient edit (replace / add),
+alternating steps touch one encoder each, the entropy gate, end-to-end runs."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import make_method, quick_fit, run_info, toy_dataset
+
+from baselines.mla import gate_weights, owm_update, project_gradient
+from mmbench.batching import SplitTensors
+from mmbench.engine.context import TrainContext
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_projection_removes_seen_directions():
+    torch.manual_seed(0)
+    D = 16
+    P = torch.eye(D)
+    seen = [torch.randn(D) * 2 + 1 for _ in range(4)]
+    for i, r in enumerate(seen):
+        P = owm_update(P, r, 0.1 ** (1 + i / 4))
+    unseen = torch.randn(200, D)
+    typical = ((unseen @ P.t()).norm(dim=1) / unseen.norm(dim=1)).mean()
+    for r in seen:
+        assert (P @ r).norm() / r.norm() < 0.05 * typical  # (near) orthogonal to every seen feature
+    assert abs(torch.linalg.matrix_norm(P).item() - 1.0) < 1e-5  # Frobenius-normalised
+    torch.testing.assert_close(P, P.t())  # stays symmetric
+
+
+def test_single_update_formula():
+    P, r, a = torch.eye(3), torch.tensor([1.0, 2.0, 0.0]), 0.1
+    k = P @ r
+    expected = P - torch.outer(k, k) / (a + r @ k)
+    torch.testing.assert_close(owm_update(P, r, a), expected / expected.norm())
+
+
+def test_project_gradient_modes():
+    G, P = torch.randn(4, 3), torch.randn(3, 3)
+    torch.testing.assert_close(project_gradient(G, P, "replace"), G @ P.t())
+    torch.testing.assert_close(project_gradient(G, P, "add"), G + G @ P.t())
+    torch.testing.assert_close(project_gradient(G, P, "none"), G)
+
+
+def frozen_ctx(method, data):
+    train = SplitTensors(data, "train")
+    opt = torch.optim.SGD([p for g in method.param_groups() for p in g["params"]], lr=0.0)
+    return TrainContext(method, run_info(data), opt, train, train, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("mode", ["replace", "add"])
+def test_step_edits_head_gradient_and_touches_one_encoder(mode):
+    data = toy_dataset()
+    method = make_method("mla", data, hp={"projection": mode})
+    ctx = frozen_ctx(method, data)
+    batch = SplitTensors(data, "train").batch(torch.arange(64))
+    method.modality_step(batch, 0, ctx)  # the very first step: no projection, P untouched
+    assert torch.equal(method.P, torch.eye(64))
+    head = method.extra["head"]
+    # Reference for the second step (modality b): plain head gradient, then the expected P.
+    method.modules().zero_grad(set_to_none=True)
+    feat = method.model.encoders["b"](batch.inputs["b"])
+    F.cross_entropy(head(feat), batch.labels).backward()
+    G, gb = head.weight.grad.clone(), head.bias.grad.clone()
+    P = owm_update(torch.eye(64), feat.detach().mean(0), 0.1 ** (1 + method.batch_idx / method.num_batches))
+    method.modality_step(batch, 1, ctx)
+    torch.testing.assert_close(method.P, P)
+    torch.testing.assert_close(head.weight.grad, project_gradient(G, P, mode), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(head.bias.grad, gb)  # the bias gradient is not projected
+    assert all(p.grad is None for p in method.model.encoders["a"].parameters())  # only b's encoder
+    assert all(p.grad is not None for p in method.model.encoders["b"].parameters())
+    assert all(p.grad is None for p in method.model.head.parameters())  # the fusion head is unused
+
+
+def test_training_step_makes_one_optimizer_step_per_modality():
+    data = toy_dataset(three=True)
+    method = make_method("mla", data)
+    ctx = frozen_ctx(method, data)
+    calls = []
+    original = ctx.step
+    ctx.step = lambda: (calls.append(1), original())
+    method.training_step(SplitTensors(data, "train").batch(torch.arange(32)), ctx)
+    assert len(calls) == 3 and method.batch_idx == 1 and method.steps == 3
+
+
+def test_gate_sums_to_one_favours_low_entropy_and_ignores_missing():
+    logits = torch.tensor([[[5.0, 0.0, 0.0]], [[0.3, 0.2, 0.1]], [[0.0, 9.0, 0.0]]]).repeat(1, 2, 1)  # [3, 2, 3]
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    labels = torch.zeros(2, dtype=torch.long)
+    w = gate_weights(logits, mask, labels)
+    torch.testing.assert_close(w.sum(0), torch.ones(2))
+    assert w[2, 0] == 0  # missing modality: zero weight
+    assert w[0, 0] > w[1, 0]  # confident (low-entropy) modality a outweighs the flat b
+    assert w[2, 1] > w[0, 1] > w[1, 1]
+    # Formula: w_m = exp(max H - H_m) / sum_j exp(max H - H_j) over the present modalities.
+    p = torch.softmax(logits[:, 1], -1)
+    H = -(p * p.log()).sum(-1)
+    ref = torch.exp(H.max() - H) / torch.exp(H.max() - H).sum()
+    torch.testing.assert_close(w[:, 1], ref)
+
+
+def test_predict_is_gated_sum_and_fixed_gate():
+    data = toy_dataset()
+    method = make_method("mla", data)
+    batch = SplitTensors(data, "train").batch(torch.arange(16))
+    batch = batch.with_mask(torch.tensor([1.0, 0.0]).expand(16, 2).clone())
+    with torch.no_grad():
+        z = torch.stack(method.unimodal_logits(batch))
+        torch.testing.assert_close(method.predict(batch), z[0])  # only "a" present -> its logits
+    fixed = make_method("mla", data, hp={"gate": "fixed", "fixed_weights": [0.25, 0.75]})
+    full = SplitTensors(data, "train").batch(torch.arange(16))
+    with torch.no_grad():
+        z = torch.stack(fixed.unimodal_logits(full))
+        torch.testing.assert_close(fixed.predict(full), 0.25 * z[0] + 0.75 * z[1])
+
+
+def test_projection_state_is_saved():
+    data = toy_dataset()
+    method = make_method("mla", data)
+    method.P = torch.randn(64, 64)
+    state = method.extra_state()
+    other = make_method("mla", data)
+    other.load_extra_state(state)
+    assert torch.equal(other.P, method.P)
+
+
+@pytest.mark.parametrize("three, pattern", [(False, "complete"), (True, "complete"), (False, "dropout")])
+def test_end_to_end(three, pattern):
+    out = quick_fit("mla", toy_dataset(three=three), epochs=2, pattern=pattern)
+    m = out["metrics"]
+    assert np.isfinite(m["test_acc"]) and m["test_acc"] > 0.3
+    assert all(np.isfinite(h["loss"]) for h in out["history"])
+    P = out["method"].P
+    assert torch.isfinite(P).all() and not torch.equal(P, torch.eye(64))

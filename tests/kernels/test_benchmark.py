@@ -1,0 +1,108 @@
+"""Benchmark harness: registry, discovery, timing, the runner's DataFrame and the report files."""
+
+import pandas as pd
+import pytest
+import torch
+
+from kernels.benchmark import BenchOp, Provider, discover, get_op, list_ops, needs_cuda, register_op, runner
+from kernels.benchmark.report import COLUMNS, markdown
+from kernels.benchmark.timing import time_cpu
+
+
+def _toy_op(name="_toy_op"):
+    def make_inputs(shape, device, dtype):
+        return {"x": torch.randn(shape["N"], device=device, dtype=dtype, requires_grad=True)}
+
+    def eager(inputs, mode):
+        x = inputs["x"]
+        if mode == "fwd":
+            return lambda: (x * 2).sum()
+        return lambda: (x * 2).sum().backward()
+
+    def broken(inputs, mode):
+        def run():
+            raise RuntimeError("boom")
+        return run
+
+    return BenchOp(
+        name=name,
+        providers=[
+            Provider("eager", eager, baseline=True),
+            Provider("fast", eager),
+            Provider("gpu_only", eager, available=needs_cuda),
+            Provider("broken", broken),
+            Provider("slow_setup", eager, heavy=True),
+        ],
+        make_inputs=make_inputs,
+        model_bytes=lambda shape, mode: shape["N"] * 4,
+        shapes={"quick": [{"N": 16}], "realistic": [{"N": 64}]},
+    )
+
+
+def test_register_and_list_with_wildcards():
+    register_op(_toy_op("_toy_a"))
+
+    @register_op
+    def _factory():
+        return _toy_op("_toy_b")
+
+    assert {"_toy_a", "_toy_b"} <= {op.name for op in list_ops(["_toy_*"])}
+    assert get_op("_toy_a").baseline.name == "eager"
+    assert get_op("_toy_a").provider("fast").name == "fast"
+    with pytest.raises(KeyError):
+        get_op("_toy_a").provider("nope")
+
+
+def test_discover_registers_modality_stats_ops():
+    mods = discover()
+    assert "kernels.benchmark.ops_modality_stats" in mods
+    names = {op.name for op in list_ops(["modality_stats", "weighted_multimodal_ce", "ogm_arl_step"])}
+    assert names == {"modality_stats", "weighted_multimodal_ce", "ogm_arl_step"}
+    op = get_op("weighted_multimodal_ce")
+    assert [p.name for p in op.providers] == ["eager", "released", "compile", "triton", "cpp"]
+    ok, reason = op.provider("triton").available(torch.device("cpu"))
+    assert not ok and "no CUDA" in reason
+    inputs = op.make_inputs({"M": 2, "B": 8, "C": 5}, torch.device("cpu"), torch.float32)
+    for prov in ("eager", "released"):
+        for mode in ("fwd", "fwd_bwd"):
+            op.provider(prov).make_fn(inputs, mode)()
+    assert op.model_bytes({"M": 2, "B": 8, "C": 5}, "fwd_bwd") > op.model_bytes({"M": 2, "B": 8, "C": 5}, "fwd")
+
+
+def test_time_cpu_returns_quantiles():
+    t = time_cpu(lambda: sum(range(100)), budget_s=0.005, warmup=1)
+    assert t["p20_ms"] <= t["median_ms"] <= t["p80_ms"] and t["n"] >= 5
+
+
+def test_run_reports_unavailable_and_failed_providers():
+    register_op(_toy_op("_toy_run"))
+    df = runner.run(["_toy_run"], quick=True, device="cpu")
+    assert list(df.columns) == COLUMNS
+    d = df[df.op == "_toy_run"]
+    na = d[d.metric == "not_available"].set_index(["provider", "mode"]).note
+    assert na[("gpu_only", "fwd")] == "not available: no CUDA device"
+    assert na[("broken", "fwd")].startswith("not available: failed: RuntimeError: boom")
+    assert "quick" in na[("slow_setup", "fwd")]
+    sp = d[(d.metric == "speedup") & (d.provider == "eager")].value
+    assert (sp == 1.0).all() and len(sp) == 2  # fwd and fwd_bwd
+    assert set(d[d.provider == "fast"].metric) >= {"median_ms", "speedup", "gbps", "pct_copy_bw"}
+    assert (df.metric == "copy_bandwidth").sum() == 1
+    md = markdown(d)
+    assert "not available: no CUDA device" in md and "_toy_run" in md and "1.00x" in md
+
+
+def test_main_writes_csv_and_markdown(tmp_path):
+    register_op(_toy_op("_toy_main"))
+    assert runner.main(["--quick", "--ops", "_toy_main", "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "kernels.csv")
+    assert set(df.op) == {"_device", "_toy_main"}
+    assert {"op", "provider", "mode", "shape", "metric", "value", "device", "torch", "triton", "timestamp"} <= set(df.columns)
+    assert (tmp_path / "KERNELS.md").read_text().startswith("# Kernel benchmarks")
+
+
+def test_quick_run_of_modality_stats_ops(tmp_path):
+    df = runner.run(["modality_stats", "weighted_multimodal_ce"], quick=True, device="cpu", modes=["fwd_bwd", "fwd"])
+    t = df[df.metric == "median_ms"]
+    assert {"eager", "released"} <= set(t.provider)
+    na = df[df.metric == "not_available"]
+    assert set(na[na.provider == "triton"].note) == {"not available: no CUDA device"}

@@ -1,0 +1,132 @@
+"""ARL and OGM-GE coefficient epilogues: hand-computed values, identities, and no host sync."""
+import math
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from kernels import arl_coefficients, ogm_ge_coefficients
+from kernels.stats_reference import released_arl_weights
+
+
+# ------------------------------------------------------------------------------------------ ARL
+def test_arl_two_modality_hand_example():
+    H = torch.tensor([1.2, 0.4], dtype=torch.float64)  # h = [0.75, 0.25] -> h' = [0.75, 0.3]
+    D = torch.tensor([3.0, 1.0], dtype=torch.float64)  # d = [0.75, 0.25]
+    T = 4.0
+    hp = [0.75, 0.3]
+    q = [(1 / hp[0]) / (1 / hp[0] + 1 / hp[1]), (1 / hp[1]) / (1 / hp[0] + 1 / hp[1])]  # [2/7, 5/7]
+    d = [0.75, 0.25]
+    s = [T * d[1] * q[0], T * d[0] * q[1]]  # released: softmax(T [d_v q_a, d_a q_v])
+    wa = math.exp(s[0]) / (math.exp(s[0]) + math.exp(s[1]))
+    w = arl_coefficients(H, D, T)
+    torch.testing.assert_close(w, torch.tensor([wa, 1 - wa], dtype=torch.float64), rtol=1e-12, atol=1e-12)
+    assert abs(q[0] - 2 / 7) < 1e-12
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("T", [1.0, 4.0, 8.0])
+def test_arl_sigmoid_identity_and_released_numpy(seed, T):
+    g = torch.Generator().manual_seed(seed)
+    H = torch.rand(2, generator=g, dtype=torch.float64) * 2 + 0.01
+    D = torch.rand(2, generator=g, dtype=torch.float64) * 5 + 0.01
+    w = arl_coefficients(H, D, T)
+    h = torch.clamp_min(H / H.sum(), 0.3)
+    q = (1 / h) / (1 / h).sum()
+    d = D / D.sum()
+    torch.testing.assert_close(w[0], torch.sigmoid(T * (q[0] - d[0])), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(w.sum(), torch.tensor(1.0, dtype=torch.float64))
+    released = released_arl_weights(list(H.numpy()), list(D.numpy()), T)
+    torch.testing.assert_close(w, torch.from_numpy(released), rtol=1e-12, atol=1e-12)
+
+
+def test_arl_m_modalities_shape_and_floor():
+    H = torch.tensor([0.05, 1.0, 1.0])
+    D = torch.tensor([1.0, 1.0, 1.0])
+    w = arl_coefficients(H, D, 4.0)
+    assert w.shape == (3,) and torch.allclose(w.sum(), torch.tensor(1.0))
+    # Low entropy = low variance -> larger inverse-variance share -> larger weight (equal dependence).
+    assert w[0] > w[1] and torch.allclose(w[1], w[2])
+    with pytest.raises(ValueError):
+        arl_coefficients(torch.ones(2), torch.ones(3), 1.0)
+
+
+# ------------------------------------------------------------------------------------------ OGM-GE
+def _k(alpha, r):
+    return 1 - math.tanh(alpha * r) if r > 1 else 1.0
+
+
+def test_ogm_pair_hand():
+    s = torch.tensor([40.0, 20.0], dtype=torch.float64)
+    k = ogm_ge_coefficients(s, 0.8, rule="pair")
+    torch.testing.assert_close(k, torch.tensor([_k(0.8, 2.0), 1.0], dtype=torch.float64))
+    k = ogm_ge_coefficients(s.flip(0), 0.1, rule="pair")
+    torch.testing.assert_close(k, torch.tensor([1.0, _k(0.1, 2.0)], dtype=torch.float64))
+    # The sharp drop at rho ~ 1 noted in the protocol doc: alpha=0.8, rho=1.01 -> k ~ 0.33.
+    k = ogm_ge_coefficients(torch.tensor([1.01, 1.0], dtype=torch.float64), 0.8)
+    assert abs(float(k[0]) - (1 - math.tanh(0.808))) < 1e-12 and 0.32 < float(k[0]) < 0.34
+    # Equal scores: nobody is modulated.
+    torch.testing.assert_close(ogm_ge_coefficients(torch.tensor([3.0, 3.0]), 0.5), torch.ones(2))
+    with pytest.raises(ValueError):
+        ogm_ge_coefficients(torch.ones(3), 0.5, rule="pair")
+
+
+def test_ogm_min_hand():
+    s = torch.tensor([30.0, 10.0, 20.0], dtype=torch.float64)
+    k = ogm_ge_coefficients(s, 0.5, rule="min")
+    torch.testing.assert_close(k, torch.tensor([_k(0.5, 3.0), 1.0, _k(0.5, 2.0)], dtype=torch.float64))
+
+
+def test_ogm_mean_hand():
+    s = torch.tensor([30.0, 10.0, 20.0], dtype=torch.float64)  # mean 20
+    k = ogm_ge_coefficients(s, 0.5, rule="mean")
+    want = [1 - math.tanh(0.5 * (r - 1)) for r in (1.5, 0.5, 1.0)]
+    torch.testing.assert_close(k, torch.tensor(want, dtype=torch.float64))
+    assert float(k[1]) > 1.0  # weak modality is boosted
+
+
+def test_ogm_bad_rule():
+    with pytest.raises(ValueError):
+        ogm_ge_coefficients(torch.ones(2), 0.5, rule="max")
+
+
+# ------------------------------------------------------------------------------------------ no host sync
+class _NoHostSync(TorchFunctionMode):
+    """Fails on any tensor -> host conversion (what would be a device sync on CUDA)."""
+
+    FORBIDDEN = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "nonzero"}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", str(func))
+        if name in self.FORBIDDEN:
+            raise AssertionError(f"host sync via {name}")
+        return func(*args, **(kwargs or {}))
+
+
+def test_coefficients_do_not_touch_host():
+    s = torch.tensor([40.0, 20.0])
+    H, D = torch.tensor([0.5, 1.0]), torch.tensor([2.0, 1.0])
+    with _NoHostSync():
+        for rule in ("pair", "min", "mean"):
+            out = ogm_ge_coefficients(s, 0.8, rule=rule)
+            assert isinstance(out, torch.Tensor) and out.shape == (2,)
+        w = arl_coefficients(H, D, torch.tensor(4.0))
+        assert isinstance(w, torch.Tensor)
+    # The guard itself works:
+    with pytest.raises(AssertionError):
+        with _NoHostSync():
+            s.sum().item()
+
+
+@pytest.mark.gpu
+def test_gpu_coefficients_no_sync():
+    s = torch.tensor([40.0, 20.0, 5.0], device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for rule in ("min", "mean"):
+            ogm_ge_coefficients(s, 0.8, rule=rule)
+        ogm_ge_coefficients(s[:2], 0.8, rule="pair")
+        arl_coefficients(s, s.flip(0), 4.0)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
