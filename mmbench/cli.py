@@ -4,6 +4,7 @@ One argparse parser, one class per subcommand (torchtune's layout).
 """
 from __future__ import annotations
 
+import abc
 import argparse
 import json
 import sys
@@ -13,7 +14,9 @@ from typing import List, Optional
 from mmbench.config import RunSpec, parse_overrides, resolve
 
 
-class Command:
+class Command(abc.ABC):
+    """One subcommand: its parser arguments and what it does."""
+
     name = ""
     help = ""
 
@@ -28,8 +31,9 @@ class Command:
         pass
 
     @staticmethod
-    def execute(args) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def execute(args) -> int:
+        """Run the command; return the process exit status."""
 
 
 class All(Command):
@@ -204,13 +208,15 @@ class Bench(Command):
 
     @classmethod
     def add_arguments(cls, p):
-        p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the kernel benchmark (see --help there)")
+        from kernels.benchmark.runner import add_arguments
+
+        add_arguments(p)
 
     @staticmethod
     def execute(args) -> int:
-        from kernels.benchmark.runner import main as bench_main
+        from kernels.benchmark.runner import execute
 
-        return bench_main(args.rest) or 0
+        return execute(args)
 
 
 COMMANDS = [All, Run, List_, Table, Bench]

@@ -89,7 +89,8 @@ def run(
     add("_device", "copy", "", "", "float32", "copy_bandwidth", copy_bw, "GB/s")
     sweeps = list(sweeps or default_sweeps(dev, quick))
     for op in registry.list_ops(ops):
-        shapes = [s for sw in sweeps for s in op.shapes_for(sw)]
+        # A shape listed by several sweeps (e.g. realistic and cpu_sweep) is timed once.
+        shapes = list({_shape_str(s): s for sw in sweeps for s in op.shapes_for(sw)}.values())
         op_modes = [m for m in op.modes if not modes or m in modes]
         for shape in shapes:
             for dtype in op.dtypes:
@@ -144,8 +145,14 @@ def run(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI parser (shared with ``python -m mmbench bench``)."""
+    """The parser of ``python -m kernels.benchmark``."""
     p = argparse.ArgumentParser(prog="python -m kernels.benchmark", description="Benchmark mmbench kernels vs eager.")
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The benchmark's options, shared by ``python -m kernels.benchmark`` and ``python -m mmbench bench``."""
     p.add_argument("--quick", action="store_true", help="tiny sweep, short timings (CI smoke run)")
     p.add_argument("--ops", default="", help="comma-separated op names, fnmatch wildcards allowed (default: all)")
     p.add_argument("--out", default="results", help="output folder for kernels.csv and KERNELS.md")
@@ -156,12 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (torch.set_num_threads); 1 avoids OpenMP stalls on a busy CPU. Default: torch's")
     p.add_argument("--list", action="store_true", help="list registered ops and exit")
     p.add_argument("-v", "--verbose", action="store_true")
-    return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI entry point; writes ``<out>/kernels.csv`` and ``<out>/KERNELS.md``. Returns 0."""
-    args = build_parser().parse_args(argv)
+    return execute(build_parser().parse_args(argv))
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run the benchmark for parsed :func:`add_arguments` options. Returns 0."""
     split = lambda s: [x for x in s.split(",") if x.strip()] or None  # noqa: E731
     if args.threads > 0:
         torch.set_num_threads(args.threads)

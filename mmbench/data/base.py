@@ -20,7 +20,7 @@ class ModalitySpec:
     """What one modality looks like for a single sample.
 
     Attributes:
-        name: short modality name, unique within the data set (``"pix"``, ``"acc"``).
+        name: short modality name, unique within the data set (``"pix"``, ``"accel"``).
         kind: ``"vector"`` (shape ``(D,)``, MLP encoder), ``"series"`` (shape ``(channels, T)``,
             1-D CNN encoder) or ``"image"`` (shape ``(channels, H, W)``, small CNN encoder).
         shape: per-sample shape, without the batch dimension.

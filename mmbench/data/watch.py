@@ -4,7 +4,7 @@
 steps with ``overlap`` (fraction) overlap; a window keeps its recording's exercise label and subject.
 With the defaults (128 steps, 50%): 3605 windows, 7 classes (PEN, ABD, FEL, IR, ER, TRAP, ROW).
 
-Modalities: ``acc`` (ax, ay, az) and ``gyro`` (wx, wy, wz), each a series ``[3, window]``.
+Modalities: ``accel`` (ax, ay, az) and ``gyro`` (wx, wy, wz), each a series ``[3, window]``.
 Split by subject so test subjects are unseen: test = subjects 9 and 10 (773 windows), val =
 subject 8 (372 windows), train = subjects 1-7 (2460 windows). ``groups`` holds the subject ids.
 Data: seglearn 1.2.5 (BSD-3, D. M. Burns); files/watch.LICENSE.txt, converted by scripts/make_watch.py.
@@ -22,7 +22,7 @@ from mmbench.data.registry import register_dataset
 from mmbench.data.splits import group_split
 
 SOURCE = "seglearn smartwatch exercise data (D. M. Burns), seglearn 1.2.5, BSD-3-Clause"
-SENSORS = {"acc": slice(0, 3), "gyro": slice(3, 6)}  # columns of the raw [T, 6] series
+SENSORS = {"accel": slice(0, 3), "gyro": slice(3, 6)}  # columns of the raw [T, 6] series
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,19 +6,21 @@ head this is exactly ``z_m = W_m x_m + b`` and ``z = sum_m z_m - (M - 1) b``.
 """
 from __future__ import annotations
 
+import abc
 from typing import List, Sequence
 
 import torch
 from torch import nn
 
 
-class FusionHead(nn.Module):
+class FusionHead(nn.Module, abc.ABC):
     """Base class. Subclasses implement :meth:`forward` on a list of M features ``[B, D]``."""
 
     num_modalities: int
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Fused logits ``[B, C]`` from M features ``[B, D]``."""
 
     def unimodal(self, feats: Sequence[torch.Tensor], m: int) -> torch.Tensor:
         """Logits ``[B, C]`` of modality ``m`` through this head with every other feature zeroed."""

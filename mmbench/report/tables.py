@@ -40,8 +40,8 @@ def _cell(row, col: str) -> str:
     return _fmt(row.get(f"{col}|mean"), row.get(f"{col}|std", float("nan")), int(row.get(f"{col}|count", 0) or 0))
 
 
-def accuracy_table(agg: pd.DataFrame, pattern: str = "complete") -> str:
-    """Method x data set fused test accuracy (%), complete pattern."""
+def accuracy_table(agg: pd.DataFrame, pattern: str = "complete", metric: str = "test_acc") -> str:
+    """Method x data set ``metric`` (%, default the fused test accuracy) under ``pattern``."""
     if agg.empty:
         return "_no finished runs_"
     sub = agg[agg.pattern == pattern]
@@ -51,7 +51,7 @@ def accuracy_table(agg: pd.DataFrame, pattern: str = "complete") -> str:
     rows = []
     for method, group in sub.groupby("method"):
         by_ds = {r.dataset: r for _, r in group.iterrows()}
-        rows.append([method] + [_cell(by_ds[d], "test_acc") if d in by_ds else "" for d in datasets])
+        rows.append([method] + [_cell(by_ds[d], metric) if d in by_ds else "" for d in datasets])
     return tabulate(sorted(rows), headers=["method"] + datasets, tablefmt="github")
 
 
@@ -60,8 +60,10 @@ def dataset_table(agg: pd.DataFrame, dataset: str, pattern: str) -> str:
     sub = agg[(agg.dataset == dataset) & (agg.pattern == pattern)]
     if sub.empty:
         return "_no finished runs_"
-    uni = sorted({c.split("|")[0] for c in sub.columns if c.startswith("uni:") and sub[c].notna().any()})
-    subsets = [c.split("|")[0] for c in sub.columns if c.startswith("subset:") and c.endswith("|mean") and sub[c].notna().any()]
+    # Only this data set's modalities: the frame holds the columns of every data set (NaN elsewhere).
+    present = [c[: -len("|mean")] for c in sub.columns if c.endswith("|mean") and sub[c].notna().any()]
+    uni = sorted(c for c in present if c.startswith("uni:"))
+    subsets = [c for c in present if c.startswith("subset:")]
     full = "subset:" + "+".join(c[4:] for c in uni) if uni else None
     # the full subset is the fused accuracy already shown
     subsets = sorted((s for s in set(subsets) if s != full), key=lambda s: (-s.count("+"), s))
@@ -114,13 +116,23 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
     ]
     if agg.empty:
         return "\n".join(parts)
-    for pattern in sorted(agg.pattern.unique(), key=lambda p: (p != "complete", p)):
+    patterns = sorted(agg.pattern.unique(), key=lambda p: (p != "complete", p))
+    for pattern in patterns:
+        parts += [
+            f"## Mean accuracy over the modality subsets at test, pattern `{pattern}`",
+            "",
+            "Every non-empty subset of modalities present at test (the others missing), averaged with equal weight.",
+            "",
+            accuracy_table(agg, pattern, "subset_mean"),
+            "",
+        ]
+    for pattern in patterns:
         for dataset in sorted(agg[agg.pattern == pattern].dataset.unique()):
             parts += [f"## {dataset}, pattern `{pattern}`", "", dataset_table(agg, dataset, pattern), ""]
     parts += [
         "## Throughput (complete pattern)",
         "",
-        f"Training step time (median-free mean over all steps), relative to `{BASELINE_METHOD}` on the same data set. "
+        f"Training step time (mean over all training steps), relative to `{BASELINE_METHOD}` on the same data set. "
         f"Peak memory kind: {', '.join(mem_kinds)} (`autograd_saved_per_step` = bytes autograd keeps for "
         "backward in a step, the CPU proxy; `cuda_max_allocated` on GPU).",
         "",
@@ -155,8 +167,23 @@ def _machine_description(df: pd.DataFrame) -> str:
     import os
     import platform
 
+    import torch
+
     devices = sorted(df.device.dropna().unique().tolist()) if "device" in df and not df.empty else ["cpu"]
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, device(s): {', '.join(devices)}"
+    return (f"{_cpu_model() or platform.machine()}, {os.cpu_count()} cores, device(s): {', '.join(devices)}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), or ``""``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def _write_text(path: Path, text: str) -> None:

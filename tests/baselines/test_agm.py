@@ -15,15 +15,6 @@ from baselines.agm import decomposition_matrix
 from mmbench.batching import SplitTensors
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def batch_of(data, n=64, mask=None):
     return SplitTensors(data, "train").batch(torch.arange(n), mask)
 

@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from baselines.greedy import bdr, learning_speed, schedule_update
 from helpers import make_method, quick_fit, toy_dataset

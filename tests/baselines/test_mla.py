@@ -11,15 +11,6 @@ from mmbench.batching import SplitTensors
 from mmbench.engine.context import TrainContext
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_projection_removes_seen_directions():
     torch.manual_seed(0)
     D = 16

@@ -11,15 +11,6 @@ from mmbench.batching import SplitTensors
 from mmbench.engine.context import TrainContext
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_weights_equal_when_cosine_positive():
     w = pareto_weights(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0]))
     assert w.tolist() == [0.5, 0.5]

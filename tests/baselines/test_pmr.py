@@ -12,15 +12,6 @@ from baselines.pmr import prototype_logits, slower_weights
 from mmbench.batching import SplitTensors
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def proto_ctx(data, seed=0, epoch=0, epochs=10):
     train = SplitTensors(data, "train")
     return SimpleNamespace(train=train, train_mask=None, eval_batch_size=50,

@@ -106,3 +106,14 @@ def test_quick_run_of_modality_stats_ops(tmp_path):
     assert {"eager", "released"} <= set(t.provider)
     na = df[df.metric == "not_available"]
     assert set(na[na.provider == "triton"].note) == {"not available: no CUDA device"}
+
+
+def test_a_shape_in_two_sweeps_is_timed_once():
+    op = _toy_op("_toy_overlap")
+    op.shapes["realistic"] = [{"N": 64}, {"N": 32}]
+    op.shapes["cpu_sweep"] = [{"N": 64}]
+    register_op(op)
+    df = runner.run(["_toy_overlap"], quick=False, device="cpu", sweeps=["realistic", "cpu_sweep"], modes=["fwd"])
+    sp = df[(df.metric == "speedup") & (df.provider == "eager")]
+    assert sorted(sp["shape"]) == ["N=32", "N=64"]
+    markdown(df)  # one speedup per cell: the report builds

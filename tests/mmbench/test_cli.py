@@ -53,3 +53,12 @@ def test_all_dry_run_lists_grid(tmp_path, capsys):
 def test_module_entry_point():
     proc = subprocess.run([sys.executable, "-m", "mmbench", "list", "patterns"], capture_output=True, text=True)
     assert proc.returncode == 0 and "complete" in proc.stdout
+
+
+def test_bench_passes_its_options_to_the_kernel_benchmark(tmp_path, capsys):
+    """`python -m mmbench bench --quick --ops ... --out ...` (options first) reaches the benchmark."""
+    assert main(["bench", "--quick", "--ops", "pme_sample_kl", "--modes", "fwd", "--device", "cpu",
+                 "--out", str(tmp_path)]) == 0
+    csv = (tmp_path / "kernels.csv").read_text()
+    assert "pme_sample_kl" in csv and "eager" in csv
+    assert (tmp_path / "KERNELS.md").exists()

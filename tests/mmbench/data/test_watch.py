@@ -10,7 +10,7 @@ def test_default_windows_and_split_by_subject():
     d = load_dataset("watch")
     assert len(d) == 3605 and d.num_classes == 7
     assert d.class_names == ["PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW"]
-    for m in ("acc", "gyro"):
+    for m in ("accel", "gyro"):
         assert d.arrays[m].shape == (3605, 3, 128) and d.arrays[m].dtype == np.float32
     assert set(np.unique(d.labels)) == set(range(7))
     subjects = {k: set(d.groups[v].tolist()) for k, v in d.split.items()}
@@ -22,7 +22,7 @@ def test_window_contents_match_the_raw_recording():
     d, raw = load_dataset("watch"), _raw()
     # window 1 of recording 0 starts at step 64 (50% overlap)
     assert d.meta["recording"][1] == 0
-    np.testing.assert_array_equal(d.arrays["acc"][1], raw["series"][64:192, 0:3].T)
+    np.testing.assert_array_equal(d.arrays["accel"][1], raw["series"][64:192, 0:3].T)
     np.testing.assert_array_equal(d.arrays["gyro"][1], raw["series"][64:192, 3:6].T)
 
 

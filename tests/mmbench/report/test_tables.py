@@ -51,3 +51,19 @@ def test_write_tables(tmp_path):
 def test_empty_results_folder(tmp_path):
     paths = write_tables(str(tmp_path), machine="m")
     assert "no finished runs" in paths["md"].read_text()
+
+
+def test_dataset_table_shows_only_its_own_modalities(tmp_path):
+    store = ResultsStore(tmp_path)
+    other = fake_result("joint", "e", "complete", 0, 0.6, 2.0)
+    other["metrics"]["unimodal_acc"] = {"x": 0.5, "y": 0.4}
+    other["metrics"]["subset_acc"] = {"x+y": 0.6, "x": 0.5, "y": 0.4}
+    store.save(other)
+    store.save(fake_result("joint", "d", "complete", 0, 0.8, 2.0))
+    md = write_tables(str(tmp_path), machine="m")["md"].read_text()
+    d_section = md.split("## d, pattern `complete`")[1].split("## ")[0]
+    assert "probe a" in d_section and "only b" in d_section
+    assert "probe x" not in d_section and "only y" not in d_section
+    # the subset-mean summary: 0.8 - 0.133 for d, 0.6 - 0.133 for e
+    summary = md.split("## Mean accuracy over the modality subsets at test, pattern `complete`")[1].split("## ")[0]
+    assert "66.7" in summary and "46.7" in summary
