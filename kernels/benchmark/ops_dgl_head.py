@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict
 import torch
 import torch.nn.functional as F
 
-from kernels.benchmark.registry import BenchOp, Provider, needs_cuda, register_op
+from kernels.benchmark.registry import BenchOp, Provider, lazily_compiled, needs_cuda, register_op
 from kernels.dgl_head import dgl_concat_head, dgl_concat_head_reference, dgl_released_logits, dgl_released_step
 
 ALPHA = 2.0
@@ -79,14 +79,6 @@ def _make_released(inputs: Dict[str, Any], mode: str) -> Callable[[], Any]:
     return fwd_bwd
 
 
-_compiled = None
-
-
-def _compiled_head(feats, weight, bias):
-    global _compiled
-    if _compiled is None:  # compile lazily: importing this module must stay cheap
-        _compiled = torch.compile(dgl_concat_head_reference, dynamic=False)
-    return _compiled(feats, weight, bias)
 
 
 def model_bytes(shape: Dict[str, Any], mode: str) -> int:
@@ -106,7 +98,7 @@ register_op(BenchOp(
     providers=[
         Provider("eager", _single_backward(lambda f, w, b: dgl_concat_head(f, w, b, backend="eager")), baseline=True),
         Provider("released", _make_released),
-        Provider("compile", _single_backward(_compiled_head), available=needs_cuda),
+        Provider("compile", _single_backward(lazily_compiled(dgl_concat_head_reference)), available=needs_cuda),
         Provider("triton", _single_backward(lambda f, w, b: dgl_concat_head(f, w, b, backend="triton")),
                  available=needs_cuda),
     ],

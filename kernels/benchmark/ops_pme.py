@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict
 
 import torch
 
-from kernels.benchmark.registry import BenchOp, Provider, needs_cuda, register_op
+from kernels.benchmark.registry import BenchOp, Provider, lazily_compiled, needs_cuda, register_op
 from kernels.pme import pme_reference, pme_sample_kl
 
 
@@ -40,14 +40,6 @@ def _eager(mu, logvar, seed):
     return pme_reference(mu, logvar, torch.randn_like(mu))
 
 
-_compiled = None
-
-
-def _compiled_fn(mu, logvar, seed):
-    global _compiled
-    if _compiled is None:  # compile lazily: importing this module must stay cheap
-        _compiled = torch.compile(_eager, dynamic=False)
-    return _compiled(mu, logvar, seed)
 
 
 def _triton(mu, logvar, seed):
@@ -84,7 +76,7 @@ register_op(BenchOp(
     name="pme_sample_kl",
     providers=[
         Provider("eager", _provider(_eager), baseline=True),
-        Provider("compile", _provider(_compiled_fn), available=needs_cuda),
+        Provider("compile", _provider(lazily_compiled(_eager)), available=needs_cuda),
         Provider("triton", _provider(_triton), available=needs_cuda),
     ],
     make_inputs=make_inputs,

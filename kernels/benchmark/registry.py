@@ -47,6 +47,19 @@ def needs_cuda(device: torch.device) -> Tuple[bool, str]:
     return True, ""
 
 
+def lazily_compiled(fn: Callable) -> Callable:
+    """``fn`` under ``torch.compile(dynamic=False)``, compiled on the first call, so that importing an
+    ops module (and listing ops) stays cheap."""
+    compiled: List[Callable] = []
+
+    def call(*args, **kwargs):
+        if not compiled:
+            compiled.append(torch.compile(fn, dynamic=False))
+        return compiled[0](*args, **kwargs)
+
+    return call
+
+
 @dataclass
 class Provider:
     """One implementation of an op.

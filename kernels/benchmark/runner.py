@@ -19,7 +19,7 @@ import torch
 
 from . import registry
 from .report import COLUMNS, write_csv, write_markdown
-from .timing import copy_bandwidth_gbs, device_name, peak_memory_mb, time_fn
+from .timing import copy_bandwidth_gbs, device_name, peak_memory_mb, time_fn, time_providers
 
 #: Shapes at or below this many logits elements are launch-bound: also timed with CUDA graphs.
 LAUNCH_BOUND_ELEMS = 1 << 16
@@ -97,6 +97,7 @@ def run(
                 for mode in op_modes:
                     base_ms = None
                     ordered = sorted(op.providers, key=lambda p: not p.baseline)  # baseline first
+                    fns, keys = {}, {}
                     for prov in ordered:
                         key = (op.name, prov.name, mode, _shape_str(shape), _dtype_str(dtype))
                         if mode not in prov.modes:
@@ -108,13 +109,20 @@ def run(
                             add(*key, "not_available", float("nan"), note=f"not available: {reason}")
                             continue
                         try:
-                            inputs = op.make_inputs(shape, dev, dtype)
-                            fn = prov.make_fn(inputs, mode)
-                            t = time_fn(fn, dev, quick=quick)
+                            fns[prov.name] = prov.make_fn(op.make_inputs(shape, dev, dtype), mode)
+                            keys[prov.name] = key
                         except Exception as exc:  # noqa: BLE001 - a provider failing must not stop the run
                             if verbose:
                                 traceback.print_exc()
                             add(*key, "not_available", float("nan"), note=f"not available: failed: {_short(exc)}")
+                    # All providers of this cell timed together (interleaved rounds on CPU).
+                    times = time_providers(fns, dev, quick=quick)
+                    for prov in ordered:
+                        if prov.name not in fns:
+                            continue
+                        key, fn, t = keys[prov.name], fns[prov.name], times[prov.name]
+                        if isinstance(t, Exception):
+                            add(*key, "not_available", float("nan"), note=f"not available: failed: {_short(t)}")
                             continue
                         for q in ("median_ms", "p20_ms", "p80_ms"):
                             add(*key, q, t[q], "ms")

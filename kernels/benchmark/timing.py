@@ -5,12 +5,15 @@
   host launch overhead).
 * CPU: wall-clock per call with ``time.perf_counter`` after a warm-up; median and 20/80 quantiles.
   The number of timed calls adapts to the call's cost so each measurement takes about ``budget_s``.
+  The providers of one benchmark cell are timed in interleaved rounds (:func:`time_providers`): a
+  shared CPU has slow phases lasting seconds, and timing providers one after the other turned them
+  into spurious 2x "speedups" either way.
 """
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -62,6 +65,49 @@ def time_fn(fn: Callable[[], object], device: torch.device, quick: bool = False,
     if torch.device(device).type == "cuda":
         return time_cuda(fn, cudagraph=cudagraph, quick=quick)
     return time_cpu(fn, budget_s=0.02 if quick else 0.25, warmup=2 if quick else 5)
+
+
+#: CPU rounds per benchmark cell, and the per-call cost above which a provider is timed in one round only.
+CPU_ROUNDS = 3
+CPU_SLOW_CALL_MS = 50.0
+
+
+def time_providers(fns: Dict[str, Callable[[], object]], device: torch.device,
+                   quick: bool = False) -> Dict[str, Union[Dict[str, float], Exception]]:
+    """Time several providers of one cell; a provider that raises gets its exception instead.
+
+    CUDA (or ``quick``): one :func:`time_fn` per provider. CPU: ``CPU_ROUNDS`` rounds, each timing
+    every provider once in turn (``budget_s`` split between rounds); the result is the median of the
+    round medians, with the lowest p20 and highest p80. Providers slower than ``CPU_SLOW_CALL_MS``
+    per call are timed in the first round only (their own noise is small against their cost).
+    """
+    out: Dict[str, Union[Dict[str, float], Exception]] = {}
+    rounds: Dict[str, List[Dict[str, float]]] = {}
+    cpu = torch.device(device).type != "cuda"
+    n_rounds = CPU_ROUNDS if cpu and not quick else 1
+    for r in range(n_rounds):
+        for name, fn in fns.items():
+            if isinstance(out.get(name), Exception) or (r > 0 and rounds[name][0]["median_ms"] > CPU_SLOW_CALL_MS):
+                continue
+            try:
+                if cpu and n_rounds > 1:
+                    t = time_cpu(fn, budget_s=0.25 / n_rounds, warmup=5 if r == 0 else 1)
+                else:
+                    t = time_fn(fn, device, quick=quick)
+            except Exception as exc:  # noqa: BLE001 - reported per provider by the caller
+                out[name] = exc
+                continue
+            rounds.setdefault(name, []).append(t)
+    for name, ts in rounds.items():
+        if name in out:
+            continue
+        out[name] = {
+            "median_ms": statistics.median(t["median_ms"] for t in ts),
+            "p20_ms": min(t["p20_ms"] for t in ts),
+            "p80_ms": max(t["p80_ms"] for t in ts),
+            "n": sum(t["n"] for t in ts),
+        }
+    return out
 
 
 def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> Optional[float]:

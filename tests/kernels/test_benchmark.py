@@ -117,3 +117,26 @@ def test_a_shape_in_two_sweeps_is_timed_once():
     sp = df[(df.metric == "speedup") & (df.provider == "eager")]
     assert sorted(sp["shape"]) == ["N=32", "N=64"]
     markdown(df)  # one speedup per cell: the report builds
+
+
+def test_time_providers_interleaves_rounds_on_cpu_and_keeps_failures_apart():
+    from kernels.benchmark import timing
+
+    order = []
+
+    def make(name):
+        def fn():
+            order.append(name)
+        return fn
+
+    def boom():
+        raise RuntimeError("boom")
+
+    t = timing.time_providers({"a": make("a"), "b": make("b"), "bad": boom}, torch.device("cpu"))
+    assert isinstance(t["bad"], RuntimeError)
+    assert t["a"]["p20_ms"] <= t["a"]["median_ms"] <= t["a"]["p80_ms"]
+    # interleaved: b's first calls come before a's last calls (a and b alternate by rounds)
+    first_b, last_a = order.index("b"), len(order) - 1 - order[::-1].index("a")
+    assert first_b < last_a
+    runs = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
+    assert runs == ["a", "b"] * timing.CPU_ROUNDS
