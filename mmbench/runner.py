@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import platform
 import random
 import sys
 import time
@@ -14,11 +13,11 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import torch
 
-import mmbench
 from mmbench.config import RunSpec, resolve
 from mmbench.data import load_dataset, standardize
 from mmbench.engine.context import DivergedError
 from mmbench.engine.trainer import build_method, fit_and_test
+from mmbench.environment import environment
 from mmbench.methods import get_method
 from mmbench.methods.base import Method, RunInfo
 from mmbench.patterns import MaskStore, get_pattern
@@ -28,26 +27,6 @@ from mmbench.results_store import ResultsStore
 # Methods other runs ask for as teachers: their complete-pattern runs keep a checkpoint.
 TEACHER_METHODS = ("joint", "unimodal")
 INHERITED_BY_TEACHERS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "device", "threads", "feature_dim", "missing", "fill")
-
-
-def environment() -> Dict[str, str]:
-    info = {
-        "mmbench": mmbench.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": str(os.cpu_count()),
-    }
-    try:
-        import triton
-
-        info["triton"] = triton.__version__
-    except ImportError:
-        info["triton"] = "not installed"
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def seed_everything(seed: int) -> None:

@@ -5,6 +5,8 @@ from typing import Any, Dict, Iterable
 
 import pandas as pd
 
+from mmbench.environment import machine_line
+
 
 def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
     spec, metrics, tp = result["spec"], result.get("metrics", {}), result.get("throughput", {})
@@ -18,6 +20,7 @@ def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
         "step_ms": tp.get("step_ms"), "samples_per_s": tp.get("train_samples_per_s"),
         "peak_mem_mb": tp.get("peak_mem_mb"), "mem_kind": tp.get("mem_kind"), "params": tp.get("params"),
         "wall_seconds": result.get("wall_seconds"), "device": result.get("env", {}).get("gpu", "cpu"),
+        "machine": machine_line(result.get("env", {})),
     }
     for m, acc in metrics.get("unimodal_acc", {}).items():
         row[f"uni:{m}"] = acc

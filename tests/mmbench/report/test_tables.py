@@ -67,3 +67,16 @@ def test_dataset_table_shows_only_its_own_modalities(tmp_path):
     # the subset-mean summary: 0.8 - 0.133 for d, 0.6 - 0.133 for e
     summary = md.split("## Mean accuracy over the modality subsets at test, pattern `complete`")[1].split("## ")[0]
     assert "66.7" in summary and "46.7" in summary
+
+
+def test_machine_line_comes_from_the_runs_env(tmp_path):
+    store = ResultsStore(tmp_path)
+    r = fake_result("joint", "d", "complete", 0, 0.8, 2.0)
+    r["env"] = {"cpu": "Test CPU 9000", "cpu_count": "2", "python": "3.11.7", "torch": "2.14.1"}
+    store.save(r)
+    old = fake_result("joint", "d", "complete", 1, 0.8, 2.0)  # a result written before "cpu" was recorded
+    old["env"] = {"platform": "Linux-x86_64", "cpu_count": "2", "python": "3.11.7", "torch": "2.14.1", "gpu": "H100"}
+    store.save(old)
+    md = write_tables(str(tmp_path))["md"].read_text()
+    assert "Test CPU 9000, 2 cores, no GPU; Python 3.11.7, torch 2.14.1" in md
+    assert "Linux-x86_64, 2 cores, H100" in md
