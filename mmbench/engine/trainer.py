@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -100,17 +101,22 @@ def fit_and_test(
     method.on_fit_start(ctx)
     best, best_epoch, best_state = -math.inf, -1, None
     history: List[Dict[str, float]] = []
-    step_seconds, samples = 0.0, 0
+    # Step durations (seconds) of the plain steps, and of those slowed by the memory hooks (kept apart).
+    plain_steps: List[float] = []
+    hooked_steps: List[float] = []
+    train_seconds, samples = 0.0, 0  # wall time of the training epochs, epoch hooks included
     for epoch in range(info.epochs):
         ctx.epoch = epoch
         ctx.train_mask = pattern.epoch_train_mask(train_mask_fixed, len(tr), info.num_modalities, info.seed, epoch).to(device)
         ctx.loss_sum.zero_()
         ctx.loss_count = 0
         method.modules().train()
+        epoch_start = time.perf_counter()
         method.on_epoch_start(ctx)
         for i, batch in enumerate(tr.iterate(bs, ctx.train_mask, shuffle=True, generator=generator, drop_last=len(tr) > bs)):
+            hooked = i < MEASURE_STEPS_PER_EPOCH and device.type == "cpu"
             start = time.perf_counter()
-            if i < MEASURE_STEPS_PER_EPOCH and device.type == "cpu":
+            if hooked:
                 with meter.measure():
                     loss = method.training_step(batch, ctx)
             else:
@@ -119,10 +125,13 @@ def fit_and_test(
                 ctx.log_loss(loss)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            step_seconds += time.perf_counter() - start
+            (hooked_steps if hooked else plain_steps).append(time.perf_counter() - start)
             samples += len(batch)
             ctx.step_count += 1
         method.on_epoch_end(ctx)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds += time.perf_counter() - epoch_start
         if bool(ctx.nonfinite):
             raise DivergedError(f"non-finite training loss in epoch {epoch}")
         if scheduler is not None:
@@ -143,11 +152,15 @@ def fit_and_test(
         peak_mb, mem_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
     else:
         peak_mb, mem_kind = meter.peak_bytes / 2**20, "autograd_saved_per_step"
-    steps = max(1, ctx.step_count)
+    step_seconds = plain_steps or hooked_steps  # a tiny data set may have only hooked steps
     throughput = {
-        "train_samples_per_s": samples / step_seconds if step_seconds else float("nan"),
-        "step_ms": 1000 * step_seconds / steps,
-        "train_seconds": step_seconds,
+        # samples over the training epochs' wall time: the methods' between-epoch work (prototypes,
+        # mining, stage switches) counts; the validation passes of model selection do not.
+        "train_samples_per_s": samples / train_seconds if train_seconds else float("nan"),
+        # median: robust to the scheduler hiccups of a shared CPU, which the mean was not.
+        "step_ms": 1000 * statistics.median(step_seconds) if step_seconds else float("nan"),
+        "step_ms_mean": 1000 * statistics.fmean(step_seconds) if step_seconds else float("nan"),
+        "train_seconds": train_seconds,
         "steps": ctx.step_count,
         "peak_mem_mb": peak_mb,
         "mem_kind": mem_kind,

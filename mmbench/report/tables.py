@@ -87,7 +87,7 @@ def throughput_table(agg: pd.DataFrame, pattern: str = "complete") -> str:
         rel = r["step_ms|mean"] / base.iloc[0]["step_ms|mean"] if not base.empty else float("nan")
         rows.append([method, dataset, f"{r['step_ms|mean']:.2f}", f"{rel:.2f}x" if not math.isnan(rel) else "-",
                      f"{r['samples_per_s|mean']:.0f}", f"{r['peak_mem_mb|mean']:.2f}"])
-    return tabulate(sorted(rows), headers=["method", "dataset", "step ms", "vs joint", "train samples/s", "peak mem MB"], tablefmt="github")
+    return tabulate(sorted(rows), headers=["method", "dataset", "step ms (median)", "vs joint", "train samples/s", "peak mem MB"], tablefmt="github")
 
 
 def failures_table(df: pd.DataFrame) -> str:
@@ -133,9 +133,12 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
     parts += [
         "## Throughput (complete pattern)",
         "",
-        f"Training step time (mean over all training steps), relative to `{BASELINE_METHOD}` on the same data set. "
-        f"Peak memory kind: {', '.join(mem_kinds)} (`autograd_saved_per_step` = bytes autograd keeps for "
-        "backward in a step, the CPU proxy; `cuda_max_allocated` on GPU).",
+        "Step time: the median training step of each run (steps instrumented for memory left out), mean "
+        f"over seeds, and its ratio to `{BASELINE_METHOD}` on the same data set. Samples/s: training samples "
+        "over the wall time of the training epochs, the methods' between-epoch work included, validation "
+        "passes excluded. Runs share the machine two at a time, so repeated suites differ by up to about 20% "
+        f"in these columns. Peak memory kind: {', '.join(mem_kinds)} (`autograd_saved_per_step` = bytes "
+        "autograd keeps for backward in a step, the CPU proxy; `cuda_max_allocated` on GPU).",
         "",
         throughput_table(agg, "complete"),
         "",

@@ -1,4 +1,5 @@
 import math
+import time
 
 import pytest
 import torch
@@ -68,3 +69,26 @@ def test_nan_loss_raises_diverged():
     method = build_method(NaNMethod, data, cfg, {}, info)
     with pytest.raises(DivergedError, match="non-finite"):
         fit_and_test(method, data, get_pattern("complete"), cfg, info)
+
+
+class SlowEpochEndMethod(Method):
+    """Joint training whose between-epoch work takes 50 ms (like PMR's prototypes or MMANet's mining)."""
+
+    name = "slow-epoch-end-test"
+
+    def compute_loss(self, batch, ctx):
+        return F.cross_entropy(self.model(batch), batch.labels)
+
+    def on_epoch_end(self, ctx):
+        time.sleep(0.05)
+
+
+def test_throughput_counts_epoch_hooks_in_samples_per_s_not_in_step_time():
+    data = toy_dataset()
+    cfg = {**TRAIN_DEFAULTS, "epochs": 3, "batch_size": 16}
+    info = run_info(data, 3, 16)
+    t = fit_and_test(build_method(SlowEpochEndMethod, data, cfg, {}, info), data, get_pattern("complete"), cfg, info)["throughput"]
+    assert t["train_seconds"] >= 3 * 0.05
+    assert t["step_ms"] < 50 and t["step_ms_mean"] < 50  # the sleeps are not steps
+    # at most steps x 16 samples, over a training time that includes the three sleeps:
+    assert t["train_samples_per_s"] <= t["steps"] * 16 / (3 * 0.05)
