@@ -1,5 +1,7 @@
+"""``python -m mmbench``: see :mod:`mmbench.cli`."""
 import sys
 
 from mmbench.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

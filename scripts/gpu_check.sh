@@ -4,9 +4,8 @@
 #   1. build the C++/CUDA extension of op 1 (bounded; a failed build only means backend="cpp" falls back);
 #   2. run the `gpu`-marked tests: compiled Triton kernels vs float64 references, and
 #      torch.cuda.set_sync_debug_mode("error") zero-host-sync checks of forward + backward of every op;
-#   3. run the benchmark (`python -m mmbench bench`, or `python -m kernels.benchmark` if the CLI is not
-#      wired), writing results/kernels.csv and results/KERNELS.md (written after every op, so a timeout
-#      still leaves the finished ops).
+#   3. run the benchmark (`python -m mmbench bench`), writing results/kernels.csv and results/KERNELS.md
+#      (written after every op, so a timeout still leaves the finished ops).
 #
 # Usage: scripts/gpu_check.sh            (PYTHON=/path/to/python to choose the interpreter)
 set -uo pipefail
@@ -40,11 +39,7 @@ timeout 180 "$PY" -m pytest tests/kernels -m gpu -q -rs --junitxml="$OUT/gpu_tes
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== 3. benchmark (<= 240 s)"
-if "$PY" -c "import mmbench.__main__" >/dev/null 2>&1; then
-  timeout 240 "$PY" -m mmbench bench --out "$OUT" 2>&1 | tee "$OUT/gpu_bench.log"
-else
-  timeout 240 "$PY" -m kernels.benchmark --out "$OUT" 2>&1 | tee "$OUT/gpu_bench.log"
-fi
+timeout 240 "$PY" -m mmbench bench --out "$OUT" 2>&1 | tee "$OUT/gpu_bench.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 echo "gpu_check: done (status $status); results in $OUT/"
 exit $status
