@@ -136,8 +136,9 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
         "Step time: the median training step of each run (steps instrumented for memory left out), mean "
         f"over seeds, and its ratio to `{BASELINE_METHOD}` on the same data set. Samples/s: training samples "
         "over the wall time of the training epochs, the methods' between-epoch work included, validation "
-        "passes excluded. Runs share the machine two at a time, so repeated suites differ by up to about 20% "
-        f"in these columns. Peak memory kind: {', '.join(mem_kinds)} (`autograd_saved_per_step` = bytes "
+        "passes excluded. Runs share the machine and are timed at different moments, so these columns are "
+        "far noisier than the accuracies (the README gives the repeat-to-repeat spread measured for the "
+        f"committed tables). Peak memory kind: {', '.join(mem_kinds)} (`autograd_saved_per_step` = bytes "
         "autograd keeps for backward in a step, the CPU proxy; `cuda_max_allocated` on GPU).",
         "",
         throughput_table(agg, "complete"),
