@@ -202,6 +202,36 @@ class Table(Command):
         return 0
 
 
+class Steps(Command):
+    name = "steps"
+    help = ("interleaved step-time benchmark of the methods against joint training "
+            "(writes results/STEPTIME.md and results/steptime.csv)")
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("--methods", default="*", help="methods (comma list, wildcards; default: all)")
+        p.add_argument("--datasets", default="mfeat-pix-mor,mfeat-fou-zer-mor,watch,synthetic",
+                       help="data sets (comma list, wildcards; default: those of the default suite)")
+        p.add_argument("--epochs", type=int, default=3, help="epochs per timed training (default 3)")
+        p.add_argument("--rounds", type=int, default=3, help="rounds over all methods (default 3)")
+        p.add_argument("--out", default="results")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.data import list_datasets
+        from mmbench.methods import list_methods
+        from mmbench.steptime import measure, write
+
+        methods = list_methods(args.methods)
+        datasets = list_datasets(args.datasets)
+        start = time.time()
+        df = measure(methods, datasets, epochs=args.epochs, rounds=args.rounds, out=args.out,
+                     progress=lambda line: print(line, flush=True))
+        paths = write(df, args.out, args.epochs)
+        print(f"finished in {time.time() - start:.0f} s: {paths['md']}, {paths['csv']}")
+        return 0
+
+
 class Bench(Command):
     name = "bench"
     help = "kernel-vs-eager benchmark of the fused ops (writes results/kernels.csv and results/KERNELS.md)"
@@ -219,7 +249,7 @@ class Bench(Command):
         return execute(args)
 
 
-COMMANDS = [All, Run, List_, Table, Bench]
+COMMANDS = [All, Run, List_, Table, Steps, Bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

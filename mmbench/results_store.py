@@ -17,12 +17,18 @@ from typing import Any, Dict, Iterator, Optional
 
 
 def write_json_atomic(path: Path, payload: Dict[str, Any]) -> None:
+    """Write ``payload`` as JSON atomically (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True, default=_json_default))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, sort_keys=True, default=_json_default)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

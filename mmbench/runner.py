@@ -63,7 +63,8 @@ class Runner:
         return result
 
     # ------------------------------------------------------------------ internals
-    def _prepare(self, spec: RunSpec):
+    def prepare(self, spec: RunSpec):
+        """Resolve ``spec``: ``(method class, pattern, train settings, hparams, data, RunInfo)``."""
         method_cls = get_method(spec.method)
         pattern = get_pattern(spec.pattern)
         train_cfg, hp = resolve(spec, method_cls)
@@ -82,7 +83,7 @@ class Runner:
         start = time.time()
         threads = torch.get_num_threads()
         try:
-            method_cls, pattern, train_cfg, hp, data, info = self._prepare(spec)
+            method_cls, pattern, train_cfg, hp, data, info = self.prepare(spec)
             result["config"] = {"train": train_cfg, "method": hp}
             torch.set_num_threads(int(train_cfg["threads"]))
             seed_everything(spec.seed)
@@ -122,7 +123,7 @@ class Runner:
                 if result.get("status") != "ok":
                     raise RuntimeError(f"teacher run {spec.label()} {result.get('status')}: {result.get('error')}")
                 self.store.save(result)
-        method_cls, _, train_cfg, t_hp, data, info = self._prepare(spec)
+        method_cls, _, train_cfg, t_hp, data, info = self.prepare(spec)
         teacher = build_method(method_cls, data, train_cfg, t_hp, info)
         state = torch.load(path, map_location=train_cfg["device"], weights_only=False)
         teacher.modules().load_state_dict(state["modules"])

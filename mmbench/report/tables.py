@@ -12,7 +12,7 @@ from tabulate import tabulate
 
 from mmbench.environment import environment, machine_line
 from mmbench.report.frame import results_frame
-from mmbench.results_store import ResultsStore, write_json_atomic
+from mmbench.results_store import ResultsStore, write_json_atomic, write_text_atomic
 
 BASELINE_METHOD = "joint"
 
@@ -137,8 +137,8 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
         f"over seeds, and its ratio to `{BASELINE_METHOD}` on the same data set. Samples/s: training samples "
         "over the wall time of the training epochs, the methods' between-epoch work included, validation "
         "passes excluded. Runs share the machine and are timed at different moments, so these columns are "
-        "far noisier than the accuracies (the README gives the repeat-to-repeat spread measured for the "
-        f"committed tables). Peak memory kind: {', '.join(mem_kinds)} (`autograd_saved_per_step` = bytes "
+        "far noisier than the accuracies; `python -m mmbench steps` (STEPTIME.md) times the methods against "
+        f"joint training in interleaved rounds of one process instead. Peak memory kind: {', '.join(mem_kinds)} (`autograd_saved_per_step` = bytes "
         "autograd keeps for backward in a step, the CPU proxy; `cuda_max_allocated` on GPU).",
         "",
         throughput_table(agg, "complete"),
@@ -162,8 +162,8 @@ def write_tables(root: str = "results", machine: str = "") -> Dict[str, Path]:
         machine = _machine_description(df)
     md = build_markdown(df if not df.empty else pd.DataFrame(columns=["status", "seed"]), agg, machine)
     paths = {"md": out / "LEADERBOARD.md", "csv": out / "LEADERBOARD.csv", "json": out / "LEADERBOARD.json"}
-    _write_text(paths["md"], md)
-    _write_text(paths["csv"], agg.to_csv(index=False) if not agg.empty else "")
+    write_text_atomic(paths["md"], md)
+    write_text_atomic(paths["csv"], agg.to_csv(index=False) if not agg.empty else "")
     write_json_atomic(paths["json"], {"machine": machine, "aggregate": json.loads(agg.to_json(orient="records")) if not agg.empty else []})
     return paths
 
@@ -173,9 +173,3 @@ def _machine_description(df: pd.DataFrame) -> str:
     ok = df[df.status == "ok"] if "status" in df else df
     machines = sorted(ok.machine.dropna().unique().tolist()) if "machine" in ok else []
     return " | ".join(machines) if machines else machine_line(environment())
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
