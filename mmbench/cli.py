@@ -27,8 +27,8 @@ class Command(abc.ABC):
         parser.set_defaults(func=cls.execute)
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        pass
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:  # noqa: B027 - optional hook
+        """Add this command's options to ``parser`` (none by default)."""
 
     @staticmethod
     @abc.abstractmethod

@@ -10,7 +10,7 @@ def test_ratios_are_against_joint_of_the_same_round_and_teachers_are_not_trained
     assert list(df.columns) == COLUMNS
     assert len(df) == 2 * 3  # joint is always timed first, as the reference of its round
     assert list(df[df["round"] == 0].method) == ["joint", "umt", "arl"]
-    for r, g in df.groupby("round"):
+    for _, g in df.groupby("round"):
         joint_ms = float(g[g.method == "joint"].step_ms.iloc[0])
         assert (g.joint_step_ms == joint_ms).all()
         pd.testing.assert_series_equal(g.ratio, g.step_ms / joint_ms, check_names=False)
