@@ -213,7 +213,7 @@ class Steps(Command):
         p.add_argument("--datasets", default="mfeat-pix-mor,mfeat-fou-zer-mor,watch,synthetic",
                        help="data sets (comma list, wildcards; default: those of the default suite)")
         p.add_argument("--epochs", type=int, default=3, help="epochs per timed training (default 3)")
-        p.add_argument("--rounds", type=int, default=3, help="rounds over all methods (default 3)")
+        p.add_argument("--rounds", type=int, default=5, help="rounds over all methods (default 5)")
         p.add_argument("--out", default="results")
 
     @staticmethod

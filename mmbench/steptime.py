@@ -58,7 +58,7 @@ def time_method(runner: Runner, method: str, dataset: str, epochs: int, seed: in
     return float(out["throughput"]["step_ms"])
 
 
-def measure(methods: Sequence[str], datasets: Sequence[str], epochs: int = 3, rounds: int = 3, seed: int = 0,
+def measure(methods: Sequence[str], datasets: Sequence[str], epochs: int = 3, rounds: int = 5, seed: int = 0,
             out: str = "results", progress: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
     """One row per (data set, method, round): its median step ms, joint's in that round, and the ratio."""
     runner = Runner(out)
