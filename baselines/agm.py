@@ -19,6 +19,7 @@ from baselines._balance_utils import masked_mean, scale_grad, window_active
 from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import BACKEND, FRACTION, NON_NEGATIVE, Setting
 
 DECOMPOSITIONS = ("auto", "shapley", "loo")
 CE_CAP = -math.log(1e-8)  # scores use p clamped at >= 1e-8, i.e. CE <= 18.42
@@ -124,6 +125,8 @@ class AGM(Method):
         "clip": True,
         "backend": "auto",
     }
+    hparam_schema = {"alpha": NON_NEGATIVE, "start": FRACTION, "end": FRACTION, "decomposition": Setting(str, choices=DECOMPOSITIONS),
+                     "backend": BACKEND}
 
     def build(self) -> None:
         M = self.info.num_modalities

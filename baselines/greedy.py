@@ -16,6 +16,7 @@ from torch import nn
 
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import FRACTION, NON_NEGATIVE, POSITIVE_INT
 
 
 class MMTM(nn.Module):
@@ -113,6 +114,7 @@ class Greedy(Method):
 
     name = "greedy"
     hparams = {"eps": 0.01, "q": 5, "start": 0.1, "avg_momentum": 0.9, "random": False}
+    hparam_schema = {"eps": NON_NEGATIVE, "q": POSITIVE_INT, "start": FRACTION, "avg_momentum": FRACTION}
 
     def build(self) -> None:
         M, D = self.info.num_modalities, self.model.feature_dim

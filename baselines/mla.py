@@ -14,6 +14,7 @@ from baselines._balance_utils import masked_ce
 from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import BACKEND, Setting
 
 PROJECTIONS = ("replace", "add", "none")
 GATES = ("dynamic", "fixed")
@@ -92,6 +93,8 @@ class MLA(Method):
 
     name = "mla"
     hparams: Dict[str, Any] = {"projection": "replace", "gate": "dynamic", "fixed_weights": None, "backend": "auto"}
+    hparam_schema = {"projection": Setting(str, choices=PROJECTIONS), "gate": Setting(str, choices=GATES),
+                     "fixed_weights": Setting(list, nullable=True), "backend": BACKEND}
 
     def build(self) -> None:
         if self.info.num_modalities < 2:

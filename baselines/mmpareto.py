@@ -16,6 +16,7 @@ from baselines._balance_utils import masked_ce
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
 from mmbench.models.fusion import unimodal_heads
+from mmbench.settings_schema import NON_NEGATIVE
 
 
 def pareto_weights(g_mm: torch.Tensor, g_u: torch.Tensor) -> torch.Tensor:
@@ -77,6 +78,7 @@ class MMPareto(Method):
 
     name = "mmpareto"
     hparams: Dict[str, Any] = {"gamma": 1.5}
+    hparam_schema = {"gamma": NON_NEGATIVE}
 
     def build(self) -> None:
         if self.info.num_modalities < 2:

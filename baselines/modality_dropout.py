@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import FRACTION
 
 
 def drop_modalities(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -34,6 +35,7 @@ class ModalityDropout(Method):
 
     name = "modality-dropout"
     hparams = {"p": 0.5}
+    hparam_schema = {"p": FRACTION}
 
     def compute_loss(self, batch: Batch, ctx) -> torch.Tensor:
         mask = drop_modalities(batch.mask, self.hp["p"], ctx.generator)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import NON_NEGATIVE, POSITIVE_INT, Setting
 
 
 def mslr_ratio(acc_now: float, acc_history: Sequence[float], window: int) -> float:
@@ -78,6 +79,7 @@ class MSLR(Method):
 
     name = "mslr"
     hparams = {"init_mult": None, "window": 3, "cumulative": False, "early_stop": False, "patience": 0.25}
+    hparam_schema = {"init_mult": Setting(list, nullable=True), "window": POSITIVE_INT, "patience": NON_NEGATIVE}
 
     def build(self) -> None:
         M = self.info.num_modalities

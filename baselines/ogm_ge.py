@@ -18,6 +18,7 @@ from kernels import modality_stats, ogm_ge_coefficients
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
 from mmbench.models.fusion import ConcatFusion, SumFusion
+from mmbench.settings_schema import BACKEND, FRACTION, NON_NEGATIVE, Setting
 
 RULES = ("auto", "pair", "min", "mean")
 MODULATE = ("conv", "weights", "all")
@@ -124,6 +125,8 @@ class OGMGE(Method):
         "end": 0.5,
         "backend": "auto",
     }
+    hparam_schema = {"alpha": NON_NEGATIVE, "rule": Setting(str, choices=RULES), "modulate": Setting(str, choices=MODULATE),
+                     "start": FRACTION, "end": FRACTION, "backend": BACKEND}
     train_overrides = {"fusion": "concat"}
 
     def build(self) -> None:

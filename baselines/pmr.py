@@ -16,6 +16,7 @@ from baselines._balance_utils import masked_mean, window_active
 from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import BACKEND, FRACTION, NON_NEGATIVE, Setting
 
 
 def prototype_logits(feat: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
@@ -97,6 +98,8 @@ class PMR(Method):
         "per_weight": 1.0,
         "backend": "auto",
     }
+    hparam_schema = {"alpha": NON_NEGATIVE, "momentum": FRACTION, "proto_fraction": Setting(float, low=0.0, high=1.0, low_open=True),
+                     "start": FRACTION, "end": FRACTION, "per_weight": NON_NEGATIVE, "backend": BACKEND}
 
     def build(self) -> None:
         if self.info.num_modalities < 2:

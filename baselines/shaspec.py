@@ -16,6 +16,7 @@ from torch import nn
 
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import FRACTION, NON_NEGATIVE, Setting
 
 FILLS = ("first", "mean")
 DRAWS = ("uniform", "size")
@@ -129,6 +130,8 @@ class ShaSpec(Method):
 
     name = "shaspec"
     hparams = {"alpha": 0.1, "beta": 0.02, "warmup": 0.3, "fill": "first", "draw": "uniform"}
+    hparam_schema = {"alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "warmup": FRACTION, "fill": Setting(str, choices=FILLS),
+                     "draw": Setting(str, choices=DRAWS)}
 
     def build(self) -> None:
         if self.hp["fill"] not in FILLS:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from baselines.unimodal import Unimodal
 from mmbench.batching import Batch
 from mmbench.methods.base import register_method
+from mmbench.settings_schema import Setting
 
 AVERAGES = ("logits", "probs")
 
@@ -69,6 +70,7 @@ class UME(Unimodal):
 
     name = "ume"
     hparams = {"average": "logits", "from_pretrained": False}
+    hparam_schema = {"average": Setting(str, choices=AVERAGES)}
 
     def build(self) -> None:
         super().build()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import NON_NEGATIVE
 
 
 def distill_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
@@ -65,6 +66,7 @@ class UMT(Method):
 
     name = "umt"
     hparams = {"lam": 1.0}
+    hparam_schema = {"lam": NON_NEGATIVE}
 
     def on_fit_start(self, ctx) -> None:
         self.teacher = ctx.pretrained("unimodal")

@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Tuple
 
+from mmbench.settings_schema import check_settings
+
 # Bump when a change makes earlier cached results incomparable (protocol, engine, models).
 PROTOCOL_VERSION = 1
 
@@ -90,6 +92,7 @@ def resolve(spec: RunSpec, method_cls) -> Tuple[Dict[str, Any], Dict[str, Any]]:
                 f"({', '.join(sorted(TRAIN_DEFAULTS))}) nor a hyper-parameter of the method "
                 f"({', '.join(sorted(method_cls.hparams)) or 'none'})"
             )
+    check_settings(train, hp, method_cls, context=spec.label())  # type, range, choices: before any run starts
     return train, hp
 
 

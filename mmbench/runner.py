@@ -93,6 +93,10 @@ class Runner:
             )
             teacher_fn = lambda name, teacher_hp: self.teacher(spec, train_cfg, name, teacher_hp)  # noqa: E731
             out = fit_and_test(method, data, pattern, train_cfg, info, masks, teacher_fn, progress)
+            if out["metrics"]["best_epoch"] < 0:
+                # No epoch trained or none had a finite validation score: nothing was selected, so the
+                # test numbers are those of an untrained model and must not count as a result.
+                raise RuntimeError(f"no epoch was selected in {info.epochs} epochs (best epoch -1): not a result")
             result.update(out)
             result["status"] = "ok"
             if save_model:

@@ -15,6 +15,7 @@ import torch
 import kernels
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import BACKEND, FRACTION, NON_NEGATIVE, POSITIVE, Setting
 
 WEIGHT_MODES = ("paper", "released")
 
@@ -139,6 +140,8 @@ class ARL(Method):
         "weights": "paper",
         "backend": "auto",
     }
+    hparam_schema = {"gamma": NON_NEGATIVE, "temperature": POSITIVE, "start": FRACTION, "floor": NON_NEGATIVE,
+                     "weights": Setting(str, choices=WEIGHT_MODES), "backend": BACKEND}
 
     def build(self) -> None:
         if self.info.num_modalities < 2:

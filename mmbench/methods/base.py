@@ -85,12 +85,15 @@ class Method:
         dataset_hparams: per data set (fnmatch pattern on the data set name) overrides of ``hparams``.
         train_overrides: engine settings this method needs (e.g. ``{"fusion": "sum"}``), applied
             before the user's overrides.
+        hparam_schema: the allowed values of ``hparams`` (``mmbench.settings_schema.Setting`` per key:
+            type, range, choices); keys without one are checked against the type of their default.
     """
 
     name: ClassVar[str] = ""
     hparams: ClassVar[Dict[str, Any]] = {}
     dataset_hparams: ClassVar[Dict[str, Dict[str, Any]]] = {}
     train_overrides: ClassVar[Dict[str, Any]] = {}
+    hparam_schema: ClassVar[Dict[str, Any]] = {}
 
     def __init__(self, model: MultimodalModel, hp: Dict[str, Any], info: RunInfo):
         self.model = model

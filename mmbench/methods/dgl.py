@@ -16,6 +16,7 @@ from mmbench.batching import Batch
 from mmbench.methods.arl import ce_weights
 from mmbench.methods.base import Method, register_method
 from mmbench.models.fusion import ConcatFusion, FiLMFusion, FusionHead, GatedFusion, SumFusion
+from mmbench.settings_schema import BACKEND, NON_NEGATIVE
 
 
 def _linear_detached(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -115,6 +116,7 @@ class DGL(Method):
 
     name = "dgl"
     hparams = {"alpha": 2.0, "gated_quirk": False, "backend": "auto"}
+    hparam_schema = {"alpha": NON_NEGATIVE, "backend": BACKEND}
 
     def compute_loss(self, batch: Batch, ctx) -> torch.Tensor:
         feats = self.model.encode(batch)

@@ -22,6 +22,7 @@ from mmbench.methods._missing_utils import (
     step_seed,
 )
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import FRACTION, NON_NEGATIVE, Setting
 
 HCR_TARGETS = ("weak", "fixed", "missing")
 
@@ -125,6 +126,11 @@ class DMRNet(Method):
         "latent_dim": None,
         "hcr_target": "weak",
         "hard_combinations": None,
+    }
+    hparam_schema = {
+        "alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "select_frac": FRACTION,
+        "select_epochs": Setting(int, low=1, nullable=True), "latent_dim": Setting(int, low=1, nullable=True),
+        "hcr_target": Setting(str, choices=HCR_TARGETS), "hard_combinations": Setting(list, nullable=True),
     }
 
     # ----------------------------------------------------------------- construction

@@ -20,6 +20,7 @@ from mmbench.methods._missing_utils import (
     sample_combinations,
 )
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import FRACTION, NON_NEGATIVE, POSITIVE_INT, Setting, method_names
 
 MAR_SCORES = ("kl", "kl_softmax", "acc_gap")
 
@@ -129,6 +130,11 @@ class MMANet(Method):
         "reg_hidden": 128,
         "mar_score": "kl",
         "teacher": "joint",
+    }
+    hparam_schema = {
+        "lambda_mad": NON_NEGATIVE, "lambda_mar": NON_NEGATIVE, "begin_frac": FRACTION,
+        "begin_epoch": Setting(int, low=1, nullable=True), "mine_epochs": Setting(int, low=0), "reg_hidden": POSITIVE_INT,
+        "mar_score": Setting(str, choices=MAR_SCORES), "teacher": Setting(str, choices=method_names),
     }
 
     # ----------------------------------------------------------------- construction

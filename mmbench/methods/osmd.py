@@ -15,6 +15,7 @@ from torch import nn
 from mmbench.batching import Batch
 from mmbench.methods._missing_utils import check_multimodal, joint_mmd
 from mmbench.methods.base import Method, register_method
+from mmbench.settings_schema import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Setting
 
 JMMD_TARGETS = ("softmax", "onehot")
 
@@ -95,6 +96,11 @@ class OneStageModalityDistillation(Method):
         "kernel_num": 5,
         "kernel_mul": 2.0,
         "jan_hidden": None,
+    }
+    hparam_schema = {
+        "missing_modality": Setting(str, nullable=True), "lambda_mmd": NON_NEGATIVE, "lambda_missing": NON_NEGATIVE,
+        "lambda_avail": NON_NEGATIVE, "jmmd_target": Setting(str, choices=JMMD_TARGETS), "kernel_num": POSITIVE_INT,
+        "kernel_mul": POSITIVE, "jan_hidden": Setting(int, low=1, nullable=True),
     }
 
     # ----------------------------------------------------------------- construction
