@@ -7,11 +7,23 @@ from __future__ import annotations
 import abc
 import argparse
 import json
+import os
 import sys
 import time
 from typing import List, Optional
 
 from mmbench.config import RunSpec, parse_overrides, resolve
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (zero rounds or epochs would measure nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 class Command(abc.ABC):
@@ -41,14 +53,22 @@ class All(Command):
     help = "run a suite (default: every method on every embedded data set, 2 patterns, 3 seeds) and write the tables"
 
     @classmethod
+    def create(cls, sub) -> None:
+        from mmbench.suite import FILTER_RULE
+
+        parser = sub.add_parser(cls.name, help=cls.help, description=f"{cls.help}. {FILTER_RULE}")
+        cls.add_arguments(parser)
+        parser.set_defaults(func=cls.execute)
+
+    @classmethod
     def add_arguments(cls, p):
         p.add_argument("--suite", default="default", help="bundled suite name or YAML path (default: default)")
         p.add_argument("--out", default="results", help="results folder (default: results)")
         p.add_argument("--workers", type=int, default=2, help="parallel runs (default: 2)")
-        p.add_argument("--methods", help="only these methods (comma list, wildcards)")
-        p.add_argument("--datasets", help="only these data sets (comma list, wildcards)")
-        p.add_argument("--patterns", help="only these patterns (comma list)")
-        p.add_argument("--seeds", help="only these seeds (comma list)")
+        p.add_argument("--methods", help="these methods instead of the suite's (comma list; wildcards pick from the suite)")
+        p.add_argument("--datasets", help="these data sets instead of the suite's (comma list; wildcards pick from the suite)")
+        p.add_argument("--patterns", help="these patterns instead of the suite's (comma list; wildcards pick from the suite)")
+        p.add_argument("--seeds", help="these seeds instead of the suite's (comma list of integers)")
         p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a setting for every run")
         p.add_argument("--shard", help="run only shard i of n (i/n), for several machines sharing --out")
         p.add_argument("--executor", default="local", choices=["local", "dask"], help="where runs execute (default: local processes)")
@@ -58,33 +78,14 @@ class All(Command):
 
     @staticmethod
     def execute(args) -> int:
-        import fnmatch
-
-        from mmbench.grid import parse_shard, run_grid, select_shard
+        from mmbench.grid import check_specs, parse_shard, run_grid, select_shard
         from mmbench.results_store import ResultsStore
-        from mmbench.suite import load_suite
+        from mmbench.suite import apply_filters, load_suite
 
-        suite = load_suite(args.suite)
-        if args.methods:
-            from mmbench.methods import list_methods
-
-            wanted = set(list_methods(args.methods))
-            suite.methods = [m for m in suite.methods if m in wanted]
-        if args.datasets:
-            from mmbench.data import list_datasets
-
-            wanted = set(list_datasets(args.datasets))
-            suite.datasets = [d for d in suite.datasets if d in wanted]
-        if args.patterns:
-            suite.patterns = [p for p in suite.patterns if any(fnmatch.fnmatch(p, x) for x in args.patterns.split(","))]
-        if args.seeds:
-            suite.seeds = [int(s) for s in args.seeds.split(",")]
+        suite = apply_filters(load_suite(args.suite), args.methods, args.datasets, args.patterns, args.seeds)
         suite.overrides.update(parse_overrides(args.set))
         specs = select_shard(suite.specs(), parse_shard(args.shard))
-        from mmbench.methods import get_method
-
-        for s in specs:  # unknown settings: an error before anything runs
-            resolve(s, get_method(s.method))
+        check_specs(specs)  # every setting and pattern of every run: an error before anything runs
         store = ResultsStore(args.out)
         done = sum(store.is_done(s.key()) for s in specs)
         print(f"suite {suite.name}: {len(suite.methods)} methods x {len(suite.datasets)} data sets x "
@@ -99,6 +100,11 @@ class All(Command):
         if not args.no_table:
             paths = __import__("mmbench.report", fromlist=["write_tables"]).write_tables(args.out)
             print(f"tables: {paths['md']}")
+        bad = counts.get("failed", 0) + counts.get("diverged", 0)
+        if bad:
+            print(f"error: {bad} runs failed or diverged (listed above); they are retried on the next call",
+                  file=sys.stderr)
+            return 1
         return 0
 
 
@@ -212,8 +218,8 @@ class Steps(Command):
         p.add_argument("--methods", default="*", help="methods (comma list, wildcards; default: all)")
         p.add_argument("--datasets", default="mfeat-pix-mor,mfeat-fou-zer-mor,watch,synthetic",
                        help="data sets (comma list, wildcards; default: those of the default suite)")
-        p.add_argument("--epochs", type=int, default=3, help="epochs per timed training (default 3)")
-        p.add_argument("--rounds", type=int, default=5, help="rounds over all methods (default 5)")
+        p.add_argument("--epochs", type=positive_int, default=3, help="epochs per timed training (default 3)")
+        p.add_argument("--rounds", type=positive_int, default=5, help="rounds over all methods (default 5)")
         p.add_argument("--out", default="results")
 
     @staticmethod
@@ -261,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from mmbench.grid import GridInterrupted
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -269,6 +277,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except GridInterrupted as err:
+        print(f"\n{err}; resume with: {_command_line(argv)}", file=sys.stderr, flush=True)
+        return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr, flush=True)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``... | head``): stop quietly. Point stdout at /dev/null so the
+        # interpreter's final flush does not raise (and print) the same error again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a process ended by a closed pipe
+
+
+def _command_line(argv: Optional[List[str]]) -> str:
+    """The command as typed (``python -m mmbench all ...``), to print for resuming."""
+    import shlex
+
+    return "python -m mmbench " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,49 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from mmbench.config import RunSpec
+from mmbench.config import RunSpec, resolve
 from mmbench.results_store import ResultsStore
+
+
+class GridInterrupted(Exception):
+    """Ctrl-C during :func:`run_grid`: scheduling stopped, the runs in flight were stopped unsaved.
+
+    Attributes:
+        counts: the outcome counts so far (as :func:`run_grid` returns them).
+        total: the number of runs in the grid.
+        done: how many of them are finished (cached or run now) and stored.
+    """
+
+    def __init__(self, counts: Dict[str, int], total: int, done: int):
+        super().__init__(f"interrupted: {done} of {total} runs done, {total - done} not done")
+        self.counts, self.total, self.done = counts, total, done
+
+
+def check_specs(specs: Sequence[RunSpec]) -> None:
+    """Raise ``ValueError`` for the first spec that could not run: bad settings, or a pattern that
+    drops a modality its data set does not have. Nothing is trained or stored."""
+    from mmbench.data import load_dataset
+    from mmbench.methods import get_method
+    from mmbench.patterns import get_pattern
+
+    checked = set()
+    for spec in specs:
+        resolve(spec, get_method(spec.method))
+        pattern = get_pattern(spec.pattern)
+        # Only named-modality patterns depend on the data set; loading is cached per process.
+        if pattern.missing_type != "mixed" and (spec.dataset, spec.pattern) not in checked:
+            try:
+                pattern.check_modalities(load_dataset(spec.dataset).modalities)
+            except ValueError as err:
+                raise ValueError(f"{spec.label()}: {err}") from None
+            checked.add((spec.dataset, spec.pattern))
 
 
 def parse_shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
@@ -33,7 +69,7 @@ def parse_shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
     except ValueError:
         raise ValueError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
     if not 0 <= i < n:
-        raise ValueError(f"--shard {text!r}: need 0 <= i < n")
+        raise ValueError(f"--shard {text!r}: need 0 <= i < n (shard i of n, counted from 0, e.g. 0/4)")
     return i, n
 
 
@@ -54,6 +90,10 @@ def _work(spec: RunSpec, root: str) -> Dict:
 def _init_worker() -> None:
     import torch
 
+    # Ctrl-C reaches the whole process group; the parent alone decides what stops (it ends the
+    # workers), so a worker never turns the signal into a traceback or a half-finished run.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -66,7 +106,11 @@ def run_grid(
     executor: str = "local",
     scheduler: Optional[str] = None,
 ) -> Dict[str, int]:
-    """Run every spec not yet done. Returns counts: ``{"cached", "ok", "failed", "diverged"}``."""
+    """Run every spec not yet done. Returns counts: ``{"cached", "ok", "failed", "diverged"}``.
+
+    Ctrl-C (SIGINT) stops scheduling and ends the runs in flight without storing them, then raises
+    :class:`GridInterrupted`; a second Ctrl-C while stopping exits the process at once (status 130).
+    """
     if executor not in ("local", "dask"):
         raise ValueError(f"unknown executor {executor!r} (local, dask)")
     store = ResultsStore(root)
@@ -79,29 +123,69 @@ def run_grid(
 
     def record(outcome: Dict) -> None:
         counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
-        if outcome["status"] == "failed":
-            failures.append(f"{outcome['label']}: {outcome['error']}")
+        if outcome["status"] in ("failed", "diverged"):
+            failures.append(f"{outcome['status']}: {outcome['label']}: {outcome['error']}")
         bar.set_postfix_str(f"failed={counts['failed']} diverged={counts['diverged']}")
         bar.update(1)
 
-    if executor == "dask":
-        _run_dask(todo, root, workers, scheduler, record)
-    elif workers <= 1:
-        for spec in todo:
-            bar.set_description(spec.label()[:60])
-            record(_work(spec, root))
-    else:
-        ctx = mp.get_context("spawn")  # fork after torch's thread pools start can deadlock
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-            pending = {pool.submit(_work, spec, root) for spec in todo}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    record(future.result())
+    try:
+        if executor == "dask":
+            _run_dask(todo, root, workers, scheduler, record)
+        elif workers <= 1:
+            for spec in todo:
+                bar.set_description(spec.label()[:60])
+                record(_work(spec, root))
+        else:
+            _run_pool(todo, root, workers, record)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C while stopping: exit at once
+        bar.close()
+        raise GridInterrupted(counts, len(specs), sum(counts.values())) from None
     bar.close()
     for line in failures[:20]:
-        print(f"  failed: {line}")
+        print(f"  {line}")
+    if len(failures) > 20:
+        print(f"  ... and {len(failures) - 20} more")
     return counts
+
+
+def _exit_now(signum, frame) -> None:  # pragma: no cover - exercised by the subprocess test
+    os._exit(130)
+
+
+@contextmanager
+def _sigint_ignored():
+    """Ignore SIGINT while worker processes start: a spawned child inherits the ignored disposition,
+    so there is no window in which Ctrl-C kills a half-started worker with a traceback."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_pool(todo: Sequence[RunSpec], root: str, workers: int, record) -> None:
+    ctx = mp.get_context("spawn")  # fork after torch's thread pools start can deadlock
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    try:
+        with _sigint_ignored():  # submitting starts the workers
+            pending = {pool.submit(_work, spec, root) for spec in todo}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                record(future.result())
+    except BaseException:
+        # Ctrl-C (or any error here): stop the runs in flight. A worker stores a result only when its
+        # run ends (atomically), so ending it loses that run and nothing else.
+        # ProcessPoolExecutor has no public way to end busy workers before Python 3.14.
+        workers_alive = list(getattr(pool, "_processes", {}).values())
+        for process in workers_alive:
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers_alive:
+            process.join(timeout=5)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _run_dask(todo: Sequence[RunSpec], root: str, workers: int, scheduler: Optional[str], record) -> None:

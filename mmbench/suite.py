@@ -19,7 +19,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
@@ -68,7 +68,11 @@ def _as_list(value) -> List[str]:
 
 
 def load_suite(name_or_path: str) -> Suite:
-    """A bundled suite by name, or a YAML file by path. Names are checked against the registries."""
+    """A bundled suite by name, or a YAML file by path. Names are checked against the registries.
+
+    Raises ``ValueError`` naming the file and the key for malformed YAML, unknown keys or a value of
+    the wrong kind (``seeds: 0`` instead of a list, say).
+    """
     path = SUITE_DIR / f"{name_or_path}.yaml"
     if not path.exists():
         path = Path(name_or_path)
@@ -76,7 +80,13 @@ def load_suite(name_or_path: str) -> Suite:
         raise FileNotFoundError(
             f"suite {name_or_path!r} is neither a bundled suite ({', '.join(available_suites())}) nor a file"
         )
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"suite {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ValueError(f"suite {path}: expected a mapping of keys (name, methods, datasets, ...), got {type(raw).__name__}")
     unknown = set(raw) - {"name", "methods", "exclude_methods", "datasets", "patterns", "seeds", "overrides", "method_overrides"}
     if unknown:
         raise ValueError(f"suite {path}: unknown keys {sorted(unknown)}")
@@ -87,8 +97,73 @@ def load_suite(name_or_path: str) -> Suite:
     patterns = _as_list(raw.get("patterns", "complete"))
     for p in patterns:
         get_pattern(p)
-    seeds = [int(s) for s in raw.get("seeds", [0])]
-    method_overrides = raw.get("method_overrides") or {}
-    for m in method_overrides:
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ValueError(f"suite {path}: seeds must be a list of integers >= 0, e.g. [0, 1, 2]; got {seeds!r}")
+    overrides = _mapping(raw.get("overrides"), path, "overrides")
+    method_overrides = _mapping(raw.get("method_overrides"), path, "method_overrides")
+    for m, values in method_overrides.items():
         list_methods(m)
-    return Suite(raw.get("name", path.stem), methods, datasets, patterns, seeds, raw.get("overrides") or {}, method_overrides)
+        _mapping(values, path, f"method_overrides.{m}")
+    return Suite(raw.get("name", path.stem), methods, datasets, patterns, list(seeds), overrides, method_overrides)
+
+
+def _mapping(value, path: Path, key: str) -> Dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"suite {path}: {key} must be a mapping of setting: value, e.g. {{epochs: 5}}; got {value!r}")
+    return value
+
+
+def parse_seeds(text: str) -> List[int]:
+    """``"0,1,2" -> [0, 1, 2]``; anything else is a ``ValueError`` naming ``--seeds``."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds {text!r}: expected a comma list of integers >= 0, e.g. 0,1,2")
+    return seeds
+
+
+FILTER_RULE = (
+    "Filters choose, the suite gives the defaults: each of --methods, --datasets, --patterns, --seeds "
+    "replaces the suite's list for its axis. An exact name is taken as given (it must exist; it need not be in "
+    "the suite); a wildcard (* ? [) picks from the suite's list. A filter that selects nothing is an error."
+)
+
+
+def _choose(flag: str, text: str, in_suite: List[str], check: Callable[[str], Any], kind: str) -> List[str]:
+    chosen: List[str] = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        if any(ch in item for ch in "*?["):
+            matches = [x for x in in_suite if fnmatch.fnmatch(x, item)]
+        else:
+            check(item)  # an unknown name is an error naming it and the known ones
+            matches = [item]
+        chosen.extend(m for m in matches if m not in chosen)
+    if not chosen:
+        raise ValueError(
+            f"{flag} {text!r} selects no {kind}: a wildcard picks from the suite's {kind}s "
+            f"({', '.join(map(str, in_suite)) or 'none'}); name one exactly to run it even if the suite does not"
+        )
+    return chosen
+
+
+def apply_filters(suite: Suite, methods: Optional[str] = None, datasets: Optional[str] = None,
+                  patterns: Optional[str] = None, seeds: Optional[str] = None) -> Suite:
+    """``suite`` with the command line's filters applied (see :data:`FILTER_RULE`), in place."""
+    from mmbench.methods import get_method
+
+    if methods:
+        suite.methods = _choose("--methods", methods, suite.methods, get_method, "method")
+    if datasets:
+        suite.datasets = _choose("--datasets", datasets, suite.datasets, list_datasets, "data set")
+    if patterns:
+        suite.patterns = _choose("--patterns", patterns, suite.patterns, get_pattern, "pattern")
+    if seeds:
+        suite.seeds = parse_seeds(seeds)
+    return suite

@@ -1,10 +1,13 @@
 """The command line: names are checked, errors are one clear line, the commands work end to end."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from mmbench.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_list_commands(capsys):
@@ -62,3 +65,121 @@ def test_bench_passes_its_options_to_the_kernel_benchmark(tmp_path, capsys):
     csv = (tmp_path / "kernels.csv").read_text()
     assert "pme_sample_kl" in csv and "eager" in csv
     assert (tmp_path / "KERNELS.md").exists()
+
+
+# ---------------------------------------------------------------- all: settings checked before any run
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "epochs=abc"], "epochs='abc' is not allowed: expected an integer >= 1"),
+        (["--set", "epochs=0"], "epochs=0 is not allowed"),
+        (["--set", "epochs=2.5"], "epochs=2.5 is not allowed"),
+        (["--set", "lr=-1"], "lr=-1 is not allowed: expected a number > 0"),
+        (["--set", "fusion=bogus"], "fusion='bogus' is not allowed: expected one of concat, film, gated, sum"),
+        (["--methods", "arl", "--set", "weights=x"], "weights='x' of method 'arl' is not allowed"),
+        (["--patterns", "missing-0.5-zzz"], "drops modality 'zzz', which this data set does not have (modalities: m0, m1)"),
+    ],
+)
+def test_all_rejects_bad_settings_before_any_run_and_stores_nothing(extra, message, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["all", "--suite", "quick", "--out", str(out), "--no-table"] + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_all_exits_non_zero_and_names_failed_runs(tmp_path, capsys, monkeypatch):
+    from mmbench.runner import Runner
+
+    real = Runner._execute
+
+    def fail_unimodal(self, spec, *args, **kwargs):
+        if spec.method == "unimodal":
+            return {"key": spec.key(), "spec": spec.canonical(), "label": spec.label(), "status": "failed",
+                    "error": "RuntimeError: boom"}
+        return real(self, spec, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "_execute", fail_unimodal)
+    argv = ["all", "--suite", "quick", "--methods", "joint,unimodal", "--patterns", "complete", "--workers", "1",
+            "--out", str(tmp_path), "--no-table"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "failed: unimodal/synthetic/complete/seed0[epochs=2]: RuntimeError: boom" in captured.out
+    assert "1 runs failed or diverged" in captured.err
+
+
+# ---------------------------------------------------------------- all: one rule for the filters
+def _dry(extra, tmp_path, capsys):
+    code = main(["all", "--suite", "quick", "--dry-run", "--out", str(tmp_path)] + extra)
+    return code, capsys.readouterr()
+
+
+def test_filters_choose_exact_names_even_outside_the_suite(tmp_path, capsys):
+    code, cap = _dry(["--methods", "joint", "--datasets", "mfeat", "--seeds", "5"], tmp_path, capsys)
+    assert code == 0
+    assert "1 methods x 1 data sets x 2 patterns x 1 seeds = 2 runs" in cap.out
+    assert "todo joint/mfeat/complete/seed5[epochs=2]" in cap.out
+
+
+def test_filters_choose_a_user_data_set_not_in_the_suite(tmp_path, capsys):
+    import numpy as np
+
+    from mmbench.data import register_arrays
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    register_arrays("user:cli-filter-toy", {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 2))}, y,
+                    split="random", overwrite=True)
+    code, cap = _dry(["--methods", "joint", "--datasets", "user:cli-filter-toy"], tmp_path, capsys)
+    assert code == 0 and "= 2 runs" in cap.out and "todo joint/user:cli-filter-toy/complete/seed0" in cap.out
+
+
+def test_wildcard_filters_pick_from_the_suite(tmp_path, capsys):
+    code, cap = _dry(["--methods", "joint*", "--patterns", "miss*"], tmp_path, capsys)
+    assert code == 0 and "4 methods x 1 data sets x 1 patterns x 1 seeds = 4 runs" in cap.out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--patterns", "nosuch"], "unknown pattern 'nosuch'"),
+        (["--datasets", "mfeat*"], "--datasets 'mfeat*' selects no data set: a wildcard picks from the suite's data sets (synthetic)"),
+        (["--datasets", "user:NAME"], "unknown data set 'user:NAME'"),
+        (["--methods", "zzz*"], "--methods 'zzz*' selects no method"),
+        (["--seeds", "abc"], "--seeds 'abc': expected a comma list of integers >= 0"),
+        (["--seeds", "-1"], "--seeds '-1'"),
+        (["--shard=-1/4"], "--shard '-1/4': need 0 <= i < n"),
+    ],
+)
+def test_filter_selecting_nothing_is_an_error_that_says_why(extra, message, tmp_path, capsys):
+    code, cap = _dry(extra, tmp_path, capsys)
+    assert code == 2 and message in cap.err and "Traceback" not in cap.err
+
+
+def test_shard_with_negative_index_is_rejected(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["all", "--suite", "quick", "--dry-run", "--shard", "-1/4", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "--shard" in capsys.readouterr().err
+
+
+def test_all_help_states_the_filter_rule(capsys):
+    with pytest.raises(SystemExit):
+        main(["all", "--help"])
+    assert "Filters choose, the suite gives the defaults" in " ".join(capsys.readouterr().out.split())
+
+
+# ---------------------------------------------------------------- pipes and small options
+def test_dry_run_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    shell = f"{sys.executable} -m mmbench all --dry-run --out {tmp_path} | head -1"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.stdout.startswith("suite default:") and len(proc.stdout.splitlines()) == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
+
+
+@pytest.mark.parametrize("option", ["--rounds", "--epochs"])
+def test_steps_rejects_zero_rounds_and_epochs(option, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["steps", option, "0"])
+    assert exit_.value.code == 2 and f"argument {option}: must be an integer >= 1, got '0'" in capsys.readouterr().err

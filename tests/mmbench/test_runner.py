@@ -131,3 +131,15 @@ def test_nan_loss_is_recorded_as_diverged(tmp_path, dataset_name):
     result = Runner(tmp_path).run(spec(dataset_name, method="test-nan-loss"))
     assert result["status"] == "diverged" and "non-finite" in result["error"]
     assert ResultsStore(tmp_path).is_done(result["key"])  # diverged is a finished outcome, not retried
+
+
+def test_run_without_a_selected_epoch_is_never_ok(tmp_path, dataset_name, monkeypatch):
+    """Zero epochs (or none with a finite validation score) select nothing: not an ok result."""
+    import mmbench.runner as runner
+
+    def nothing_selected(*args, **kwargs):
+        return {"metrics": {"best_epoch": -1, "val_selection": float("-inf"), "test_acc": 0.5}}
+
+    monkeypatch.setattr(runner, "fit_and_test", nothing_selected)
+    result = Runner(tmp_path).run(spec(dataset_name))
+    assert result["status"] == "failed" and "no epoch was selected" in result["error"]

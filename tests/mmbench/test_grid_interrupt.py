@@ -1,0 +1,95 @@
+"""Ctrl-C during ``all``: a real SIGINT to the process group stops the grid within seconds, cleanly.
+
+The process group is what a terminal signals on Ctrl-C: the main process and its spawned workers.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start_all(out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-m", "mmbench", "all", "--suite", "quick", "--out", str(out), "--workers", "2", "--no-table"]
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a terminal gives a command
+
+
+def _wait_for_first_result(proc: subprocess.Popen, out: Path, limit: float = 240.0) -> None:
+    """Until one run is stored, so the workers are busy with the next ones."""
+    deadline = time.time() + limit
+    while not list((out / "runs").glob("*.json")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no run finished in time"
+        time.sleep(0.2)
+
+
+def _group_alive(pgid: int) -> list:
+    """Processes of the group still running. Zombies are dead: an orphan is reparented to PID 1, which
+    in a container may never reap it, so it lingers in the table without running."""
+    listed = subprocess.run(["ps", "-e", "-o", "pid=,pgid=,stat=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 3) for line in listed.splitlines()]
+    return [" ".join(row) for row in rows if len(row) >= 3 and int(row[1]) == pgid and not row[2].startswith("Z")]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_all_promptly_with_a_summary_and_no_leftovers(tmp_path):
+    out = tmp_path / "results"
+    proc = _start_all(out)
+    try:
+        _wait_for_first_result(proc, out)
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = time.time()
+        stdout, stderr = proc.communicate(timeout=30)
+        elapsed = time.time() - sent
+    finally:
+        _stop(proc)
+    assert proc.returncode == 130
+    assert elapsed < 10, f"took {elapsed:.1f} s to stop"
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    summary = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
+    assert len(summary) == 1, stderr
+    assert "runs done" in summary[0] and "not done" in summary[0]
+    assert f"resume with: python -m mmbench all --suite quick --out {out}" in summary[0]
+    time.sleep(1.0)  # the kernel reaps the terminated workers
+    assert _group_alive(proc.pid) == [], "processes left behind"
+    # Only finished runs were stored, every one complete and readable; nothing half-written.
+    import json
+
+    for path in (out / "runs").glob("*"):
+        assert path.suffix == ".json", f"stray file {path.name}"
+        assert json.loads(path.read_text())["status"] in ("ok", "failed", "diverged")
+
+
+def test_interrupted_sequential_grid_stores_no_partial_result(tmp_path, monkeypatch):
+    """KeyboardInterrupt inside a run (workers=1 runs in-process) is not stored as a failed run."""
+    import mmbench.grid as grid
+    from mmbench.config import RunSpec
+    from mmbench.engine import trainer
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mmbench.runner.fit_and_test", interrupted)
+    assert trainer  # the real trainer stays importable; only the runner's reference is replaced
+    specs = [RunSpec("joint", "synthetic", "complete", s, {"epochs": 1}) for s in range(2)]
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(grid.GridInterrupted) as err:
+            grid.run_grid(specs, str(tmp_path), workers=1, show_progress=False)
+        assert signal.getsignal(signal.SIGINT) is grid._exit_now  # a second Ctrl-C exits at once
+    finally:
+        signal.signal(signal.SIGINT, previous)  # run_grid arms "second Ctrl-C exits"; undo it here
+    assert err.value.done == 0 and err.value.total == 2
+    assert not list(tmp_path.glob("runs/*"))

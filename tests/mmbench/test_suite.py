@@ -1,0 +1,47 @@
+"""Suite files: a malformed one is an error naming the file and the key; filters follow one rule."""
+import pytest
+
+from mmbench.suite import apply_filters, load_suite, parse_seeds
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("seeds: 0\n", "seeds must be a list of integers >= 0, e.g. [0, 1, 2]; got 0"),
+        ("seeds: [0, a]\n", "seeds must be a list of integers"),
+        ("seeds: [true]\n", "seeds must be a list of integers"),
+        ("datasets: [synthetic\nseeds: [0]\n", "is not valid YAML"),
+        ("- synthetic\n- watch\n", "expected a mapping of keys"),
+        ("overrides: 5\n", "overrides must be a mapping of setting: value"),
+        ("method_overrides: {arl: 2}\n", "method_overrides.arl must be a mapping"),
+        ("sedes: [0]\n", "unknown keys ['sedes']"),
+    ],
+)
+def test_malformed_suite_names_the_file_and_the_key(text, message, tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_suite(str(path))
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_well_formed_suite_loads(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("methods: [joint]\ndatasets: [synthetic]\nseeds: [3, 4]\noverrides: {epochs: 1}\n")
+    suite = load_suite(str(path))
+    assert suite.seeds == [3, 4] and suite.methods == ["joint"] and suite.overrides == {"epochs": 1}
+
+
+def test_filters_replace_the_axis_and_wildcards_pick_from_the_suite():
+    suite = apply_filters(load_suite("default"), methods="joint*,umt", datasets="mfeat*,synthetic-3",
+                          patterns="complete", seeds="7")
+    assert suite.methods == ["joint", "joint-film", "joint-gated", "joint-sum", "umt"]
+    assert suite.datasets == ["mfeat-pix-mor", "mfeat-fou-zer-mor", "synthetic-3"]  # the suite's two, then one added
+    assert suite.patterns == ["complete"] and suite.seeds == [7]
+
+
+def test_parse_seeds():
+    assert parse_seeds("0, 2,5") == [0, 2, 5]
+    for bad in ("abc", "", "1,x", "-1"):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
