@@ -125,8 +125,10 @@ class AGM(Method):
         "clip": True,
         "backend": "auto",
     }
-    hparam_schema = {"alpha": NON_NEGATIVE, "start": FRACTION, "end": FRACTION, "decomposition": Setting(str, choices=DECOMPOSITIONS),
-                     "backend": BACKEND}
+    hparam_schema = {
+        "alpha": NON_NEGATIVE, "start": FRACTION, "end": FRACTION,
+        "decomposition": Setting(str, choices=DECOMPOSITIONS), "backend": BACKEND,
+    }
 
     def build(self) -> None:
         M = self.info.num_modalities

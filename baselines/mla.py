@@ -93,8 +93,10 @@ class MLA(Method):
 
     name = "mla"
     hparams: Dict[str, Any] = {"projection": "replace", "gate": "dynamic", "fixed_weights": None, "backend": "auto"}
-    hparam_schema = {"projection": Setting(str, choices=PROJECTIONS), "gate": Setting(str, choices=GATES),
-                     "fixed_weights": Setting(list, nullable=True), "backend": BACKEND}
+    hparam_schema = {
+        "projection": Setting(str, choices=PROJECTIONS), "gate": Setting(str, choices=GATES),
+        "fixed_weights": Setting(list, nullable=True), "backend": BACKEND,
+    }
 
     def build(self) -> None:
         if self.info.num_modalities < 2:

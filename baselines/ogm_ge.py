@@ -125,8 +125,10 @@ class OGMGE(Method):
         "end": 0.5,
         "backend": "auto",
     }
-    hparam_schema = {"alpha": NON_NEGATIVE, "rule": Setting(str, choices=RULES), "modulate": Setting(str, choices=MODULATE),
-                     "start": FRACTION, "end": FRACTION, "backend": BACKEND}
+    hparam_schema = {
+        "alpha": NON_NEGATIVE, "rule": Setting(str, choices=RULES), "modulate": Setting(str, choices=MODULATE),
+        "start": FRACTION, "end": FRACTION, "backend": BACKEND,
+    }
     train_overrides = {"fusion": "concat"}
 
     def build(self) -> None:

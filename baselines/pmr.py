@@ -98,8 +98,10 @@ class PMR(Method):
         "per_weight": 1.0,
         "backend": "auto",
     }
-    hparam_schema = {"alpha": NON_NEGATIVE, "momentum": FRACTION, "proto_fraction": Setting(float, low=0.0, high=1.0, low_open=True),
-                     "start": FRACTION, "end": FRACTION, "per_weight": NON_NEGATIVE, "backend": BACKEND}
+    hparam_schema = {
+        "alpha": NON_NEGATIVE, "momentum": FRACTION, "proto_fraction": Setting(float, low=0.0, high=1.0, low_open=True),
+        "start": FRACTION, "end": FRACTION, "per_weight": NON_NEGATIVE, "backend": BACKEND,
+    }
 
     def build(self) -> None:
         if self.info.num_modalities < 2:

@@ -95,8 +95,10 @@ class ReconBoost(Method):
         "w1": 5.0, "w2": 1.0, "beta": 1.0, "epochs_per_stage": 0.5, "correct_epochs": 0.25,
         "reduce_k": "mean", "ga": False, "ga_alpha": 0.5, "pretrain": False,
     }
-    hparam_schema = {"w1": NON_NEGATIVE, "w2": NON_NEGATIVE, "beta": NON_NEGATIVE, "epochs_per_stage": POSITIVE,
-                     "correct_epochs": NON_NEGATIVE, "reduce_k": Setting(str, choices=REDUCTIONS), "ga_alpha": NON_NEGATIVE}
+    hparam_schema = {
+        "w1": NON_NEGATIVE, "w2": NON_NEGATIVE, "beta": NON_NEGATIVE, "epochs_per_stage": POSITIVE,
+        "correct_epochs": NON_NEGATIVE, "reduce_k": Setting(str, choices=REDUCTIONS), "ga_alpha": NON_NEGATIVE,
+    }
 
     def build(self) -> None:
         if self.hp["reduce_k"] not in REDUCTIONS:

@@ -130,8 +130,10 @@ class ShaSpec(Method):
 
     name = "shaspec"
     hparams = {"alpha": 0.1, "beta": 0.02, "warmup": 0.3, "fill": "first", "draw": "uniform"}
-    hparam_schema = {"alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "warmup": FRACTION, "fill": Setting(str, choices=FILLS),
-                     "draw": Setting(str, choices=DRAWS)}
+    hparam_schema = {
+        "alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "warmup": FRACTION, "fill": Setting(str, choices=FILLS),
+        "draw": Setting(str, choices=DRAWS),
+    }
 
     def build(self) -> None:
         if self.hp["fill"] not in FILLS:

@@ -65,9 +65,10 @@ class All(Command):
         p.add_argument("--suite", default="default", help="bundled suite name or YAML path (default: default)")
         p.add_argument("--out", default="results", help="results folder (default: results)")
         p.add_argument("--workers", type=int, default=2, help="parallel runs (default: 2)")
-        p.add_argument("--methods", help="these methods instead of the suite's (comma list; wildcards pick from the suite)")
-        p.add_argument("--datasets", help="these data sets instead of the suite's (comma list; wildcards pick from the suite)")
-        p.add_argument("--patterns", help="these patterns instead of the suite's (comma list; wildcards pick from the suite)")
+        picks = "(comma list; wildcards pick from the suite's)"
+        p.add_argument("--methods", help=f"these methods instead of the suite's {picks}")
+        p.add_argument("--datasets", help=f"these data sets instead of the suite's {picks}")
+        p.add_argument("--patterns", help=f"these patterns instead of the suite's {picks}")
         p.add_argument("--seeds", help="these seeds instead of the suite's (comma list of integers)")
         p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a setting for every run")
         p.add_argument("--shard", help="run only shard i of n (i/n), for several machines sharing --out")

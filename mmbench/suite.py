@@ -86,7 +86,8 @@ def load_suite(name_or_path: str) -> Suite:
         raise ValueError(f"suite {path} is not valid YAML: {' '.join(str(err).split())}") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise ValueError(f"suite {path}: expected a mapping of keys (name, methods, datasets, ...), got {type(raw).__name__}")
+        raise ValueError(f"suite {path}: expected a mapping of keys (name, methods, datasets, ...), "
+                         f"got {type(raw).__name__}")
     unknown = set(raw) - {"name", "methods", "exclude_methods", "datasets", "patterns", "seeds", "overrides", "method_overrides"}
     if unknown:
         raise ValueError(f"suite {path}: unknown keys {sorted(unknown)}")

@@ -6,10 +6,12 @@ from typing import Dict, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from mmbench.data.base import ModalitySpec, MultimodalDataset
-from mmbench.data.splits import random_split, split_from_codes, stratified_split
+from mmbench.data.splits import check_every_class_in_every_split, random_split, split_from_codes, stratified_split
 from mmbench.data.validate import KIND_NDIM, validate
 
 _NDIM_KIND = {v: k for k, v in KIND_NDIM.items()}
+
+_KIND_WORD = {"U": "text", "S": "bytes", "O": "Python objects", "M": "dates", "m": "time spans", "c": "complex numbers"}
 
 SplitArg = Union[None, str, Mapping[str, np.ndarray], np.ndarray]
 
@@ -24,7 +26,9 @@ def _infer_kind(name: str, arr: np.ndarray) -> str:
 
 def _make_split(split: SplitArg, labels: np.ndarray, split_seed: int) -> Dict[str, np.ndarray]:
     if split is None or (isinstance(split, str) and split == "stratified"):
-        return stratified_split(labels, seed=split_seed)
+        parts = stratified_split(labels, seed=split_seed)
+        check_every_class_in_every_split(labels, parts, "stratified 60/20/20 split")
+        return parts
     if isinstance(split, str):
         if split != "random":
             raise ValueError(f"split must be None/'stratified', 'random', a dict of indices or per-sample codes, "
@@ -60,6 +64,9 @@ def build_dataset(name: str, modalities: Mapping[str, np.ndarray], labels, num_c
     specs, arrays = [], {}
     for mname, arr in modalities.items():
         arr = np.asarray(arr)
+        if arr.dtype.kind not in "biuf":
+            what = _KIND_WORD.get(arr.dtype.kind, "not numbers")
+            raise ValueError(f"modality {mname!r} holds {arr.dtype} values ({what}); a modality must be numeric")
         if arr.ndim == 1:
             arr = arr[:, None]
         kind = kinds.get(mname) or _infer_kind(mname, arr)

@@ -46,13 +46,41 @@ def load_folder(path: Union[str, os.PathLike], split_seed: int = 0, name: Option
                                 f"{missing[0]}.npy is missing")
     if not order:
         raise FileNotFoundError(f"data folder {str(root)!r} has no <modality>.npy files besides labels.npy")
-    # allow_pickle stays False: a folder never needs to run code to be read
-    modalities = {m: np.load(root / f"{m}.npy") for m in order}
-    split = np.load(root / "split.npy") if (root / "split.npy").exists() else None
-    groups = np.load(root / "groups.npy") if (root / "groups.npy").exists() else None
-    return build_dataset(name or root.name, modalities, np.load(root / "labels.npy"), meta.get("num_classes"),
-                         split, meta.get("kinds"), split_seed, meta.get("class_names"), groups,
-                         source=meta.get("source") or f"user folder {root}")
+    modalities = {m: _load_npy(root / f"{m}.npy", numeric=True) for m in order}
+    split = _load_npy(root / "split.npy") if (root / "split.npy").exists() else None
+    groups = _load_npy(root / "groups.npy", numeric=True) if (root / "groups.npy").exists() else None
+    labels = _load_npy(root / "labels.npy", numeric=True)
+    try:
+        return build_dataset(name or root.name, modalities, labels, meta.get("num_classes"), split, meta.get("kinds"),
+                             split_seed, meta.get("class_names"), groups,
+                             source=meta.get("source") or f"user folder {root}")
+    except ValueError as err:  # same type (DatasetError stays one), message naming the folder
+        raise type(err)(f"data folder {str(root)!r}: {err}") from None
+
+
+def _load_npy(path: Path, numeric: bool = False) -> np.ndarray:
+    """``np.load`` of one file of a folder, with errors that name the file.
+
+    ``allow_pickle`` stays False: a folder never needs to run code to be read, so an array of Python
+    objects (or a file that is not a ``.npy`` array at all) is refused, with the file named.
+    """
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":  # np.load would take it for a pickle and say only that
+            raise ValueError(f"{path} is not a readable .npy array: it lacks the .npy header (a text or CSV file? "
+                             "write it with np.save)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise ValueError(f"{path} holds Python objects (a pickled or object array), which are not read "
+                             "for safety; save a numeric array (np.save(path, x.astype(np.float32)))") from None
+        raise ValueError(f"{path} is not a readable .npy array: {err}") from None
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{path} is not a readable .npy array ({type(err).__name__}: {err})") from None
+    if numeric and array.dtype.kind not in "biuf":
+        raise ValueError(f"{path} holds {array.dtype} values, not numbers; save a numeric array "
+                         "(labels as integers 0..C-1)")
+    return array
 
 
 def save_folder(dataset: MultimodalDataset, path: Union[str, os.PathLike]) -> Path:

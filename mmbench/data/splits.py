@@ -61,6 +61,25 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float] = DEFAULT_FR
     return _pack([order[:a], order[a:b], order[b:]])
 
 
+def check_every_class_in_every_split(labels: np.ndarray, split: Dict[str, np.ndarray], how: str) -> None:
+    """Raise ``ValueError`` naming each class that a stratified split left out of a split.
+
+    A class with too few samples cannot be cut into train, val and test; silently training on it
+    and never validating or testing it would make its accuracy (and the macro-F1) meaningless.
+    """
+    labels = np.asarray(labels)
+    lacking = []
+    for c in np.unique(labels):
+        absent = [name for name in SPLITS if split[name].size and not (labels[split[name]] == c).any()]
+        if absent:
+            lacking.append(f"class {c} ({int((labels == c).sum())} samples, none in {'/'.join(absent)})")
+    if lacking:
+        raise ValueError(
+            f"{how}: too few samples to put every class in train, val and test: {'; '.join(lacking)}. "
+            "Add samples, merge or drop the class, or give the split explicitly (split.npy or split=...)"
+        )
+
+
 def group_split(groups: np.ndarray, test_groups: Sequence, val_groups: Sequence) -> Dict[str, np.ndarray]:
     """Split by group (e.g. subject): every sample of a group lands in the same split.
 

@@ -4,7 +4,7 @@ In memory::
 
     register_arrays("mine", {"audio": a, "video": v}, labels)      # then load_dataset("mine")
 
-On disk: every sub-folder (holding a ``labels.npy``, format in :mod:`mmbench.data.folder`) of the
+On disk: every sub-folder (holding ``.npy`` files, format in :mod:`mmbench.data.folder`) of the
 directories in ``MMBENCH_DATA`` (``os.pathsep`` separated, ``:`` on Linux) is registered as
 ``user:<folder>``, re-scanned at each lookup.
 
@@ -101,7 +101,9 @@ def scan_env() -> None:
         if not base.is_dir():
             warnings.warn(f"{ENV_VAR}: {str(base)!r} is not a directory; skipped", stacklevel=3)
             continue
-        for sub in sorted(p for p in base.iterdir() if p.is_dir() and (p / "labels.npy").exists()):
+        # Every sub-folder holding a .npy file is a data set: one without labels.npy is still
+        # registered, so loading it says what is missing instead of "unknown data set".
+        for sub in sorted(p for p in base.iterdir() if p.is_dir() and any(p.glob("*.npy"))):
             wanted.setdefault(f"user:{sub.name}", sub.resolve())  # the first directory listed wins
     for name in [n for n in _ENV_REGISTERED if n not in wanted]:  # folder or env entry gone
         DATASETS._entries.pop(name, None)

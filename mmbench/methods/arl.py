@@ -140,8 +140,10 @@ class ARL(Method):
         "weights": "paper",
         "backend": "auto",
     }
-    hparam_schema = {"gamma": NON_NEGATIVE, "temperature": POSITIVE, "start": FRACTION, "floor": NON_NEGATIVE,
-                     "weights": Setting(str, choices=WEIGHT_MODES), "backend": BACKEND}
+    hparam_schema = {
+        "gamma": NON_NEGATIVE, "temperature": POSITIVE, "start": FRACTION, "floor": NON_NEGATIVE,
+        "weights": Setting(str, choices=WEIGHT_MODES), "backend": BACKEND,
+    }
 
     def build(self) -> None:
         if self.info.num_modalities < 2:

@@ -133,8 +133,9 @@ class MMANet(Method):
     }
     hparam_schema = {
         "lambda_mad": NON_NEGATIVE, "lambda_mar": NON_NEGATIVE, "begin_frac": FRACTION,
-        "begin_epoch": Setting(int, low=1, nullable=True), "mine_epochs": Setting(int, low=0), "reg_hidden": POSITIVE_INT,
-        "mar_score": Setting(str, choices=MAR_SCORES), "teacher": Setting(str, choices=method_names),
+        "begin_epoch": Setting(int, low=1, nullable=True), "mine_epochs": Setting(int, low=0),
+        "reg_hidden": POSITIVE_INT, "mar_score": Setting(str, choices=MAR_SCORES),
+        "teacher": Setting(str, choices=method_names),
     }
 
     # ----------------------------------------------------------------- construction

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _start_all(out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    argv = [sys.executable, "-m", "mmbench", "all", "--suite", "quick", "--out", str(out), "--workers", "2", "--no-table"]
+    argv = [sys.executable, "-m", "mmbench", "all", "--suite", "quick", "--out", str(out), "--workers", "2",
+            "--no-table"]
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # its own process group, as a terminal gives a command
 

@@ -83,7 +83,7 @@ def test_env_var_registers_user_folders(tmp_path, monkeypatch):
     d = register_arrays("test-user-env-src", mods, y)
     save_folder(d, tmp_path / "one" / "alpha")
     save_folder(d, tmp_path / "two" / "beta")
-    (tmp_path / "two" / "not-data").mkdir()  # no labels.npy: ignored
+    (tmp_path / "two" / "not-data").mkdir()  # no .npy file at all: not a data set, ignored
     monkeypatch.setenv("MMBENCH_DATA", f"{tmp_path / 'one'}:{tmp_path / 'two'}")
     assert list_datasets("user:*") == ["user:alpha", "user:beta"]
     beta = load_dataset("user:beta")
@@ -110,3 +110,53 @@ def test_registered_arrays_reach_spawned_workers():
         n, names, test, total = pool.apply(_child_load, ("test-user-spawn",))
     assert (n, names, test) == (60, ["v", "s", "i"], d.split["test"].tolist())
     assert total == pytest.approx(float(d.arrays["v"].sum()))
+
+
+def test_user_folder_without_labels_is_listed_and_says_what_is_missing(tmp_path, monkeypatch):
+    (tmp_path / "nolabels").mkdir()
+    np.save(tmp_path / "nolabels" / "audio.npy", np.zeros((10, 3), dtype=np.float32))
+    monkeypatch.setenv("MMBENCH_DATA", str(tmp_path))
+    assert list_datasets("user:*") == ["user:nolabels"]  # not silently ignored
+    with pytest.raises(FileNotFoundError, match=r"nolabels.*has no labels\.npy"):
+        load_dataset("user:nolabels")
+
+
+@pytest.mark.parametrize(
+    "modality, message",
+    [
+        (np.array([{"a": 1}] * 60, dtype=object), r"v\.npy holds Python objects"),
+        (np.array(["x"] * 60), r"v\.npy holds <U1 values, not numbers"),
+    ],
+)
+def test_npy_holding_objects_or_text_names_the_file(tmp_path, modality, message):
+    mods, y = arrays()
+    save_folder(register_arrays("test-user-npy-src", mods, y), tmp_path / "bad")
+    if modality.dtype == object:
+        np.save(tmp_path / "bad" / "v.npy", modality, allow_pickle=True)
+    else:
+        np.save(tmp_path / "bad" / "v.npy", modality)
+    with pytest.raises(ValueError, match=message):
+        load_folder(tmp_path / "bad")
+
+
+def test_file_that_is_not_npy_names_the_file(tmp_path):
+    mods, y = arrays()
+    save_folder(register_arrays("test-user-npy-src2", mods, y), tmp_path / "bad")
+    (tmp_path / "bad" / "labels.npy").write_text("0,1,2\n")  # a CSV saved under the .npy name
+    with pytest.raises(ValueError, match=r"labels\.npy is not a readable \.npy array"):
+        load_folder(tmp_path / "bad")
+
+
+def test_in_memory_text_modality_names_the_modality():
+    mods, y = arrays()
+    with pytest.raises(ValueError, match=r"modality 'v' holds <U3 values \(text\)"):
+        register_arrays("test-user-text", {**mods, "v": np.array(["abc"] * len(y))}, y)
+
+
+def test_class_too_small_for_the_stratified_split_is_an_error_naming_it():
+    mods, y = arrays()
+    y = y.copy()
+    y[:2] = y.max() + 1  # a new class with 2 samples: it cannot reach train, val and test
+    with pytest.raises(ValueError, match=rf"class {y.max()} \(2 samples, none in (val|test)"):
+        register_arrays("test-user-small-class", mods, y)
+    register_arrays("test-user-small-class", mods, y, split="random")  # an explicit split is the user's choice
