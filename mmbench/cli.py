@@ -12,7 +12,7 @@ import sys
 import time
 from typing import List, Optional
 
-from mmbench.config import RunSpec, parse_overrides, resolve
+from mmbench.config import RunSpec, parse_overrides
 
 
 def positive_int(text: str) -> int:
@@ -127,6 +127,7 @@ class Run(Command):
     @staticmethod
     def execute(args) -> int:
         from mmbench.data import load_dataset
+        from mmbench.grid import check_specs
         from mmbench.methods import get_method
         from mmbench.patterns import get_pattern
         from mmbench.runner import Runner
@@ -136,7 +137,7 @@ class Run(Command):
         load_dataset(args.dataset)
         get_pattern(args.pattern)
         spec = RunSpec(args.method, args.dataset, args.pattern, args.seed, parse_overrides(args.set))
-        resolve(spec, get_method(args.method))  # unknown settings: an error now, not a failed run
+        check_specs([spec])  # unknown or bad settings, a pattern's modality: an error now, not a failed run
         result = Runner(args.out).run(spec, force=args.force)
         if args.json:
             print(json.dumps(result, indent=1, default=str))

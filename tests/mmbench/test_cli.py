@@ -88,6 +88,21 @@ def test_all_rejects_bad_settings_before_any_run_and_stores_nothing(extra, messa
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "epochs=0"], "epochs=0 is not allowed: expected an integer >= 1"),
+        (["--set", "fusion=bogus"], "fusion='bogus' is not allowed"),
+        (["--pattern", "missing-0.5-zzz"], "drops modality 'zzz'"),
+    ],
+)
+def test_run_rejects_bad_settings_and_patterns_and_stores_nothing(extra, message, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["run", "--method", "joint", "--dataset", "synthetic", "--out", str(out)] + extra) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_all_exits_non_zero_and_names_failed_runs(tmp_path, capsys, monkeypatch):
     from mmbench.runner import Runner
 
