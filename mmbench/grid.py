@@ -1,7 +1,9 @@
 """Run a grid of specs: skip finished runs, run the rest in parallel, never lose a result.
 
 Each worker writes each result atomically as soon as its run ends, so killing ``all`` midway loses
-only the runs in flight, and rerunning resumes where it stopped.
+only the runs in flight, and rerunning resumes where it stopped. Ctrl-C stops scheduling and ends the
+local workers at once (they ignore SIGINT themselves, so only the parent decides), then
+:class:`GridInterrupted` carries the counts to the command line's one-line summary.
 
 Scaling out:
 
@@ -14,6 +16,7 @@ Scaling out:
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import signal
@@ -80,10 +83,31 @@ def select_shard(specs: Sequence[RunSpec], shard: Optional[Tuple[int, int]]) -> 
     return [s for s in specs if int(s.key(), 16) % n == i]
 
 
+class _Stopped(BaseException):
+    """SIGTERM in a pool worker while it runs: unwinds the run, so the ``finally`` blocks on the way
+    remove its temporary files, before the worker exits. Not an ``Exception``: never stored as failed."""
+
+
+_in_run = False  # whether this pool worker is inside _work (its SIGTERM handler reads it)
+
+
+def _on_sigterm(signum, frame) -> None:  # pragma: no cover - runs in worker processes
+    if _in_run:
+        raise _Stopped()
+    os._exit(128 + signum)  # idle: nothing to clean up
+
+
 def _work(spec: RunSpec, root: str) -> Dict:
     from mmbench.runner import Runner
 
-    result = Runner(root).run(spec)
+    global _in_run
+    _in_run = True
+    try:
+        result = Runner(root).run(spec)
+    except _Stopped:  # pragma: no cover - runs in worker processes
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _in_run = False
     return {"key": result["key"], "status": result.get("status"), "label": result.get("label"), "error": result.get("error")}
 
 
@@ -93,6 +117,7 @@ def _init_worker() -> None:
     # Ctrl-C reaches the whole process group; the parent alone decides what stops (it ends the
     # workers), so a worker never turns the signal into a traceback or a half-finished run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # how the parent ends a run in flight
 
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -140,7 +165,8 @@ def run_grid(
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C while stopping: exit at once
         bar.close()
-        raise GridInterrupted(counts, len(specs), sum(counts.values())) from None
+        # Counted from the store: a run may have been stored just before its outcome reached us.
+        raise GridInterrupted(counts, len(specs), sum(store.is_done(s.key()) for s in specs)) from None
     bar.close()
     for line in failures[:20]:
         print(f"  {line}")
@@ -183,7 +209,9 @@ def _run_pool(todo: Sequence[RunSpec], root: str, workers: int, record) -> None:
             process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         for process in workers_alive:
-            process.join(timeout=5)
+            process.join(timeout=5)  # a worker unwinds its run (removing temporary files), then exits
+            if process.is_alive():
+                process.kill()
         raise
     pool.shutdown(wait=True)
 
@@ -198,12 +226,25 @@ def _run_dask(todo: Sequence[RunSpec], root: str, workers: int, scheduler: Optio
         client = Client(scheduler)
         cluster = None
     else:
-        cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True)
+        with _sigint_ignored():  # Ctrl-C is the parent's to handle: workers must not print tracebacks
+            # Worker errors only: a run's own errors are recorded in its result; Dask's warnings
+            # about tasks dropped when Ctrl-C ends the cluster would only clutter the summary.
+            cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
+                                   silence_logs=logging.ERROR)
         client = Client(cluster)
+    futures = []
     try:
         futures = client.map(_work, list(todo), root=root, pure=False)
         for future in as_completed(futures):
             record(future.result())
+    except KeyboardInterrupt:
+        # Nothing more starts. Runs already going on a remote cluster finish and store their complete
+        # results; a local cluster's workers are ended by cluster.close(). Dask logs the tasks it
+        # drops at shutdown as warnings and errors: expected here, so not shown.
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        if cluster is None:
+            client.cancel(futures)
+        raise
     finally:
         client.close()
         if cluster is not None:

@@ -137,8 +137,12 @@ class MaskStore:
             test = draw_rate_mask(n_test, modalities, pattern.eta_test, pattern.missing_type, base + 1)
             self.root.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, train=train, test=test)
-            os.replace(tmp, path)
+            try:
+                np.savez(tmp, train=train, test=test)
+                os.replace(tmp, path)
+            except BaseException:  # an interrupted write leaves no temporary file behind
+                tmp.unlink(missing_ok=True)
+                raise
         return torch.from_numpy(train), torch.from_numpy(test)
 
 

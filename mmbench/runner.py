@@ -103,8 +103,12 @@ class Runner:
                 path = self.store.model_path(key)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                torch.save({"modules": method.modules().state_dict(), "extra_state": method.extra_state()}, tmp)
-                os.replace(tmp, path)
+                try:
+                    torch.save({"modules": method.modules().state_dict(), "extra_state": method.extra_state()}, tmp)
+                    os.replace(tmp, path)
+                except BaseException:  # an interrupted save leaves no temporary file behind
+                    tmp.unlink(missing_ok=True)
+                    raise
         except DivergedError as err:
             result.update(status="diverged", error=str(err))
         except Exception as err:  # one failing run is recorded and does not stop the grid

@@ -61,13 +61,16 @@ def test_ctrl_c_stops_all_promptly_with_a_summary_and_no_leftovers(tmp_path):
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     summary = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
     assert len(summary) == 1, stderr
-    assert "runs done" in summary[0] and "not done" in summary[0]
+    done = int(summary[0].split()[1])  # "interrupted: <done> of <total> runs done, ..."
+    assert done >= 1 and done == len(list((out / "runs").glob("*.json"))), summary[0]
+    assert " of 44 runs done" in summary[0] and f"{44 - done} not done" in summary[0]
     assert f"resume with: python -m mmbench all --suite quick --out {out}" in summary[0]
     time.sleep(1.0)  # the kernel reaps the terminated workers
     assert _group_alive(proc.pid) == [], "processes left behind"
     # Only finished runs were stored, every one complete and readable; nothing half-written.
     import json
 
+    assert not [p.name for p in out.rglob("*") if ".tmp" in p.name], "temporary files of the stopped runs left"
     for path in (out / "runs").glob("*"):
         assert path.suffix == ".json", f"stray file {path.name}"
         assert json.loads(path.read_text())["status"] in ("ok", "failed", "diverged")
@@ -94,3 +97,46 @@ def test_interrupted_sequential_grid_stores_no_partial_result(tmp_path, monkeypa
         signal.signal(signal.SIGINT, previous)  # run_grid arms "second Ctrl-C exits"; undo it here
     assert err.value.done == 0 and err.value.total == 2
     assert not list(tmp_path.glob("runs/*"))
+
+
+CHILD = """
+import os, sys, time
+from mmbench import grid, runner
+
+grid._init_worker()  # the pool worker's signal set-up
+
+class SlowRunner:  # stands for a run that is writing its result when the parent ends it
+    def __init__(self, root):
+        self.root = root
+
+    def run(self, spec):
+        from mmbench.results_store import write_text_atomic
+
+        def stalled_fsync(fd):
+            print("writing", flush=True)
+            time.sleep(60)
+
+        os.fsync = stalled_fsync
+        write_text_atomic(os.path.join(self.root, "result.json"), "{}")
+
+runner.Runner = SlowRunner
+grid._work(None, sys.argv[1])
+print("not reached", flush=True)
+"""
+
+
+def test_worker_ended_mid_write_leaves_no_temporary_file(tmp_path):
+    """SIGTERM (how the parent ends a run in flight) unwinds the run, removing its temporary file."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], cwd=ROOT, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # the write is under way
+        child.send_signal(signal.SIGTERM)
+        stdout, stderr = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
+    assert list(tmp_path.iterdir()) == [] and "not reached" not in stdout
