@@ -200,7 +200,9 @@ def _run_pool(todo: Sequence[RunSpec], root: str, workers: int, record) -> None:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 record(future.result())
-    except BaseException:
+    except BaseException as err:
+        if isinstance(err, KeyboardInterrupt):
+            signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C while the workers stop: exit at once
         # Ctrl-C (or any error here): stop the runs in flight. A worker stores a result only when its
         # run ends (atomically), so ending it loses that run and nothing else.
         # ProcessPoolExecutor has no public way to end busy workers before Python 3.14.

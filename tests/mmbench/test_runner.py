@@ -62,8 +62,15 @@ def test_interrupted_grid_resumes_without_losing_results(tmp_path, dataset_name,
         return real(s, root)
 
     monkeypatch.setattr(grid, "_work", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        run_grid(specs, str(tmp_path), workers=1, show_progress=False)
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(grid.GridInterrupted) as err:  # Ctrl-C becomes a summary of what is done
+            run_grid(specs, str(tmp_path), workers=1, show_progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)  # run_grid arms "a second Ctrl-C exits at once"
+    assert err.value.done == 1 and err.value.total == 3
     assert ResultsStore(tmp_path).is_done(specs[0].key())  # the finished run survived
     assert not list((tmp_path / "runs").glob("*.tmp"))  # no half-written file
     monkeypatch.setattr(grid, "_work", real)
