@@ -240,6 +240,7 @@ def _run_dask(todo: Sequence[RunSpec], root: str, workers: int, scheduler: Optio
         for future in as_completed(futures):
             record(future.result())
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, _exit_now)  # closing the cluster takes seconds: a second Ctrl-C exits now
         # Nothing more starts. Runs already going on a remote cluster finish and store their complete
         # results; a local cluster's workers are ended by cluster.close(). Dask logs the tasks it
         # drops at shutdown as warnings and errors: expected here, so not shown.
