@@ -143,10 +143,10 @@ def test_filters_choose_a_user_data_set_not_in_the_suite(tmp_path, capsys):
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 60)
-    register_arrays("user:cli-filter-toy", {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 2))}, y,
+    register_arrays("cli-filter-toy", {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 2))}, y,
                     split="random", overwrite=True)
-    code, cap = _dry(["--methods", "joint", "--datasets", "user:cli-filter-toy"], tmp_path, capsys)
-    assert code == 0 and "= 2 runs" in cap.out and "todo joint/user:cli-filter-toy/complete/seed0" in cap.out
+    code, cap = _dry(["--methods", "joint", "--datasets", "cli-filter-toy"], tmp_path, capsys)
+    assert code == 0 and "= 2 runs" in cap.out and "todo joint/cli-filter-toy/complete/seed0" in cap.out
 
 
 def test_wildcard_filters_pick_from_the_suite(tmp_path, capsys):
