@@ -85,12 +85,18 @@ class Method:
         dataset_hparams: per data set (fnmatch pattern on the data set name) overrides of ``hparams``.
         train_overrides: engine settings this method needs (e.g. ``{"fusion": "sum"}``), applied
             before the user's overrides.
+        version: the method's code version; bump it when a change to the code changes its results, so
+            cached runs of the old code are not reused (it enters the run key, :mod:`mmbench.run_key`).
+        teachers: methods this one may load through ``ctx.pretrained`` (their settings and versions
+            enter the run key too, so a changed teacher retrains its students).
     """
 
     name: ClassVar[str] = ""
     hparams: ClassVar[Dict[str, Any]] = {}
     dataset_hparams: ClassVar[Dict[str, Dict[str, Any]]] = {}
     train_overrides: ClassVar[Dict[str, Any]] = {}
+    version: ClassVar[int] = 1
+    teachers: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, model: MultimodalModel, hp: Dict[str, Any], info: RunInfo):
         self.model = model
