@@ -94,6 +94,7 @@ class Runner:
             method_cls, pattern, train_cfg, hp, data, info = self.prepare(spec)
             result["config"] = {"train": train_cfg, "method": hp}
             torch.set_num_threads(int(train_cfg["threads"]))
+            result["env"]["threads"] = str(torch.get_num_threads())  # what this run computed with
             seed_everything(spec.seed)
             method = build_method(method_cls, data, train_cfg, hp, info)
             masks = MaskStore(self.store.mask_dir).masks(
