@@ -107,3 +107,12 @@ def test_embedded_fingerprint_follows_its_file(tmp_path, monkeypatch):
 def test_unresolvable_spec_still_has_a_hex_key():
     key = RunSpec("joint", "synthetic", overrides={"no_such_setting": 1}).key()
     assert len(key) == 16 and int(key, 16) >= 0
+
+
+def test_key_does_not_depend_on_where_the_folder_lives(tmp_path, user_folder, monkeypatch):
+    key = RunSpec("joint", "user:toy").key()
+    elsewhere = tmp_path / "other-machine"
+    shutil.copytree(user_folder.parent, elsewhere)
+    monkeypatch.setenv("MMBENCH_DATA", str(elsewhere))
+    monkeypatch.setenv("MMBENCH_CACHE", str(tmp_path / "other-cache"))
+    assert RunSpec("joint", "user:toy").key() == key  # same content, other path and hash cache: a cache hit
