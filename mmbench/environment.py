@@ -60,7 +60,8 @@ def numeric_libraries() -> Dict[str, str]:
         found = re.search(rf"{key}=([^,\s]+)", config)
         out[f"torch_{key.lower()}"] = found.group(1) if found else "?"
     out["torch_cpu_capability"] = _safe(lambda: torch.backends.cpu.get_cpu_capability())
-    out["torch_mkl"] = _safe(lambda: next((ln.strip("- ").strip() for ln in config.splitlines() if "Math Kernel" in ln), "none"))
+    mkl = (line.strip("- ").strip() for line in config.splitlines() if "Math Kernel" in line)
+    out["torch_mkl"] = next(mkl, "none")
     out["numpy_blas"] = _safe(lambda: _numpy_blas())
     return out
 

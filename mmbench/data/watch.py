@@ -95,5 +95,5 @@ def fingerprint(**options) -> str:
     return digest({"file": file_digest(data_file("watch.npz")), "options": options, "loader": LOADER_VERSION})
 
 
-register_dataset("watch", load_watch, fingerprint=fingerprint, description="smartwatch exercises: acc + gyro series [3,128], 7 classes, "
-                                                  "split by subject (test 9,10; val 8)")
+register_dataset("watch", load_watch, fingerprint=fingerprint,
+                 description="smartwatch exercises: acc + gyro series [3,128], 7 classes, split by subject (test 9,10; val 8)")
