@@ -116,3 +116,18 @@ def test_key_does_not_depend_on_where_the_folder_lives(tmp_path, user_folder, mo
     monkeypatch.setenv("MMBENCH_DATA", str(elsewhere))
     monkeypatch.setenv("MMBENCH_CACHE", str(tmp_path / "other-cache"))
     assert RunSpec("joint", "user:toy").key() == key  # same content, other path and hash cache: a cache hit
+
+
+def test_teachers_are_keyed_by_content_too(tmp_path, user_folder):
+    """A student (UMT) on an edited folder trains a new teacher instead of loading the stale one."""
+    from mmbench.data import clear_cache
+
+    runner = Runner(tmp_path / "results")
+    spec = RunSpec("umt", "user:toy", "complete", 0, {"epochs": 1})
+    assert runner.run(spec)["status"] == "ok"
+    models = tmp_path / "results" / "cache" / "models"
+    first = {p.name for p in models.glob("*.pt")}
+    np.save(user_folder / "a.npy", np.load(user_folder / "a.npy") * 2.0)
+    clear_cache()
+    assert runner.run(spec)["status"] == "ok"
+    assert len(first) == 1 and len({p.name for p in models.glob("*.pt")} - first) == 1  # a second teacher
