@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
@@ -19,6 +20,7 @@ import numpy as np
 
 CACHE_ENV_VAR = "MMBENCH_CACHE"
 _CHUNK = 1 << 20
+RACY_NS = 2_000_000_000  # files modified less than this long ago are hashed but not cached
 
 # In-process copy of the JSON cache: "<abs path>|<size>|<mtime_ns>" -> hex digest.
 _memo: Optional[Dict[str, str]] = None
@@ -67,16 +69,21 @@ def file_digest(path: os.PathLike | str) -> str:
     st = path.stat()
     entry = f"{path}|{st.st_size}|{st.st_mtime_ns}"
     memo = _load_memo()
-    if entry not in memo:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(_CHUNK), b""):
-                h.update(chunk)
-        # drop stale entries of the same path so the cache does not grow with every edit
-        for old in [k for k in memo if k.rsplit("|", 2)[0] == str(path)]:
-            del memo[old]
-        memo[entry] = h.hexdigest()
-        _save_memo(memo)
+    if entry in memo:
+        return memo[entry]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    if time.time_ns() - st.st_mtime_ns < RACY_NS:
+        # Written just now: a second write within the file system's timestamp resolution could keep
+        # size and mtime, so such a file is hashed again next time rather than cached (git's "racy" rule).
+        return h.hexdigest()
+    # drop stale entries of the same path so the cache does not grow with every edit
+    for old in [k for k in memo if k.rsplit("|", 2)[0] == str(path)]:
+        del memo[old]
+    memo[entry] = h.hexdigest()
+    _save_memo(memo)
     return memo[entry]
 
 

@@ -21,9 +21,9 @@ import functools
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mmbench.data.base import MultimodalDataset
-from mmbench.fingerprint import dataset_digest, digest
 from mmbench.data.select import select_modalities
 from mmbench.data.validate import validate
+from mmbench.fingerprint import dataset_digest, digest
 from mmbench.registry import Registry, UnknownNameError
 
 Factory = Callable[..., MultimodalDataset]
@@ -101,7 +101,9 @@ def _thaw(key: Tuple) -> dict:
 
 
 @functools.lru_cache(maxsize=64)
-def _load_cached(name: str, key: Tuple) -> MultimodalDataset:
+def _load_cached(name: str, key: Tuple, declared: Optional[str]) -> MultimodalDataset:
+    """``declared``: the entry's declared fingerprint, so an edited file is read again, not served from
+    this cache (the run key would otherwise name the new data while training used the old)."""
     return _load(name, _thaw(key))
 
 
@@ -132,7 +134,12 @@ def load_dataset(name: str, **options: Any) -> MultimodalDataset:
         key = tuple(sorted((k, _freeze(v)) for k, v in options.items()))
     except TypeError:  # unhashable option (an array): load without caching
         return _load(name, options)
-    return _load_cached(name, key)
+    return _load_cached(name, key, _declared_fingerprint(name, options))
+
+
+def _declared_fingerprint(name: str, options: dict) -> Optional[str]:
+    hook = _FINGERPRINTS.get(name)
+    return None if hook is None else hook(**{k: v for k, v in options.items() if k != "modalities"})
 
 
 def dataset_fingerprint(name: str, **options: Any) -> str:
@@ -142,10 +149,9 @@ def dataset_fingerprint(name: str, **options: Any) -> str:
     hash of the loaded arrays, computed once per loaded object.
     """
     _factory(name)  # an unknown name fails here, naming it
-    hook = _FINGERPRINTS.get(name)
-    if hook is not None:
-        rest = {k: v for k, v in options.items() if k != "modalities"}
-        return digest({"name": name, "declared": hook(**rest), "modalities": options.get("modalities")})
+    declared = _declared_fingerprint(name, options)
+    if declared is not None:
+        return digest({"name": name, "declared": declared, "modalities": options.get("modalities")})
     dataset = load_dataset(name, **options)
     cached = _CONTENT_DIGESTS.get(id(dataset))
     if cached is None or cached[0] is not dataset:
