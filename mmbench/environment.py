@@ -117,4 +117,8 @@ def machine_line(env: Dict[str, Any]) -> str:
     """One line naming the machine of a run ``env`` (keys missing from older results are skipped)."""
     cpu = env.get("cpu") or env.get("platform", "?")
     device = env.get("gpu") or "no GPU"
-    return f"{cpu}, {env.get('cpu_count', '?')} cores, {device}; Python {env.get('python', '?')}, torch {env.get('torch', '?')}"
+    line = (f"{cpu}, {env.get('cpu_count', '?')} cores, {device}; "
+            f"Python {env.get('python', '?')}, torch {env.get('torch', '?')}")
+    if env.get("torch_cpu_capability"):  # recorded since the numeric details were: they decide the last bits
+        line += f" ({env['torch_cpu_capability']} kernels, BLAS {env.get('torch_blas_info', '?')})"
+    return line

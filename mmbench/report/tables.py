@@ -138,7 +138,9 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
         "with overrides is its own row, `method [k=v,...]`, and a `{hash}` suffix separates runs of one "
         "label whose settings or data differ (e.g. made before a default changed). `probe m` = the method's "
         "own unimodal logits for m (shared head, other features zeroed, unless the method has unimodal "
-        "heads); `only m` / `subset` = the model evaluated with only those modalities present.",
+        "heads); `only m` / `subset` = the model evaluated with only those modalities present. Seeds are not "
+        "the only spread: the same runs are bit-identical on one machine but can differ on another CPU or "
+        "BLAS (README, Reproducibility).",
         "",
         "## Fused test accuracy, complete pattern",
         "",

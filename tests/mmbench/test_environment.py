@@ -38,3 +38,9 @@ def test_a_run_records_the_threads_it_ran_with(tmp_path):
 
     result = Runner(tmp_path).run(RunSpec("joint", "synthetic", overrides={"epochs": 1, "threads": 2}))
     assert result["env"]["threads"] == "2" and result["env"]["torch_blas_info"]
+
+
+def test_machine_line_names_cpu_kernels_and_blas_when_recorded():
+    env = {"cpu": "AMD EPYC", "cpu_count": "2", "python": "3.11.7", "torch": "2.14.1",
+           "torch_cpu_capability": "AVX512", "torch_blas_info": "mkl"}
+    assert machine_line(env).endswith("torch 2.14.1 (AVX512 kernels, BLAS mkl)")
