@@ -113,7 +113,8 @@ class Run(Command):
     def add_arguments(cls, p):
         p.add_argument("--method", required=True, help="a method name (python -m mmbench list methods)")
         p.add_argument("--dataset", required=True,
-                       help="a data set name (python -m mmbench list datasets; user:NAME for a folder in $MMBENCH_DATA)")
+                       help="a data set name (python -m mmbench list datasets; "
+                            "user:NAME for a folder in $MMBENCH_DATA)")
         p.add_argument("--pattern", default="complete",
                        help="missing-modality pattern (python -m mmbench list patterns)")
         p.add_argument("--seed", type=int, default=0, help="run seed (initialisation, batches, masks)")
@@ -237,7 +238,8 @@ class Table(Command):
 
     @classmethod
     def add_arguments(cls, p):
-        p.add_argument("--out", default="results", help="results folder: reads OUT/runs/*.json, writes OUT/LEADERBOARD.*")
+        p.add_argument("--out", default="results",
+                       help="results folder: reads OUT/runs/*.json, writes OUT/LEADERBOARD.*")
 
     @staticmethod
     def execute(args) -> int:

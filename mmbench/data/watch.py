@@ -96,4 +96,5 @@ def fingerprint(**options) -> str:
 
 
 register_dataset("watch", load_watch, fingerprint=fingerprint,
-                 description="smartwatch exercises: acc + gyro series [3,128], 7 classes, split by subject (test 9,10; val 8)")
+                 description="smartwatch exercises: acc + gyro series [3,128], 7 classes, "
+                             "split by subject (test 9,10; val 8)")

@@ -86,8 +86,11 @@ def dataset_table(agg: pd.DataFrame, dataset: str, pattern: str) -> str:
     subsets = sorted((s for s in set(subsets) if s != full), key=lambda s: (-s.count("+"), s))
     masked = "masked_test_acc|mean" in sub.columns and sub["masked_test_acc|mean"].notna().any()
     cols = ["test_acc", "test_f1"] + uni + subsets + ["subset_mean", "subset_worst"] + (["masked_test_acc"] if masked else [])
-    headers = ["method", "n", "fused acc", "macro-F1"] + [f"probe {u[4:]}" for u in uni] + [f"only {s[7:]}" if "+" not in s else f"subset {s[7:]}" for s in subsets] + ["subset mean", "worst subset"] + (["masked test"] if masked else [])
-    rows = [[r.row, int(r["test_acc|count"])] + [_cell(r, c) for c in cols] for _, r in sub.sort_values("test_acc|mean", ascending=False).iterrows()]
+    headers = (["method", "n", "fused acc", "macro-F1"] + [f"probe {u[4:]}" for u in uni]
+               + [f"only {s[7:]}" if "+" not in s else f"subset {s[7:]}" for s in subsets]
+               + ["subset mean", "worst subset"] + (["masked test"] if masked else []))
+    ordered = sub.sort_values("test_acc|mean", ascending=False)
+    rows = [[r.row, int(r["test_acc|count"])] + [_cell(r, c) for c in cols] for _, r in ordered.iterrows()]
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
