@@ -148,7 +148,7 @@ class Run(Command):
             print(f"  {spec.label()}: epoch {epoch + 1}/{epochs}", file=sys.stderr, flush=True)
 
         if not cached and not args.quiet:
-            print(f"training {spec.label()} ({epochs} epochs)", file=sys.stderr, flush=True)
+            print(f"training {spec.label()} ({epochs} epoch{'s' if epochs != 1 else ''})", file=sys.stderr, flush=True)
         result = runner.run(spec, force=args.force, progress=None if args.quiet else progress)
         where = runner.store.run_path(result["key"])
         if args.json:
