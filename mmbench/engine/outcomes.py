@@ -45,7 +45,7 @@ def correct_of(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
 
 
 def build_outcomes(test_ids: np.ndarray, labels: torch.Tensor, logits: Dict[str, torch.Tensor], seed: int,
-                   test_mask: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+                   test_mask: Optional[torch.Tensor] = None, num_classes: Optional[int] = None) -> Dict[str, Any]:
     """The ``outcomes`` record of a run.
 
     Args:
@@ -54,10 +54,12 @@ def build_outcomes(test_ids: np.ndarray, labels: torch.Tensor, logits: Dict[str,
         logits: outcome name (``"fused"``, ``"subset:a+b"``, ``"uni:a"``, ``"masked"``) -> ``[N, C]``.
         seed: the run seed (the masks are drawn from it).
         test_mask: ``[N, M]`` the fixed test mask of a ``rate`` pattern, if any.
+        num_classes: C (chance accuracy 1/C is the value of the empty modality set in Shapley values).
     """
     return {
         "version": OUTCOMES_VERSION,
         "n": int(len(test_ids)),
+        "num_classes": None if num_classes is None else int(num_classes),
         "test_ids_sha": array_hash(test_ids),
         "mask_seed": int(seed),
         "test_mask_sha": array_hash(test_mask.cpu().numpy()) if test_mask is not None else None,

@@ -210,5 +210,5 @@ def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Opt
     metrics["full_subset"] = subset_name(info.modalities)
     if outcomes is not None:
         ids = np.arange(len(te)) if test_ids is None else np.asarray(test_ids)
-        outcomes.update(build_outcomes(ids, te.labels, named, info.seed, test_mask))
+        outcomes.update(build_outcomes(ids, te.labels, named, info.seed, test_mask, info.num_classes))
     return metrics

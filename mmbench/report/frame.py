@@ -6,6 +6,7 @@ from typing import Any, Dict, Iterable
 import pandas as pd
 
 from mmbench.environment import machine_line
+from mmbench.report.imbalance import shapley_columns
 
 
 def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
@@ -26,6 +27,9 @@ def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
         row[f"uni:{m}"] = acc
     for s, acc in metrics.get("subset_acc", {}).items():
         row[f"subset:{s}"] = acc
+    row.update(shapley_columns(result))
+    # per-sample outcomes (None for older runs): what intervals and paired tests resample
+    row["outcomes"] = result.get("outcomes") or None
     return row
 
 
