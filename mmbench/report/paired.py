@@ -88,7 +88,8 @@ def best_or_tied(cells: Dict[str, pd.DataFrame], metric: str, alpha: float = ALP
         metric: ``test_acc``, ``masked_test_acc``, ``subset_mean`` or an outcome name.
     Returns:
         one row per method: ``method``, ``best`` (bool), ``p`` (raw paired-bootstrap p against the
-        best), ``p_holm``, ``best_or_tied`` (best, or Holm-corrected p > alpha; False when untestable),
+        best), ``p_holm``, ``best_or_tied`` (best, or Holm-corrected p > alpha; False when untestable,
+        and False for every method when the best cell lacks per-sample outcomes),
         ``paired_seeds`` (seeds compared; 0 = no per-sample outcomes to pair on).
     """
     means = {m: float(r[metric].mean()) for m, r in cells.items() if metric in r and r[metric].notna().any()}
@@ -106,4 +107,7 @@ def best_or_tied(cells: Dict[str, pd.DataFrame], metric: str, alpha: float = ALP
     table = pd.DataFrame(rows)
     table["p_holm"] = holm(table["p"].to_numpy())
     table["best_or_tied"] = table["best"] | (table["p_holm"] > alpha)
+    if not all(sample_scores(o, metric) is not None for o in cells[best].get("outcomes", [None])):
+        # the best cell's runs lack per-sample outcomes (older runs): nothing can be tested, mark nothing
+        table["best_or_tied"] = False
     return table

@@ -15,6 +15,7 @@ from mmbench.report.frame import results_frame
 from mmbench.report.imbalance import add_gaps
 from mmbench.report.rank_table import rank_section, rank_summary
 from mmbench.report.reported import load_reported, reported_sections
+from mmbench.report.traces import all_traces, traces_section
 from mmbench.report.significance import STATISTICS_NOTE, attach_statistics, decorate_cell
 from mmbench.results_store import ResultsStore, write_json_atomic, write_text_atomic
 
@@ -143,6 +144,7 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, reported: 
     for pattern in patterns:
         for dataset in sorted(agg[agg.pattern == pattern].dataset.unique()):
             parts += [f"## {dataset}, pattern `{pattern}`", "", dataset_table(agg, dataset, pattern), ""]
+    parts += traces_section(df)
     parts += reported_sections(reported or {}, agg.dataset.unique())
     parts += [
         "## Throughput (complete pattern)",
@@ -183,7 +185,7 @@ def write_tables(root: str = "results", machine: str = "") -> Dict[str, Path]:
     ranks = [r for r in ([rank_summary(agg, "complete", "test_acc")] + [rank_summary(agg, p, "subset_mean") for p in
                          sorted(set(agg.pattern) - {"complete"})] if not agg.empty else []) if r]
     write_json_atomic(paths["json"], {"machine": machine, "aggregate": json.loads(agg.to_json(orient="records")) if not agg.empty else [],
-                                      "ranks": ranks})
+                                      "ranks": ranks, "coefficient_traces": all_traces(df)})
     return paths
 
 

@@ -51,7 +51,8 @@ def test_masked_outcome_present_under_rate_pattern(tmp_path):
     assert load_outcome(out, "masked").mean() == pytest.approx(out["metrics"]["masked_test_acc"])
 
 
-@pytest.mark.parametrize("name,key", [("ogm-ge", "k:a"), ("arl", "w:b"), ("mmpareto", "w_mm:a"), ("mslr", "lr_mult:a")])
+@pytest.mark.parametrize("name,key", [("ogm-ge", "k:a"), ("arl", "w:b"), ("mmpareto", "w_mm:a"), ("mslr", "lr_mult:a"),
+                                      ("agm", "k:b"), ("pmr", "slower:a")])
 def test_balancing_coefficients_traced_per_epoch(name, key):
     out = quick_fit(name, toy_dataset(), epochs=2)
     traces = [h.get("coefficients", {}) for h in out["history"]]

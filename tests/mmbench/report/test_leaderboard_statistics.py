@@ -114,3 +114,17 @@ def test_gap_needs_matching_unimodal_seed():
                        "seed": [0, 0, 1], "status": ["ok"] * 3, "uni:a": [0.5, 0.8, 0.6]})
     gaps = add_gaps(df)["gap:a"].tolist()
     assert gaps[0] == pytest.approx(0.3) and gaps[1] == 0 and np.isnan(gaps[2])
+
+
+def test_coefficient_traces_averaged_over_seeds(tmp_path):
+    store = ResultsStore(tmp_path)
+    for seed, k in enumerate([0.2, 0.4]):
+        r = run("ogm-ge", "d1", seed, 0.8)
+        r["history"] = [{"epoch": 0, "coefficients": {"k:a": k}}, {"epoch": 1, "coefficients": {"k:a": 2 * k}}]
+        store.save(r)
+    store.save(run("joint", "d1", 0, 0.8))
+    paths = write_tables(str(tmp_path), machine="m")
+    traces = json.loads(paths["json"].read_text())["coefficient_traces"]
+    assert traces == [{"method": "ogm-ge", "dataset": "d1", "pattern": "complete", "name": "k:a",
+                       "per_epoch": pytest.approx([0.3, 0.6])}]
+    assert "| ogm-ge   | d1        | k:a" in paths["md"].read_text()

@@ -73,3 +73,11 @@ def test_different_splits_are_not_paired():
     marks = best_or_tied({"a": a, "b": b}, "test_acc").set_index("method")
     assert np.isnan(marks.loc["b", "p"]) and marks.loc["b", "paired_seeds"] == 0
     assert not marks.loc["b", "best_or_tied"]  # untestable is not "tied"
+
+
+def test_nothing_marked_when_best_lacks_outcomes():
+    rng = np.random.default_rng(5)
+    a = cell([rng.random(100) < 0.9 for _ in range(2)]).assign(outcomes=None)
+    b = cell([rng.random(100) < 0.5 for _ in range(2)])
+    marks = best_or_tied({"a": a, "b": b}, "test_acc").set_index("method")
+    assert marks.loc["a", "best"] and not marks["best_or_tied"].any()
