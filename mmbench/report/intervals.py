@@ -22,6 +22,7 @@ from mmbench.engine.outcomes import unpack_correct
 
 N_BOOT = 2000
 CONFIDENCE = 0.95
+MAX_INDICES = 4_000_000  # resampling indices drawn at once (32 MB)
 
 # Leaderboard metric -> how its per-sample score is built from the stored outcomes.
 FUSED, MASKED, SUBSET_MEAN = "test_acc", "masked_test_acc", "subset_mean"
@@ -61,10 +62,13 @@ def two_level_bootstrap(per_seed: Sequence[np.ndarray], n_boot: int = N_BOOT, se
     means = np.empty((n_boot, S))
     for s, scores in enumerate(per_seed):
         scores = np.asarray(scores, dtype=float)
-        slots = np.nonzero(seed_draw == s)  # every (replicate, slot) that drew seed s
-        if len(slots[0]):
-            idx = rng.integers(0, len(scores), size=(len(slots[0]), len(scores)))
-            means[slots] = scores[idx].mean(axis=1)
+        rows, cols = np.nonzero(seed_draw == s)  # every (replicate, slot) that drew seed s
+        # in chunks, so a large test split never needs a [B*S, N] index array at once
+        chunk = max(1, MAX_INDICES // max(1, len(scores)))
+        for start in range(0, len(rows), chunk):
+            r, c = rows[start:start + chunk], cols[start:start + chunk]
+            idx = rng.integers(0, len(scores), size=(len(r), len(scores)))
+            means[r, c] = scores[idx].mean(axis=1)
     return means.mean(axis=1)
 
 

@@ -23,24 +23,17 @@ import numpy as np
 import pandas as pd
 
 from mmbench.engine.outcomes import OUTCOMES_VERSION  # noqa: F401  (the record layout this reads)
-from mmbench.report.intervals import N_BOOT, sample_scores
+from mmbench.report.intervals import N_BOOT, sample_scores, two_level_bootstrap
 
 ALPHA = 0.05
 
 
 def paired_bootstrap_p(diffs: Sequence[np.ndarray], n_boot: int = N_BOOT, seed: int = 0) -> float:
     """Two-sided p-value of "mean difference = 0" from per-seed ``[N_s]`` per-sample differences."""
-    rng = np.random.default_rng(seed)
     diffs = [np.asarray(d, dtype=float) for d in diffs]
     observed = float(np.mean([d.mean() for d in diffs]))
-    S = len(diffs)
-    seed_draw = rng.integers(0, S, size=(n_boot, S))
-    means = np.empty((n_boot, S))
-    for s, d in enumerate(diffs):
-        slots = np.nonzero(seed_draw == s)
-        if len(slots[0]):
-            means[slots] = d[rng.integers(0, len(d), size=(len(slots[0]), len(d)))].mean(axis=1)
-    centred = means.mean(axis=1) - observed
+    # the same draws for both methods: resampling the per-sample differences is the paired bootstrap
+    centred = two_level_bootstrap(diffs, n_boot, seed) - observed
     if np.all(centred == 0) and observed == 0:
         return 1.0
     # +1 in numerator and denominator: a p-value is never exactly 0 from finitely many replicates.
@@ -79,7 +72,8 @@ def _paired_scores(best: pd.DataFrame, other: pd.DataFrame, metric: str) -> Opti
     return diffs or None
 
 
-def best_or_tied(cells: Dict[str, pd.DataFrame], metric: str, alpha: float = ALPHA, n_boot: int = N_BOOT) -> pd.DataFrame:
+def best_or_tied(cells: Dict[str, pd.DataFrame], metric: str, alpha: float = ALPHA,
+                 n_boot: int = N_BOOT) -> pd.DataFrame:
     """Mark the best method of one data set and pattern and those indistinguishable from it.
 
     Args:

@@ -33,7 +33,8 @@ def rank_section(agg: pd.DataFrame, pattern: str, metric: str, label: str) -> Li
         f"## Mean rank across data sets, {label}, pattern `{pattern}`",
         "",
         f"Methods ranked within each of the {len(s['datasets'])} data sets ({', '.join(s['datasets'])}) by "
-        f"{label} (mean over seeds; 1 = best, ties averaged); only methods run on all of them. Spread: 2.5-97.5% of the mean rank "
+        f"{label} (mean over seeds; 1 = best, ties averaged); only methods run on all of them. "
+        "Spread: 2.5-97.5% of the mean rank "
         f"over 2000 resamples of the data sets. Friedman test p = {friedman}; Nemenyi critical difference "
         f"(alpha 0.05, Demšar 2006) CD = {s['cd']:.2f}: methods whose mean ranks differ by less are not "
         "distinguishable across data sets. Few data sets make CD large.",

@@ -38,7 +38,8 @@ class RankSummary(NamedTuple):
 
 def ranks(scores: pd.DataFrame) -> pd.DataFrame:
     """Data set x method scores (higher is better) -> ranks within each data set (1 = best, ties averaged)."""
-    return scores.apply(lambda row: pd.Series(stats.rankdata(-row.to_numpy(), method="average"), index=row.index), axis=1)
+    ranked = [stats.rankdata(-row, method="average") for row in scores.to_numpy()]
+    return pd.DataFrame(ranked, index=scores.index, columns=scores.columns)
 
 
 def nemenyi_q(k: int, alpha: float = ALPHA) -> float:

@@ -30,7 +30,8 @@ def load_reported(path: Path | str) -> Dict[str, Any]:
     for i, entry in enumerate(data.get("entries", [])):
         missing = [k for k in REQUIRED if k not in entry]
         if missing:
-            raise ValueError(f"{path}: entry {i} ({entry.get('dataset')}/{entry.get('method')}) lacks {', '.join(missing)}")
+            what = f"{entry.get('dataset')}/{entry.get('method')}"
+            raise ValueError(f"{path}: entry {i} ({what}) lacks {', '.join(missing)}")
         if entry["metric"] not in ("acc", "f1"):
             raise ValueError(f"{path}: entry {i} has metric {entry['metric']!r} (allowed: acc, f1)")
     return data
@@ -51,9 +52,10 @@ def reported_table(reported: Dict[str, Any], key: str) -> str:
     for e in reported.get("entries", []):
         if e["dataset"] != key:
             continue
+        source = e["source"] + (f" ({e['table']})" if e.get("table") else "")
+        setting = e.get("setting", "") + (f"; {e['note']}" if e.get("note") else "")
         rows.append([e["method"], e.get("paper_method", ""), e["metric"], f"{e['value']:.2f}",
-                     "yes" if e["epoch_on_test"] else "no", e["checked"], e["source"] + (f" ({e['table']})" if e.get("table") else ""),
-                     e.get("setting", "") + (f"; {e['note']}" if e.get("note") else "")])
+                     "yes" if e["epoch_on_test"] else "no", e["checked"], source, setting])
     return tabulate(sorted(rows), headers=["method", "as named there", "metric", "%", "epoch chosen on test",
                                            "checked", "source", "setting"], tablefmt="github",
                     disable_numparse=True)

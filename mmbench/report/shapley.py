@@ -48,7 +48,8 @@ def shapley_values(players: Sequence[str], value: Callable[[FrozenSet[str]], flo
     return {p: v / N_PERMUTATIONS for p, v in sums.items()}
 
 
-def modality_shapley(subset_acc: Mapping[str, float], modalities: Sequence[str], num_classes: Optional[int]) -> Dict[str, float]:
+def modality_shapley(subset_acc: Mapping[str, float], modalities: Sequence[str],
+                     num_classes: Optional[int]) -> Dict[str, float]:
     """Shapley value of each modality from a run's ``subset_acc`` (``"a+b"`` -> accuracy).
 
     Returns an empty dict when an evaluated subset is missing or C is unknown (older runs).

@@ -36,7 +36,8 @@ def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.
                 continue
             for method, cell in cells.items():
                 ci = cell_interval(cell, metric)
-                per_method[method].update({f"{metric}|lo": ci["lo"], f"{metric}|hi": ci["hi"], f"{metric}|ci_level": ci["level"]})
+                per_method[method].update(
+                    {f"{metric}|lo": ci["lo"], f"{metric}|hi": ci["hi"], f"{metric}|ci_level": ci["level"]})
             marks = best_or_tied(cells, metric)
             for _, mark in marks.iterrows():
                 per_method[mark.method].update({

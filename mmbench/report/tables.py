@@ -77,8 +77,9 @@ def dataset_table(agg: pd.DataFrame, dataset: str, pattern: str) -> str:
     # the full subset is the fused accuracy already shown
     subsets = sorted((s for s in set(subsets) if s != full), key=lambda s: (-s.count("+"), s))
     masked = "masked_test_acc|mean" in sub.columns and sub["masked_test_acc|mean"].notna().any()
-    cols = ["test_acc", "test_f1"] + uni + subsets + ["subset_mean", "subset_worst"] + (["masked_test_acc"] if masked else []) + diagnostics
-    headers = ["method", "fused acc", "macro-F1"] + [f"probe {u[4:]}" for u in uni] + [f"only {s[7:]}" if "+" not in s else f"subset {s[7:]}" for s in subsets] + ["subset mean", "worst subset"] + (["masked test"] if masked else []) + [c.replace(":", " ") for c in diagnostics]
+    cols = ["test_acc", "test_f1"] + uni + subsets + ["subset_mean", "subset_worst"] + (["masked_test_acc"] if masked else [])
+    headers = ["method", "fused acc", "macro-F1"] + [f"probe {u[4:]}" for u in uni] + [f"only {s[7:]}" if "+" not in s else f"subset {s[7:]}" for s in subsets] + ["subset mean", "worst subset"] + (["masked test"] if masked else [])
+    cols, headers = cols + diagnostics, headers + [c.replace(":", " ") for c in diagnostics]  # gap m, shapley m
     rows = [[r.method] + [_cell(r, c) for c in cols] for _, r in sub.sort_values("test_acc|mean", ascending=False).iterrows()]
     return tabulate(rows, headers=headers, tablefmt="github")
 
@@ -184,8 +185,9 @@ def write_tables(root: str = "results", machine: str = "") -> Dict[str, Path]:
     write_text_atomic(paths["csv"], agg.to_csv(index=False) if not agg.empty else "")
     ranks = [r for r in ([rank_summary(agg, "complete", "test_acc")] + [rank_summary(agg, p, "subset_mean") for p in
                          sorted(set(agg.pattern) - {"complete"})] if not agg.empty else []) if r]
-    write_json_atomic(paths["json"], {"machine": machine, "aggregate": json.loads(agg.to_json(orient="records")) if not agg.empty else [],
-                                      "ranks": ranks, "coefficient_traces": all_traces(df)})
+    records = json.loads(agg.to_json(orient="records")) if not agg.empty else []
+    write_json_atomic(paths["json"], {"machine": machine, "aggregate": records, "ranks": ranks,
+                                      "coefficient_traces": all_traces(df)})
     return paths
 
 

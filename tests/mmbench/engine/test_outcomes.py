@@ -46,7 +46,8 @@ def test_masked_outcome_present_under_rate_pattern(tmp_path):
     masks = MaskStore(tmp_path).masks(data.name, pattern, data.modalities, len(data.split["train"]),
                                       len(data.split["test"]), 0)
     cfg = {**TRAIN_DEFAULTS, "epochs": 1, "batch_size": 32}
-    out = fit_and_test(make_method("joint", data, epochs=1), data, pattern, cfg, run_info(data, 1, 32, 0, pattern.name), masks)
+    info = run_info(data, 1, 32, 0, pattern.name)
+    out = fit_and_test(make_method("joint", data, epochs=1), data, pattern, cfg, info, masks)
     assert out["outcomes"]["test_mask_sha"] is not None
     assert load_outcome(out, "masked").mean() == pytest.approx(out["metrics"]["masked_test_acc"])
 

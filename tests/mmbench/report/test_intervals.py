@@ -52,3 +52,12 @@ def test_subset_mean_score_is_the_mean_over_subsets():
     assert sample_scores(rec, "subset_mean").tolist() == [1.0, 0.5, 0.5, 0.0]
     assert sample_scores(None, "test_acc") is None
     assert sample_scores(rec, "masked_test_acc") is None
+
+
+def test_chunked_resampling_same_distribution(monkeypatch):
+    import mmbench.report.intervals as intervals
+    per_seed = [np.random.default_rng(s).random(50) < 0.7 for s in range(3)]
+    whole = two_level_bootstrap(per_seed, n_boot=3000, seed=0)
+    monkeypatch.setattr(intervals, "MAX_INDICES", 120)  # 2 replicates per chunk
+    chunked = two_level_bootstrap(per_seed, n_boot=3000, seed=0)
+    assert abs(whole.mean() - chunked.mean()) < 0.003 and abs(whole.std() - chunked.std()) < 0.003

@@ -101,7 +101,8 @@ def test_reported_file_of_the_project_is_valid():
 
 def test_reported_file_bad_entry_names_the_problem(tmp_path):
     path = tmp_path / "r.yaml"
-    path.write_text("entries:\n  - {dataset: x, method: y, metric: top5, value: 1, source: s, epoch_on_test: false, checked: readme}\n")
+    path.write_text("entries:\n  - {dataset: x, method: y, metric: top5, value: 1, source: s, epoch_on_test: false,"
+                    " checked: readme}\n")
     with pytest.raises(ValueError, match=r"r.yaml: entry 0 has metric 'top5' \(allowed: acc, f1\)"):
         load_reported(path)
     path.write_text("entries:\n  - {dataset: x, method: y}\n")
