@@ -81,3 +81,21 @@ def test_nothing_marked_when_best_lacks_outcomes():
     b = cell([rng.random(100) < 0.5 for _ in range(2)])
     marks = best_or_tied({"a": a, "b": b}, "test_acc").set_index("method")
     assert marks.loc["a", "best"] and not marks["best_or_tied"].any()
+
+
+def test_identical_methods_all_tied_with_the_selected_best():
+    # k = 5 identical methods: the best is picked by its mean (selection favours a lucky one), the other
+    # four are tested against it with Holm. Marking any as worse should stay near the 5% family-wise rate.
+    rng = np.random.default_rng(7)
+    N, trials, any_marked = 400, 40, 0
+    for _ in range(trials):
+        difficulty = rng.normal(size=N)
+        cells = {}
+        for m in range(5):
+            runs = []
+            for _ in range(3):
+                p = 1 / (1 + np.exp(-(1.5 - difficulty + rng.normal(0, 0.5, N) + rng.normal(0, 0.05))))
+                runs.append(rng.random(N) < p)
+            cells[f"m{m}"] = cell(runs)
+        any_marked += not best_or_tied(cells, "test_acc", n_boot=300)["best_or_tied"].all()
+    assert any_marked / trials <= 0.125
