@@ -43,6 +43,10 @@ def all_traces(runs: pd.DataFrame) -> List[Dict[str, Any]]:
     return out
 
 
+def _num(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"  # NaN: not logged in that epoch (e.g. a warm-up)
+
+
 def traces_section(runs: pd.DataFrame, pattern: str = "complete") -> List[str]:
     """Markdown lines: each coefficient at the first, middle and last epoch (empty when none is logged)."""
     traces = [t for t in all_traces(runs) if t["pattern"] == pattern]
@@ -51,14 +55,15 @@ def traces_section(runs: pd.DataFrame, pattern: str = "complete") -> List[str]:
     rows = []
     for t in traces:
         v = t["per_epoch"]
-        rows.append([t["method"], t["dataset"], t["name"], f"{v[0]:.3f}", f"{v[len(v) // 2]:.3f}", f"{v[-1]:.3f}"])
+        rows.append([t["method"], t["dataset"], t["name"]] + [_num(v[i]) for i in (0, len(v) // 2, -1)])
     return [
         f"## Balancing coefficients over training, pattern `{pattern}`",
         "",
         "Epoch means of each method's own coefficients, mean over seeds: OGM-GE and AGM `k:m` (gradient scale "
         "of modality m), ARL `w:m`, MMPareto `w_mm:m` / `w_uni:m` (weights of the multimodal and unimodal "
         "gradients), MSLR `lr_mult:m`, PMR `slower:m` (1 = m gets the prototype loss). Every epoch is in "
-        "`LEADERBOARD.json` (`coefficient_traces`) and in each run's `history`.",
+        "`LEADERBOARD.json` (`coefficient_traces`) and in each run's `history`; `-` = not logged in that epoch "
+        "(warm-up, outside the modulation window).",
         "",
         tabulate(rows, headers=["method", "dataset", "coefficient", "first epoch", "middle epoch", "last epoch"],
                  tablefmt="github", disable_numparse=True),
