@@ -19,6 +19,11 @@ COMPARE_KEYS = ["dataset", "pattern"]  # cells compared with one another
 METRICS = (FUSED, SUBSET_MEAN, MASKED)
 
 
+def _label(key):
+    """A groupby key as a cell label: the bare value for one key (pandas gives a 1-tuple or a scalar)."""
+    return key[0] if isinstance(key, tuple) and len(key) == 1 else key
+
+
 def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """One row per cell: ``<metric>|lo``, ``|hi``, ``|ci_level``, ``|best_or_tied``, ``|p_holm`` for each metric.
 
@@ -28,9 +33,11 @@ def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.
     rows: List[dict] = []
     if runs.empty:
         return pd.DataFrame(columns=GROUP_KEYS)
-    for key, group in runs.groupby(COMPARE_KEYS):
-        cells = {m: r for m, r in group.groupby("method")}
-        per_method = {m: dict(zip(GROUP_KEYS, (m, *key))) for m in cells}
+    cell_keys = [k for k in GROUP_KEYS if k not in COMPARE_KEYS]  # what tells the cells of a comparison apart
+    for _, group in runs.groupby(COMPARE_KEYS):
+        # cell label -> its runs; the label is the method name while a cell is (method, dataset, pattern)
+        cells = {_label(lab): r for lab, r in group.groupby(cell_keys)}
+        per_method = {lab: {k: cell[k].iloc[0] for k in GROUP_KEYS} for lab, cell in cells.items()}
         for metric in metrics:
             if metric not in group or group[metric].isna().all():
                 continue
