@@ -23,8 +23,10 @@ def test_interval_covers_true_accuracy_at_about_nominal_rate():
         per_seed = [rng.random(N) < 0.8 + rng.normal(0, 0.02) for _ in range(S)]
         lo, hi = np.percentile(two_level_bootstrap(per_seed, n_boot=500, seed=t), [2.5, 97.5])
         hits += lo <= 0.8 <= hi
-    # 5 seeds give a slightly narrow bootstrap ((S-1)/S variance): coverage a little under 95%.
-    assert 0.85 <= hits / trials <= 0.99
+    # Measured 98.5%: resampling test samples within seeds whose means already carry that noise counts
+    # it twice (conservative); with few seeds and a large seed effect the (S-1)/S shrinkage wins instead
+    # (3 seeds, sd 0.04: ~85%), which the table note states.
+    assert 0.9 <= hits / trials <= 1.0
 
 
 def test_interval_widens_with_seed_variance():
