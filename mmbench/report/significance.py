@@ -59,7 +59,7 @@ STATISTICS_NOTE = (
     "Intervals: `[lo, hi]` after a cell is its 95% interval from a two-level bootstrap (2000 replicates): "
     "resample the seeds, then the test samples within each seed, from the per-sample outcomes each run stores; "
     "it counts both seed and test-set sampling (simulated coverage of the 95% interval: 97% when seeds agree, "
-    "about 85% with 3 seeds that differ by 4 points sd, so read it as a lower bound on the uncertainty). **Bold** = the best method of the data set and pattern or one "
+    "about 85% with 3 seeds whose accuracies differ by 4 points sd: too narrow when few seeds disagree). **Bold** = the best method of the data set and pattern or one "
     "indistinguishable from it: a paired two-level bootstrap of the per-sample differences on the same seeds, "
     "test samples and masks, Holm-corrected over the methods compared with the best (family-wise 5%). A paired "
     "bootstrap rather than McNemar pooled over seeds, because McNemar ignores the seed-to-seed variance of "
