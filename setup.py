@@ -10,6 +10,7 @@ install_requires = [
     "tabulate>=0.9",
     "tqdm>=4.60",
     "pyyaml>=6.0",
+    "scipy>=1.11",  # studentized_range (Nemenyi q), friedmanchisquare, rankdata
     "ninja>=1.11",
 ]
 if sys.platform.startswith("linux"):

@@ -26,6 +26,8 @@ def run_settings(result: Dict[str, Any]) -> str:
 def row_label(method: str, overrides: str) -> str:
     """``"arl"``, or ``"arl [epochs=10,gamma=2]"`` for a run with overrides."""
     return f"{method} [{overrides}]" if overrides else method
+from mmbench.report.imbalance import shapley_columns
+from mmbench.report.traces import history_coefficients
 
 
 def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
@@ -47,6 +49,10 @@ def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
         row[f"uni:{m}"] = acc
     for s, acc in metrics.get("subset_acc", {}).items():
         row[f"subset:{s}"] = acc
+    row.update(shapley_columns(result))
+    # per-sample outcomes (None for older runs): what intervals and paired tests resample
+    row["outcomes"] = result.get("outcomes") or None
+    row["coefficients"] = history_coefficients(result.get("history", []))  # balancing coefficients per epoch
     return row
 
 
