@@ -56,3 +56,21 @@ def evaluate_subsets(method: Method, split: SplitTensors, num_classes: int, batc
         name: evaluate_logits(predict_split(method, split, batch_size, mask), split.labels, num_classes)
         for name, mask in subset_masks(split.modalities).items()
     }
+
+
+def evaluate_missing_rates(method: Method, split: SplitTensors, num_classes: int, batch_size: int,
+                           dataset: str, seed: int, rates) -> Dict[str, float]:
+    """Test accuracy with a fraction ``eta`` of samples missing modalities, for each ``eta`` in ``rates``.
+
+    Returns ``{"0.1": acc, ...}`` (string keys: they go into JSON). Empty for a single-modality data set,
+    where no sample can miss a modality and keep another.
+    """
+    from mmbench.patterns import robustness_test_mask
+
+    if len(split.modalities) < 2:
+        return {}
+    out = {}
+    for eta in rates:
+        mask = torch.from_numpy(robustness_test_mask(len(split), split.modalities, eta, dataset, seed))
+        out[f"{eta:g}"] = evaluate_logits(predict_split(method, split, batch_size, mask), split.labels, num_classes)["acc"]
+    return out
