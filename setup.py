@@ -10,6 +10,7 @@ install_requires = [
     "tabulate>=0.9",
     "tqdm>=4.60",
     "pyyaml>=6.0",
+    "scipy>=1.11",  # studentized_range (Nemenyi q), friedmanchisquare, rankdata
     "ninja>=1.11",
     "matplotlib>=3.6",  # the leaderboard page's plots (python -m mmbench publish)
     "markdown>=3.4",  # the page's tables are LEADERBOARD.md's own, converted

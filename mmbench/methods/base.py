@@ -118,6 +118,33 @@ class Method:
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         pass
 
+    # ----------------------------------------------------------------- coefficient traces
+    def log_coefficients(self, values: Dict[str, Any]) -> None:
+        """Record balancing coefficients of one step (name -> scalar or ``[M]`` tensor, e.g. OGM-GE's k).
+
+        The trainer averages them over the epoch into the run's history (``history[e]["coefficients"]``).
+        Tensors are kept on their device and summed (no host sync per step); a ``[M]`` value becomes one
+        series per modality, ``name:modality``.
+        """
+        sums = self.__dict__.setdefault("_coef_sums", {})
+        for name, value in values.items():
+            value = value.detach().float() if torch.is_tensor(value) else torch.tensor(float(value))
+            total, count = sums.get(name, (0, 0))
+            sums[name] = (total + value, count + 1)
+
+    def pop_coefficients(self) -> Dict[str, float]:
+        """The epoch means of the logged coefficients (flattened to scalars), and reset."""
+        sums = self.__dict__.pop("_coef_sums", {})
+        out: Dict[str, float] = {}
+        for name, (total, count) in sums.items():
+            mean = (total / count).flatten().cpu().tolist()
+            if len(mean) == 1:
+                out[name] = mean[0]
+            else:
+                labels = self.info.modalities if len(mean) == self.info.num_modalities else range(len(mean))
+                out.update({f"{name}:{label}": v for label, v in zip(labels, mean)})
+        return out
+
     # ----------------------------------------------------------------- training hooks
     def on_fit_start(self, ctx) -> None:
         pass

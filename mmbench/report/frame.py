@@ -6,6 +6,8 @@ from typing import Any, Dict, Iterable
 import pandas as pd
 
 from mmbench.environment import machine_line
+from mmbench.report.imbalance import shapley_columns
+from mmbench.report.traces import history_coefficients
 
 
 def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
@@ -27,6 +29,10 @@ def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
         row[f"uni:{m}"] = acc
     for s, acc in metrics.get("subset_acc", {}).items():
         row[f"subset:{s}"] = acc
+    row.update(shapley_columns(result))
+    # per-sample outcomes (None for older runs): what intervals and paired tests resample
+    row["outcomes"] = result.get("outcomes") or None
+    row["coefficients"] = history_coefficients(result.get("history", []))  # balancing coefficients per epoch
     return row
 
 

@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pandas as pd
 from tabulate import tabulate
 
 from mmbench.environment import environment, machine_line
 from mmbench.report.frame import results_frame
+from mmbench.report.imbalance import add_gaps
+from mmbench.report.rank_table import rank_section, rank_summary
+from mmbench.report.reported import load_reported, reported_sections
+from mmbench.report.traces import all_traces, traces_section
+from mmbench.report.significance import STATISTICS_NOTE, attach_statistics, decorate_cell
 from mmbench.results_store import ResultsStore, write_json_atomic, write_text_atomic
 
 BASELINE_METHOD = "joint"
+REPORTED_FILE = "reported.yaml"  # numbers reported elsewhere, read from the results folder
 
 
 def _fmt(mean: float, std: float, n: int, scale: float = 100.0) -> str:
@@ -38,7 +44,8 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(row, col: str) -> str:
-    return _fmt(row.get(f"{col}|mean"), row.get(f"{col}|std", float("nan")), int(row.get(f"{col}|count", 0) or 0))
+    text = _fmt(row.get(f"{col}|mean"), row.get(f"{col}|std", float("nan")), int(row.get(f"{col}|count", 0) or 0))
+    return decorate_cell(text, row, col)
 
 
 def accuracy_table(agg: pd.DataFrame, pattern: str = "complete", metric: str = "test_acc") -> str:
@@ -64,6 +71,7 @@ def dataset_table(agg: pd.DataFrame, dataset: str, pattern: str) -> str:
     # Only this data set's modalities: the frame holds the columns of every data set (NaN elsewhere).
     present = [c[: -len("|mean")] for c in sub.columns if c.endswith("|mean") and sub[c].notna().any()]
     uni = sorted(c for c in present if c.startswith("uni:"))
+    diagnostics = sorted(c for c in present if c.startswith(("gap:", "shapley:")))
     subsets = [c for c in present if c.startswith("subset:")]
     full = "subset:" + "+".join(c[4:] for c in uni) if uni else None
     # the full subset is the fused accuracy already shown
@@ -71,6 +79,7 @@ def dataset_table(agg: pd.DataFrame, dataset: str, pattern: str) -> str:
     masked = "masked_test_acc|mean" in sub.columns and sub["masked_test_acc|mean"].notna().any()
     cols = ["test_acc", "test_f1"] + uni + subsets + ["subset_mean", "subset_worst"] + (["masked_test_acc"] if masked else [])
     headers = ["method", "fused acc", "macro-F1"] + [f"probe {u[4:]}" for u in uni] + [f"only {s[7:]}" if "+" not in s else f"subset {s[7:]}" for s in subsets] + ["subset mean", "worst subset"] + (["masked test"] if masked else [])
+    cols, headers = cols + diagnostics, headers + [c.replace(":", " ") for c in diagnostics]  # gap m, shapley m
     rows = [[r.method] + [_cell(r, c) for c in cols] for _, r in sub.sort_values("test_acc|mean", ascending=False).iterrows()]
     return tabulate(rows, headers=headers, tablefmt="github")
 
@@ -98,7 +107,7 @@ def failures_table(df: pd.DataFrame) -> str:
     return tabulate(rows, headers=["method", "dataset", "pattern", "seed", "status"], tablefmt="github")
 
 
-def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
+def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, reported: Optional[Dict] = None) -> str:
     parts: List[str] = ["# mmbench leaderboard", ""]
     seeds = sorted(df.seed.unique().tolist()) if not df.empty else []
     mem_kinds = sorted(df.mem_kind.dropna().unique().tolist()) if "mem_kind" in df else []
@@ -109,6 +118,8 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
         "each test sample scored once. `probe m` = the method's own unimodal logits for m "
         "(shared head, other features zeroed, unless the method has unimodal heads); `only m` / `subset` "
         "= the model evaluated with only those modalities present.",
+        "",
+        STATISTICS_NOTE,
         "",
         "## Fused test accuracy, complete pattern",
         "",
@@ -127,9 +138,15 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
             accuracy_table(agg, pattern, "subset_mean"),
             "",
         ]
+    parts += rank_section(agg, "complete", "test_acc", "fused test accuracy")
+    for pattern in patterns:
+        if pattern != "complete":
+            parts += rank_section(agg, pattern, "subset_mean", "mean accuracy over the modality subsets")
     for pattern in patterns:
         for dataset in sorted(agg[agg.pattern == pattern].dataset.unique()):
             parts += [f"## {dataset}, pattern `{pattern}`", "", dataset_table(agg, dataset, pattern), ""]
+    parts += traces_section(df)
+    parts += reported_sections(reported or {}, agg.dataset.unique())
     parts += [
         "## Throughput (complete pattern)",
         "",
@@ -154,17 +171,23 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
 def write_tables(root: str = "results", machine: str = "") -> Dict[str, Path]:
     """Rebuild ``LEADERBOARD.md``, ``.csv`` and ``.json`` in ``root`` from ``root/runs``."""
     store = ResultsStore(root)
-    df = results_frame(store.all_results())
+    df = add_gaps(results_frame(store.all_results()))
     agg = aggregate(df) if not df.empty else pd.DataFrame()
+    agg = attach_statistics(agg, df)  # intervals and best-or-tied marks from the per-sample outcomes
+    reported = load_reported(Path(root) / REPORTED_FILE)
     out = Path(root)
     out.mkdir(parents=True, exist_ok=True)
     if not machine:
         machine = _machine_description(df)
-    md = build_markdown(df if not df.empty else pd.DataFrame(columns=["status", "seed"]), agg, machine)
+    md = build_markdown(df if not df.empty else pd.DataFrame(columns=["status", "seed"]), agg, machine, reported)
     paths = {"md": out / "LEADERBOARD.md", "csv": out / "LEADERBOARD.csv", "json": out / "LEADERBOARD.json"}
     write_text_atomic(paths["md"], md)
     write_text_atomic(paths["csv"], agg.to_csv(index=False) if not agg.empty else "")
-    write_json_atomic(paths["json"], {"machine": machine, "aggregate": json.loads(agg.to_json(orient="records")) if not agg.empty else []})
+    ranks = [r for r in ([rank_summary(agg, "complete", "test_acc")] + [rank_summary(agg, p, "subset_mean") for p in
+                         sorted(set(agg.pattern) - {"complete"})] if not agg.empty else []) if r]
+    records = json.loads(agg.to_json(orient="records")) if not agg.empty else []
+    write_json_atomic(paths["json"], {"machine": machine, "aggregate": records, "ranks": ranks,
+                                      "coefficient_traces": all_traces(df)})
     return paths
 
 

@@ -115,8 +115,8 @@ def robustness_curves(curves: pd.DataFrame, dataset: str):
 
 
 def gap_bars(gaps: pd.DataFrame, dataset: str):
-    """Under-optimisation gap per method and modality: probe accuracy inside the multimodal model
-    minus the accuracy of the same modality trained alone (points; negative = under-trained).
+    """Under-optimisation gap per method and modality: accuracy of the modality trained alone minus its
+    probe accuracy inside the multimodal model (points; positive = under-trained).
 
     ``gaps``: index = methods, columns = modalities, values in points (%).
     """
@@ -130,7 +130,7 @@ def gap_bars(gaps: pd.DataFrame, dataset: str):
         ax.bar(x + (j - (len(mods) - 1) / 2) * width, gaps[mod].to_numpy(dtype=float), width, label=mod)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, methods, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("probe − unimodal (points)")
+    ax.set_ylabel("alone − probe (points)")
     ax.set_title(f"{dataset}: under-optimisation gap per modality")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, title="modality", title_fontsize=7)

@@ -12,9 +12,11 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
+from mmbench.report.imbalance import UNIMODAL_METHOD as UNIMODAL
+from mmbench.report.imbalance import add_gaps
+
 BASELINE = "joint"
 ROOFLINE_METRICS = ("roofline_pct", "pct_copy_bw")  # percent of the time the op's bytes need at copy bandwidth
-UNIMODAL = "unimodal"
 
 
 def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
@@ -74,25 +76,16 @@ def subset_table(runs: pd.DataFrame, dataset: str, pattern: str) -> pd.DataFrame
 
 
 def unimodal_gaps(runs: pd.DataFrame, dataset: str, pattern: str = "complete") -> pd.DataFrame:
-    """Methods x modalities: the method's probe accuracy minus the accuracy of the same modality
-    trained alone (the ``unimodal`` runs of the same data set and pattern), mean over seeds, points.
-
-    Probes and unimodal runs are paired by seed before averaging, so a seed that is hard for both
-    does not show as a gap."""
-    sub = runs[(runs.dataset == dataset) & (runs.pattern == pattern)]
-    mods = [c for c in sub.columns if c.startswith("uni:") and sub[c].notna().any()]
-    alone = sub[sub.method == UNIMODAL]
-    if sub.empty or alone.empty or not mods:
+    """Methods x modalities: the under-optimisation gap (``gap:<m>`` of :func:`mmbench.report.imbalance.add_gaps`:
+    the modality trained alone minus its probe inside the multimodal model, paired by seed), mean over
+    seeds, in points. Positive: the multimodal model under-trains that modality."""
+    sub = add_gaps(runs[(runs.dataset == dataset) & (runs.pattern == pattern)])
+    cols = [c for c in sub.columns if c.startswith("gap:") and sub[c].notna().any()]
+    sub = sub[sub.method != UNIMODAL]
+    if sub.empty or not cols:
         return pd.DataFrame()
-    alone = alone.groupby("seed")[mods].mean()
-    rows = {}
-    for method, grp in sub[sub.method != UNIMODAL].groupby("method"):
-        probes = grp.groupby("seed")[mods].mean()
-        seeds = probes.index.intersection(alone.index)
-        if len(seeds):
-            rows[method] = 100 * (probes.loc[seeds] - alone.loc[seeds]).mean()
-    table = pd.DataFrame(rows).T
-    table.columns = [c[len("uni:"):] for c in table.columns]
+    table = 100 * sub.groupby("method")[cols].mean().dropna(how="all")
+    table.columns = [c[len("gap:"):] for c in cols]
     return table.sort_index()
 
 

@@ -25,8 +25,10 @@ import markdown
 import pandas as pd
 
 from mmbench.report.frame import results_frame
+from mmbench.report.ranks import critical_difference_data, score_matrix
 from mmbench.report.site import figures, inputs
 from mmbench.report.site.static import CSS, SORT_JS
+from mmbench.report.tables import aggregate
 from mmbench.results_store import ResultsStore, write_text_atomic
 
 DATA_FILES = ("LEADERBOARD.csv", "LEADERBOARD.json", "steptime.csv", "kernels.csv")
@@ -146,12 +148,13 @@ def _robustness_section(runs, img) -> Section:
 
 def _gap_section(runs, img) -> Section:
     s = Section("Under-optimisation gap", "gap",
-                "Each modality's accuracy inside the multimodal model (its probe) minus the same modality "
-                "trained alone (the `unimodal` run of the same seed), points. Negative: the multimodal model "
-                "under-trains that modality, the imbalance these methods target.")
+                "The accuracy of each modality trained alone (the `unimodal` run of the same seed) minus its "
+                "accuracy inside the multimodal model (its probe), points, mean over seeds: the `gap` columns "
+                "of the leaderboard. Positive: the multimodal model under-trains that modality, the imbalance "
+                "these methods target.")
     for ds in _datasets(runs):
         _add(s, figures.gap_bars(inputs.unimodal_gaps(runs, ds), ds), img, f"gap-{_slug(ds)}",
-             f"{ds}: probe accuracy minus unimodal accuracy, complete pattern.")
+             f"{ds}: unimodal accuracy minus probe accuracy, complete pattern.")
     if not s.figures:
         s.missing.append("needs `unimodal` runs beside the methods")
     return s
@@ -173,20 +176,17 @@ def _ranks_section(runs, img) -> Section:
     s = Section("Mean ranks across data sets", "ranks",
                 "Critical-difference diagram (Demšar 2006): methods placed at their mean rank of fused test "
                 "accuracy over the data sets (1 = best); methods joined by a red bar are not distinguishable by "
-                "the Nemenyi test at α = 0.05.")
-    try:
-        from mmbench.report.ranks import rank_summary
-    except ImportError:  # the statistics module is optional for the page
-        s.missing.append("rank statistics unavailable")
-        return s
-    for pattern in sorted(runs.pattern.unique(), key=lambda p: (p != "complete", p)) if not runs.empty else []:
-        summary = rank_summary(runs[runs.pattern == pattern], metric="test_acc")
-        if summary is None:
+                "the Nemenyi test at α = 0.05. The same numbers as the leaderboard's rank tables.")
+    agg = aggregate(runs) if not runs.empty else pd.DataFrame()
+    for pattern in sorted(agg.pattern.unique(), key=lambda p: (p != "complete", p)) if not agg.empty else []:
+        scores = score_matrix(agg, pattern, "test_acc")
+        if scores.shape[0] < 2 or scores.shape[1] < 2:
             continue
-        _add(s, figures.cd_diagram(summary.mean_ranks, summary.cd, f"pattern `{pattern}`: "
-                                   f"{summary.n_datasets} data sets, Friedman p = {summary.friedman_p:.3g}"),
-             img, f"cd-{_slug(pattern)}", f"Pattern {pattern}: mean ranks and critical difference "
-             f"(CD = {summary.cd:.2f}, {summary.n_datasets} data sets).")
+        summary = critical_difference_data(scores)
+        title = f"pattern {pattern}: {scores.shape[0]} data sets, Friedman p = {summary.friedman_p:.3g}"
+        _add(s, figures.cd_diagram(summary.mean_ranks.to_dict(), summary.cd, title), img, f"cd-{_slug(pattern)}",
+             f"Pattern {pattern}: mean ranks and critical difference (CD = {summary.cd:.2f}, "
+             f"{scores.shape[0]} data sets).")
     if not s.figures:
         s.missing.append("needs at least two data sets with the same methods")
     return s

@@ -20,10 +20,10 @@ def test_gap_pairs_probe_and_unimodal_by_seed(tmp_path):
     runs = inputs.ok_runs(results_frame(ResultsStore(write_fake_results(tmp_path)).all_results()))
     gaps = inputs.unimodal_gaps(runs, "alpha")
     # fake data (per seed s): probe x = acc_m + 0.01 s - 0.2, unimodal x = 0.70 + 0.01 s - 0.1, so the gap
-    # is acc_m - 0.8 (arl 0.85: +5, joint 0.80: 0); probe y = acc_m + 0.01 s - 0.3 against 0.70 + 0.01 s - 0.3.
+    # (alone - probe) is 0.8 - acc_m (arl 0.85: -5, joint 0.80: 0); y: 0.70 - acc_m.
     assert list(gaps.index) == ["arl", "joint"]
-    np.testing.assert_allclose(gaps["x"].to_numpy(), [5.0, 0.0], atol=1e-9)
-    np.testing.assert_allclose(gaps["y"].to_numpy(), [15.0, 10.0], atol=1e-9)
+    np.testing.assert_allclose(gaps["x"].to_numpy(), [-5.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(gaps["y"].to_numpy(), [-15.0, -10.0], atol=1e-9)
 
 
 def test_robustness_frame_matched_and_complete_trained(tmp_path):

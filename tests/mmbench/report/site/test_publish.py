@@ -24,7 +24,7 @@ def test_site_has_every_plot_kind_and_its_images(site):
     for src in sources:
         assert (index.parent / src).stat().st_size > 0, src
     kinds = {src.split("/")[1].split("-")[0] for src in sources}
-    assert {"cost", "subsets", "robustness", "gap", "traces"} <= kinds
+    assert {"cost", "subsets", "robustness", "gap", "traces", "cd"} <= kinds
 
 
 def test_site_tables_come_from_the_leaderboard_and_data_is_copied(site):
