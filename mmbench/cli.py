@@ -1,4 +1,4 @@
-"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench.
+"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench, publish.
 
 One argparse parser, one class per subcommand (torchtune's layout).
 """
@@ -297,7 +297,26 @@ class Bench(Command):
         return execute(args)
 
 
-COMMANDS = [All, Run, List_, Show, Table, Steps, Bench]
+class Publish(Command):
+    name = "publish"
+    help = "write the static leaderboard site (results/site/index.html, plots, data) from the results folder"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("--out", default="results", help="results folder to read (default: results)")
+        p.add_argument("--site", help="where to write the site (default: <out>/site)")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.report.site import publish
+
+        start = time.time()
+        index = publish(args.out, args.site, progress=lambda line: print(line, flush=True))
+        print(f"site written in {time.time() - start:.0f} s: {index} (open it in a browser, or serve the folder)")
+        return 0
+
+
+COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,3 +60,21 @@ def evaluate_subsets(method: Method, split: SplitTensors, num_classes: int, batc
     """Metrics for every non-empty subset of modalities (all samples get the same subset)."""
     logits = subset_logits(method, split, batch_size) if logits is None else logits
     return {name: evaluate_logits(lg, split.labels, num_classes) for name, lg in logits.items()}
+
+
+def evaluate_missing_rates(method: Method, split: SplitTensors, num_classes: int, batch_size: int,
+                           dataset: str, seed: int, rates) -> Dict[str, float]:
+    """Test accuracy with a fraction ``eta`` of samples missing modalities, for each ``eta`` in ``rates``.
+
+    Returns ``{"0.1": acc, ...}`` (string keys: they go into JSON). Empty for a single-modality data set,
+    where no sample can miss a modality and keep another.
+    """
+    from mmbench.patterns import robustness_test_mask
+
+    if len(split.modalities) < 2:
+        return {}
+    out = {}
+    for eta in rates:
+        mask = torch.from_numpy(robustness_test_mask(len(split), split.modalities, eta, dataset, seed))
+        out[f"{eta:g}"] = evaluate_logits(predict_split(method, split, batch_size, mask), split.labels, num_classes)["acc"]
+    return out

@@ -13,12 +13,14 @@ import torch
 from mmbench.batching import SplitTensors, subset_name
 from mmbench.data.base import MultimodalDataset
 from mmbench.engine.context import DivergedError, TrainContext
-from mmbench.engine.evaluate import evaluate_logits, evaluate_subsets, predict_split, subset_logits, unimodal_split
+from mmbench.engine.evaluate import (
+    evaluate_logits, evaluate_missing_rates, evaluate_subsets, predict_split, subset_logits, unimodal_split,
+)
 from mmbench.engine.outcomes import build_outcomes
 from mmbench.engine.memory import SavedTensorMeter
 from mmbench.methods.base import Method, RunInfo
 from mmbench.models.model import MultimodalModel
-from mmbench.patterns import Pattern
+from mmbench.patterns import ROBUSTNESS_RATES, Pattern
 
 MEASURE_STEPS_PER_EPOCH = 2  # memory is measured on the first steps of each epoch (hooks cost time)
 
@@ -207,6 +209,8 @@ def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Opt
         masked = evaluate_logits(named["masked"], te.labels, info.num_classes)
         metrics["masked_test_acc"] = masked["acc"]
         metrics["masked_test_f1"] = masked["f1"]
+    metrics["masked_test_acc_at"] = evaluate_missing_rates(
+        method, te, info.num_classes, bs, info.dataset, info.seed, ROBUSTNESS_RATES)
     metrics["full_subset"] = subset_name(info.modalities)
     if outcomes is not None:
         ids = np.arange(len(te)) if test_ids is None else np.asarray(test_ids)

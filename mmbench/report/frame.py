@@ -40,6 +40,7 @@ def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
         "test_acc": metrics.get("test_acc"), "test_f1": metrics.get("test_f1"),
         "subset_mean": metrics.get("subset_mean"), "subset_worst": metrics.get("subset_worst"),
         "masked_test_acc": metrics.get("masked_test_acc"), "best_epoch": metrics.get("best_epoch"),
+        "masked_test_acc_at": metrics.get("masked_test_acc_at"),  # {eta: acc}: robustness curves
         "step_ms": tp.get("step_ms"), "samples_per_s": tp.get("train_samples_per_s"),
         "peak_mem_mb": tp.get("peak_mem_mb"), "mem_kind": tp.get("mem_kind"), "params": tp.get("params"),
         "wall_seconds": result.get("wall_seconds"), "device": result.get("env", {}).get("gpu", "cpu"),
