@@ -209,6 +209,7 @@ class AGM(Method):
             self.last_k = k
             self._k_sum = k.clone() if self._k_sum is None else self._k_sum + k
             self._k_count += 1
+            self.log_coefficients({"k": k})
         return F.cross_entropy(torch.stack(outs).sum(0), batch.labels)
 
     def after_backward(self, batch: Batch, ctx) -> None:

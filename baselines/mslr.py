@@ -140,6 +140,7 @@ class MSLR(Method):
             if self.stopped[m]:
                 self.mult[m] = 0.0
         self.mult_history.append(list(self.mult))
+        self.log_coefficients({"lr_mult": torch.tensor(self.mult)})
 
     def on_epoch_end(self, ctx) -> None:
         from mmbench.engine.evaluate import evaluate_logits, unimodal_split

@@ -169,6 +169,7 @@ class OGMGE(Method):
             self.last_k = self.coefficients(feats, batch)
             self._k_sum = self.last_k.clone() if self._k_sum is None else self._k_sum + self.last_k
             self._k_count += 1
+            self.log_coefficients({"k": self.last_k})
         return loss
 
     @torch.no_grad()

@@ -182,6 +182,7 @@ class PMR(Method):
         self.last_weights = w
         self._w_sum = w.clone() if self._w_sum is None else self._w_sum + w
         self._w_count += 1
+        self.log_coefficients({"slower": w})
         return loss
 
     def on_epoch_end(self, ctx) -> None:

@@ -91,6 +91,7 @@ class ReconBoost(Method):
     """
 
     name = "reconboost"
+    teachers = ("unimodal",)
     hparams = {
         "w1": 5.0, "w2": 1.0, "beta": 1.0, "epochs_per_stage": 0.5, "correct_epochs": 0.25,
         "reduce_k": "mean", "ga": False, "ga_alpha": 0.5, "pretrain": False,

@@ -69,6 +69,7 @@ class UME(Unimodal):
     """
 
     name = "ume"
+    teachers = ("unimodal",)
     hparams = {"average": "logits", "from_pretrained": False}
     hparam_schema = {"average": Setting(str, choices=AVERAGES)}
 

@@ -65,6 +65,7 @@ class UMT(Method):
     """
 
     name = "umt"
+    teachers = ("unimodal",)
     hparams = {"lam": 1.0}
     hparam_schema = {"lam": NON_NEGATIVE}
 

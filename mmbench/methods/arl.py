@@ -206,6 +206,7 @@ class ARL(Method):
         self.last_weights, self.last_scale = w, scale
         self._w_sum = w.clone() if self._w_sum is None else self._w_sum + w
         self._w_count += 1
+        self.log_coefficients({"w": w})
 
     def on_epoch_end(self, ctx) -> None:
         # Between epochs a host read is fine.

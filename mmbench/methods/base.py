@@ -87,6 +87,10 @@ class Method:
             before the user's overrides.
         hparam_schema: the allowed values of ``hparams`` (``mmbench.settings_schema.Setting`` per key:
             type, range, choices); keys without one are checked against the type of their default.
+        version: the method's code version; bump it when a change to the code changes its results, so
+            cached runs of the old code are not reused (it enters the run key, :mod:`mmbench.run_key`).
+        teachers: methods this one may load through ``ctx.pretrained`` (their settings and versions
+            enter the run key too, so a changed teacher retrains its students).
     """
 
     name: ClassVar[str] = ""
@@ -94,6 +98,8 @@ class Method:
     dataset_hparams: ClassVar[Dict[str, Dict[str, Any]]] = {}
     train_overrides: ClassVar[Dict[str, Any]] = {}
     hparam_schema: ClassVar[Dict[str, Any]] = {}
+    version: ClassVar[int] = 1
+    teachers: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, model: MultimodalModel, hp: Dict[str, Any], info: RunInfo):
         self.model = model
@@ -120,6 +126,33 @@ class Method:
 
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         pass
+
+    # ----------------------------------------------------------------- coefficient traces
+    def log_coefficients(self, values: Dict[str, Any]) -> None:
+        """Record balancing coefficients of one step (name -> scalar or ``[M]`` tensor, e.g. OGM-GE's k).
+
+        The trainer averages them over the epoch into the run's history (``history[e]["coefficients"]``).
+        Tensors are kept on their device and summed (no host sync per step); a ``[M]`` value becomes one
+        series per modality, ``name:modality``.
+        """
+        sums = self.__dict__.setdefault("_coef_sums", {})
+        for name, value in values.items():
+            value = value.detach().float() if torch.is_tensor(value) else torch.tensor(float(value))
+            total, count = sums.get(name, (0, 0))
+            sums[name] = (total + value, count + 1)
+
+    def pop_coefficients(self) -> Dict[str, float]:
+        """The epoch means of the logged coefficients (flattened to scalars), and reset."""
+        sums = self.__dict__.pop("_coef_sums", {})
+        out: Dict[str, float] = {}
+        for name, (total, count) in sums.items():
+            mean = (total / count).flatten().cpu().tolist()
+            if len(mean) == 1:
+                out[name] = mean[0]
+            else:
+                labels = self.info.modalities if len(mean) == self.info.num_modalities else range(len(mean))
+                out.update({f"{name}:{label}": v for label, v in zip(labels, mean)})
+        return out
 
     # ----------------------------------------------------------------- training hooks
     def on_fit_start(self, ctx) -> None:

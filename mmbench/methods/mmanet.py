@@ -121,6 +121,7 @@ class MMANet(Method):
     """
 
     name = "mmanet"
+    teachers = ("joint",)
     hparams = {
         "lambda_mad": 30.0,
         "lambda_mar": 0.5,
