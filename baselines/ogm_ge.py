@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
-from baselines._balance_utils import device_generator, masked_mean, noise_like, window_active
+from baselines._balance_utils import device_generator, masked_mean, noise_like, window_active, window_start_epoch
 from kernels import modality_stats, ogm_ge_coefficients
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
@@ -125,6 +125,10 @@ class OGMGE(Method):
         "backend": "auto",
     }
     train_overrides = {"fusion": "concat"}
+
+    def selection_start_epoch(self) -> int:
+        """The first epoch of the modulation window (before it: plain joint training, not OGM-GE)."""
+        return window_start_epoch(self.hp["start"], self.info.epochs)
 
     def build(self) -> None:
         if self.info.num_modalities < 2:

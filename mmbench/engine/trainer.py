@@ -14,6 +14,7 @@ from mmbench.data.base import MultimodalDataset
 from mmbench.engine.context import DivergedError, TrainContext
 from mmbench.engine.evaluate import evaluate_logits, evaluate_subsets, predict_split, unimodal_split
 from mmbench.engine.memory import SavedTensorMeter
+from mmbench.engine.selection import is_better, selection_start
 from mmbench.methods.base import Method, RunInfo
 from mmbench.models.model import MultimodalModel
 from mmbench.patterns import Pattern
@@ -83,6 +84,9 @@ def fit_and_test(
 ) -> Dict[str, Any]:
     """Train ``method`` for ``info.epochs``, keep the best epoch on validation, test once.
 
+    Selection (:mod:`mmbench.engine.selection`): only epochs from ``method.selection_start_epoch()``
+    on are candidates, and ties go to the latest epoch.
+
     Returns ``{"metrics": ..., "throughput": ..., "history": [...]}``. Raises
     :class:`DivergedError` when the loss becomes non-finite.
     """
@@ -100,6 +104,7 @@ def fit_and_test(
 
     method.on_fit_start(ctx)
     best, best_epoch, best_state = -math.inf, -1, None
+    first_eligible = selection_start(method, info.epochs)  # warm-up epochs are evaluated but never kept
     history: List[Dict[str, float]] = []
     # Step durations (seconds) of the plain steps, and of those slowed by the memory hooks (kept apart).
     plain_steps: List[float] = []
@@ -139,7 +144,7 @@ def fit_and_test(
         score = _selection_metric(method, va, info, pattern, ebs)
         mean_loss = (ctx.loss_sum / max(1, ctx.loss_count)).item()
         history.append({"epoch": epoch, "loss": mean_loss, "val": score})
-        if score > best:
+        if epoch >= first_eligible and is_better(score, best):
             best, best_epoch, best_state = score, epoch, _snapshot(method)
         if progress:
             progress(epoch)
