@@ -1,6 +1,6 @@
 """OGM-GE: On-the-fly Gradient Modulation with Generalization Enhancement (Peng et al., CVPR 2022).
 
-Spec: ``docs/baselines-and-protocols.md`` section 3.1 (and 7.F for BalanceBenchmark's deltas). The
+Spec: ``docs/baselines-and-protocols.md`` section 3.1 (BalanceBenchmark's differences included). The
 per-modality true-class probabilities come from the fused ``kernels.modality_stats`` op (one pass
 for all M heads, no per-sample Python loop) and the coefficients from ``kernels.ogm_ge_coefficients``;
 both stay on the device, so a step has no host sync (the official code has a B-long Python loop and
