@@ -13,7 +13,8 @@ REFERENCE = re.compile(r"docs/([\w.-]+\.md)(?:\W{0,4}(?:section |§ ?)(\d+(?:\.\
 
 
 def _sources():
-    files = [ROOT / "README.md"] + sorted(p for d in SCANNED for p in (ROOT / d).rglob("*") if p.suffix in {".py", ".md", ".yaml"})
+    suffixes = {".py", ".md", ".yaml"}
+    files = [ROOT / "README.md"] + sorted(p for d in SCANNED for p in (ROOT / d).rglob("*") if p.suffix in suffixes)
     return [p for p in files if p.is_file() and p.resolve() != Path(__file__).resolve()]
 
 
@@ -39,7 +40,7 @@ def test_reference_resolves(where, name, section):
     doc = DOCS / name
     assert doc.is_file(), f"{where} refers to docs/{name}, which does not exist"
     if section is not None:
-        assert section in _section_numbers(doc), f"{where} cites section {section} of docs/{name}, which has no such heading"
+        assert section in _section_numbers(doc), f"{where} cites section {section} of docs/{name}: no such heading"
 
 
 @pytest.mark.parametrize("doc", sorted(DOCS.glob("*.md")), ids=lambda p: p.name)

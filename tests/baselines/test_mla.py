@@ -158,7 +158,7 @@ def test_owm_update_forms_against_hand_computed_values():
 def test_released_update_keeps_much_more_of_the_seen_direction():
     torch.manual_seed(0)
     r = torch.randn(16).abs()
-    kept = {f: (owm_update(torch.eye(16), r, 0.01, f) @ r).norm() / (torch.eye(16) @ r).norm() for f in ("owm", "released")}
+    kept = {form: (owm_update(torch.eye(16), r, 0.01, form) @ r).norm() / r.norm() for form in ("owm", "released")}
     assert kept["owm"] < 0.05 < kept["released"]
 
 

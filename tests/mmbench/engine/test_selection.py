@@ -2,11 +2,13 @@
 from types import SimpleNamespace
 
 import pytest
+import torch
 import torch.nn.functional as F
+from helpers import make_method, run_info, toy_dataset
 
 import mmbench.engine.trainer as trainer
 from baselines._balance_utils import window_active
-from helpers import make_method, run_info, toy_dataset
+from mmbench.batching import SplitTensors
 from mmbench.config import TRAIN_DEFAULTS
 from mmbench.engine.selection import is_better, selection_start
 from mmbench.engine.trainer import build_method, fit_and_test
@@ -70,10 +72,18 @@ def ctx_at(epoch, epochs=20):
 # Each declared start is the first epoch in which the method's own objective is on: checked against
 # the very predicate the method trains with, one epoch before and at the start.
 def test_shaspec_starts_after_full_modality_warmup():
-    m = make_method("shaspec", toy_dataset(), epochs=20)
+    data = toy_dataset(three=True)
+    m = make_method("shaspec", data, epochs=20)
     start = m.selection_start_epoch()
     assert start == 6  # warmup 0.3 of 20
-    assert ctx_at(start - 1).epoch < m.warmup_epochs(20) <= ctx_at(start).epoch
+    batch = next(SplitTensors(data, "train").iterate(64))
+    masks = {}
+    for epoch in (start - 1, start):
+        ctx = SimpleNamespace(epoch=epoch, epochs=20, generator=torch.Generator().manual_seed(0))
+        m.compute_loss(batch, ctx)
+        masks[epoch] = m.last_mask
+    assert torch.equal(masks[start - 1], batch.mask)  # the last warm-up epoch trains on full modalities
+    assert not torch.equal(masks[start], batch.mask)  # the first eligible epoch trains on drawn subsets
 
 
 def test_arl_starts_when_coefficients_switch_on():
@@ -115,6 +125,8 @@ def test_reconboost_starts_once_every_learner_was_boosted():
     assert boosted(start * steps_per_epoch - 1) != set(range(M))
 
 
-@pytest.mark.parametrize("name", ["joint", "mla", "umt", "ume", "osmd", "dgl", "mslr", "mmpareto", "modality-dropout", "unimodal"])
+@pytest.mark.parametrize(
+    "name", ["joint", "mla", "umt", "ume", "osmd", "dgl", "mslr", "mmpareto", "modality-dropout", "unimodal"]
+)
 def test_methods_without_phases_select_from_epoch_zero(name):
     assert make_method(name, toy_dataset(), epochs=20).selection_start_epoch() == 0
