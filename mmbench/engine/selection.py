@@ -16,6 +16,7 @@ Rule (``docs/protocol.md``, "Model selection"):
 from __future__ import annotations
 
 import math
+import numbers
 
 
 def selection_start(method, epochs: int) -> int:
@@ -28,9 +29,9 @@ def selection_start(method, epochs: int) -> int:
         ValueError: the method declared a negative or non-integer start (names the method).
     """
     start = method.selection_start_epoch()
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+    if isinstance(start, bool) or not isinstance(start, numbers.Integral) or start < 0:
         raise ValueError(f"{type(method).__name__}.selection_start_epoch() returned {start!r}; expected an int >= 0")
-    return min(start, max(0, epochs - 1))
+    return min(int(start), max(0, epochs - 1))
 
 
 def is_better(score: float, best: float) -> bool:

@@ -152,7 +152,7 @@ def fit_and_test(
     if best_state is not None:
         _restore(method, best_state)
     metrics = test_metrics(method, te, info, test_mask_fixed, ebs)
-    metrics.update({"val_selection": best, "best_epoch": best_epoch})
+    metrics.update({"val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible})
     if device.type == "cuda":
         peak_mb, mem_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
     else:

@@ -41,6 +41,7 @@ def _fit_with_scores(monkeypatch, method_cls, scores):
 def test_best_warmup_epoch_is_never_selected(monkeypatch):
     out = _fit_with_scores(monkeypatch, WarmupMethod, [0.9, 0.95, 0.5, 0.6])
     assert out["metrics"]["best_epoch"] == 3 and out["metrics"]["val_selection"] == 0.6
+    assert out["metrics"]["selection_start_epoch"] == 2  # recorded with the run
     assert [h["val"] for h in out["history"]] == [0.9, 0.95, 0.5, 0.6]  # warm-up epochs still evaluated
 
 
@@ -60,9 +61,11 @@ def test_is_better_order():
 
 
 def test_bad_declared_start_is_an_error_naming_the_method():
-    bad = SimpleNamespace(selection_start_epoch=lambda: -1)
-    with pytest.raises(ValueError, match="selection_start_epoch"):
-        selection_start(bad, 10)
+    for value in (-1, 2.5, True):
+        bad = SimpleNamespace(selection_start_epoch=lambda value=value: value)
+        with pytest.raises(ValueError, match="selection_start_epoch"):
+            selection_start(bad, 10)
+    assert selection_start(SimpleNamespace(selection_start_epoch=lambda: 4), 10) == 4
 
 
 def ctx_at(epoch, epochs=20):
