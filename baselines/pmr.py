@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 import torch
 import torch.nn.functional as F
 
-from baselines._balance_utils import masked_mean, window_active
+from baselines._balance_utils import masked_mean, window_active, window_start_epoch
 from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
@@ -97,6 +97,10 @@ class PMR(Method):
         "per_weight": 1.0,
         "backend": "auto",
     }
+
+    def selection_start_epoch(self) -> int:
+        """The first epoch of the modulation window (before it: plain joint training, not PMR)."""
+        return window_start_epoch(self.hp["start"], self.info.epochs)
 
     def build(self) -> None:
         if self.info.num_modalities < 2:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Tuple
 
 # Bump when a change makes earlier cached results incomparable (protocol, engine, models).
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: model selection skips warm-up epochs, ties go to the latest epoch
 
 TRAIN_DEFAULTS: Dict[str, Any] = {
     "epochs": 20,

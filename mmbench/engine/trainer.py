@@ -18,6 +18,7 @@ from mmbench.engine.evaluate import (
 )
 from mmbench.engine.outcomes import build_outcomes
 from mmbench.engine.memory import SavedTensorMeter
+from mmbench.engine.selection import is_better, selection_start
 from mmbench.methods.base import Method, RunInfo
 from mmbench.models.model import MultimodalModel
 from mmbench.patterns import ROBUSTNESS_RATES, Pattern
@@ -87,6 +88,9 @@ def fit_and_test(
 ) -> Dict[str, Any]:
     """Train ``method`` for ``info.epochs``, keep the best epoch on validation, test once.
 
+    Selection (:mod:`mmbench.engine.selection`): only epochs from ``method.selection_start_epoch()``
+    on are candidates, and ties go to the latest epoch.
+
     Returns ``{"metrics": ..., "throughput": ..., "history": [...]}``. Raises
     :class:`DivergedError` when the loss becomes non-finite.
     """
@@ -104,6 +108,7 @@ def fit_and_test(
 
     method.on_fit_start(ctx)
     best, best_epoch, best_state = -math.inf, -1, None
+    first_eligible = selection_start(method, info.epochs)  # warm-up epochs are evaluated but never kept
     history: List[Dict[str, float]] = []
     # Step durations (seconds) of the plain steps, and of those slowed by the memory hooks (kept apart).
     plain_steps: List[float] = []
@@ -146,7 +151,7 @@ def fit_and_test(
         coefficients = method.pop_coefficients()
         if coefficients:  # balancing methods' per-epoch mean coefficients (Method.log_coefficients)
             history[-1]["coefficients"] = coefficients
-        if score > best:
+        if epoch >= first_eligible and is_better(score, best):
             best, best_epoch, best_state = score, epoch, _snapshot(method)
         if progress:
             progress(epoch)
@@ -155,7 +160,7 @@ def fit_and_test(
         _restore(method, best_state)
     outcomes: Dict[str, Any] = {}
     metrics = test_metrics(method, te, info, test_mask_fixed, ebs, outcomes, data.split["test"])
-    metrics.update({"val_selection": best, "best_epoch": best_epoch})
+    metrics.update({"val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible})
     if device.type == "cuda":
         peak_mb, mem_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
     else:

@@ -154,6 +154,10 @@ class ARL(Method):
         self.weight_history: List[List[float]] = []
 
     # ----------------------------------------------------------------- helpers
+    def selection_start_epoch(self) -> int:
+        """The first epoch past warm-up (the first with ARL's coefficients and ``gamma``)."""
+        return warmup_end(self.hp["start"], self.info.epochs) + 1
+
     def active(self, ctx) -> bool:
         """Whether the epoch is past warm-up (a Python decision from the epoch number)."""
         return ctx.epoch > warmup_end(self.hp["start"], ctx.epochs)
