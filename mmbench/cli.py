@@ -142,6 +142,9 @@ class Run(Command):
         print(f"  test acc {m['test_acc']:.4f}  macro-F1 {m['test_f1']:.4f}  (best epoch {m['best_epoch']}, val {m['val_selection']:.4f})")
         print("  unimodal " + "  ".join(f"{k} {v:.4f}" for k, v in m["unimodal_acc"].items()))
         print("  subsets  " + "  ".join(f"{k} {v:.4f}" for k, v in m["subset_acc"].items()))
+        for kind, per_subset in m.get("extra", {}).items():  # a data set's extra metrics (anti-spoofing rates)
+            for subset, values in per_subset.items():
+                print(f"  {kind} {subset}: " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
         if "masked_test_acc" in m:
             print(f"  masked test acc {m['masked_test_acc']:.4f}")
         print(f"  {t['train_samples_per_s']:.0f} samples/s, {t['step_ms']:.2f} ms/step, peak {t['peak_mem_mb']:.2f} MB ({t['mem_kind']})")

@@ -1,4 +1,4 @@
-"""Evaluation: predictions over a split, accuracy, macro-F1, per-subset metrics."""
+"""Evaluation: predictions over a split, accuracy, macro-F1, per-subset metrics (and a data set's extra metrics)."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional
@@ -8,6 +8,7 @@ import torch
 
 from mmbench.batching import SplitTensors, all_subsets, subset_name
 from mmbench.methods.base import Method
+from mmbench.metrics import EXTRA_METRICS
 
 
 @torch.no_grad()
@@ -55,4 +56,21 @@ def evaluate_subsets(method: Method, split: SplitTensors, num_classes: int, batc
     return {
         name: evaluate_logits(predict_split(method, split, batch_size, mask), split.labels, num_classes)
         for name, mask in subset_masks(split.modalities).items()
+    }
+
+
+def extra_subset_metrics(method: Method, split: SplitTensors, name: str, batch_size: int) -> Dict[str, Dict[str, float]]:
+    """A data set's extra metrics (``meta["extra_metrics"]``, e.g. ``"anti_spoofing"``) for every subset.
+
+    Returns ``{subset name: {metric: value}}``, computed on the arg-max predictions.
+
+    Raises:
+        ValueError: ``name`` is not a known extra metric (the message lists the known ones).
+    """
+    if name not in EXTRA_METRICS:
+        raise ValueError(f"unknown extra_metrics {name!r} (known: {', '.join(sorted(EXTRA_METRICS))})")
+    fn, true = EXTRA_METRICS[name], split.labels.cpu().numpy()
+    return {
+        subset: fn(predict_split(method, split, batch_size, mask).argmax(1).cpu().numpy(), true)
+        for subset, mask in subset_masks(split.modalities).items()
     }

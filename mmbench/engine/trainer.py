@@ -12,7 +12,8 @@ import torch
 from mmbench.batching import SplitTensors, subset_name
 from mmbench.data.base import MultimodalDataset
 from mmbench.engine.context import DivergedError, TrainContext
-from mmbench.engine.evaluate import evaluate_logits, evaluate_subsets, predict_split, unimodal_split
+from mmbench.engine.evaluate import (evaluate_logits, evaluate_subsets, extra_subset_metrics, predict_split,
+                                     unimodal_split)
 from mmbench.engine.memory import SavedTensorMeter
 from mmbench.methods.base import Method, RunInfo
 from mmbench.models.model import MultimodalModel
@@ -146,7 +147,7 @@ def fit_and_test(
 
     if best_state is not None:
         _restore(method, best_state)
-    metrics = test_metrics(method, te, info, test_mask_fixed, ebs)
+    metrics = test_metrics(method, te, info, test_mask_fixed, ebs, data.meta.get("extra_metrics"))
     metrics.update({"val_selection": best, "best_epoch": best_epoch})
     if device.type == "cuda":
         peak_mb, mem_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
@@ -169,8 +170,13 @@ def fit_and_test(
     return {"metrics": metrics, "throughput": throughput, "history": history}
 
 
-def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Optional[torch.Tensor], bs: int) -> Dict[str, Any]:
-    """Every test metric, each computed once on every test sample."""
+def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Optional[torch.Tensor], bs: int,
+                 extra: Optional[str] = None) -> Dict[str, Any]:
+    """Every test metric, each computed once on every test sample.
+
+    ``extra``: a data set's ``meta["extra_metrics"]`` (e.g. ``"anti_spoofing"``): its metrics per subset
+    go under ``metrics["extra"][extra]``.
+    """
     full = evaluate_logits(predict_split(method, te, bs), te.labels, info.num_classes)
     subsets = evaluate_subsets(method, te, info.num_classes, bs)
     uni = unimodal_split(method, te, bs)
@@ -192,4 +198,6 @@ def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Opt
         metrics["masked_test_acc"] = masked["acc"]
         metrics["masked_test_f1"] = masked["f1"]
     metrics["full_subset"] = subset_name(info.modalities)
+    if extra:
+        metrics["extra"] = {extra: extra_subset_metrics(method, te, extra, bs)}
     return metrics
