@@ -56,6 +56,7 @@ def _ids(prefix: str, split: str, label: int, n: int) -> List[str]:
 def write_ave(root: Path, per_class: Dict[str, int] = None, lists: str = "official", frames: int = 4,
               corrupt_audio: bool = False) -> dict:
     """AVE: ``trainSet/valSet/testSet.txt`` (``lists="official"``) or OGM-GE ``my_*.txt`` + ``stat.txt``."""
+    root.mkdir(parents=True, exist_ok=True)
     per_class = per_class or {"train": 4, "val": 2, "test": 2}
     files = {"official": {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"},
              "ogm": {"train": "my_train.txt", "test": "my_test.txt"}}[lists]
@@ -85,6 +86,7 @@ def write_kinetics_sounds(root: Path, layout: str = "folders", class_names: Sequ
     ``class_names`` is what ``class.txt`` lists (one comma-separated line); clips are written for the
     first three only, as a release can list classes it has no clips for (the 33-in-34 case).
     """
+    root.mkdir(parents=True, exist_ok=True)
     class_names = list(class_names or ["playing bagpipes", "dog barking", "tapping guitar", "shoveling snow"])
     folders = ["_".join(n.split()) for n in class_names]
     (root / "class.txt").write_text(",".join(class_names) + "\n")
@@ -117,6 +119,7 @@ def write_vggsound(root: Path, per_class: int = 4, test_per_class: int = 2, fram
 
     ``pad``: name files with the start zero-padded to 6 digits (``abc_000030.wav``), else as written.
     """
+    root.mkdir(parents=True, exist_ok=True)
     classes = ["dog barking", "playing violin, fiddle", "people marching"]  # one label has a comma: csv quoting
     rows = []
     dirs = {"train": ("train-audios/train-set", "train-videos/train-set-img/Image-01-FPS"),
@@ -143,6 +146,7 @@ def write_ucf101(root: Path, frames: int = 3, train_groups=range(8, 12), test_gr
     Split 1 uses ``train_groups`` / ``test_groups``; splits 2 and 3 swap them (test = the train
     groups), so a test can tell which split was read. One clip (group 9) per class.
     """
+    root.mkdir(parents=True, exist_ok=True)
     lists = root / "ucfTrainTestlist"
     lists.mkdir(parents=True, exist_ok=True)
     (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(UCF_CLASSES)))
@@ -166,6 +170,7 @@ def write_ucf101(root: Path, frames: int = 3, train_groups=range(8, 12), test_gr
 
 def write_casia_surf(root: Path, per_class: Dict[str, int] = None, size: int = 16) -> dict:
     """CASIA-SURF: ``train_list.txt``, ``val_private_list.txt``, ``test_private_list.txt`` + RGB/depth/IR jpgs."""
+    root.mkdir(parents=True, exist_ok=True)
     per_class = per_class or {"train": 6, "val": 3, "test": 3}
     files = {"train": "train_list.txt", "val": "val_private_list.txt", "test": "test_private_list.txt"}
     top = {"train": "Training", "val": "Val", "test": "Testing"}
