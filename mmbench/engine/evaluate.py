@@ -59,7 +59,8 @@ def evaluate_subsets(method: Method, split: SplitTensors, num_classes: int, batc
     }
 
 
-def extra_subset_metrics(method: Method, split: SplitTensors, name: str, batch_size: int) -> Dict[str, Dict[str, float]]:
+def extra_subset_metrics(method: Method, split: SplitTensors, name: str,
+                         batch_size: int) -> Dict[str, Dict[str, float]]:
     """A data set's extra metrics (``meta["extra_metrics"]``, e.g. ``"anti_spoofing"``) for every subset.
 
     Returns ``{subset name: {metric: value}}``, computed on the arg-max predictions.

@@ -22,7 +22,7 @@ import csv
 from pathlib import Path
 from typing import List, Tuple
 
-from mmbench.data.layouts.common import (Clip, Layout, LayoutError, bad_line, carve_val, check_splits, drop_conflicting,
+from mmbench.data.layouts.common import (Clip, Layout, bad_line, carve_val, check_splits, drop_conflicting,
                                          image_files, label_index, read_lines, require_dir)
 
 OFFICIAL_LISTS = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}

@@ -124,7 +124,8 @@ def check_splits(layout: Layout, required: Iterable[str] = ("train", "test")) ->
     sizes = layout.split_sizes()
     for split in required:
         if sizes[split] == 0:
-            reasons = f"; {len(layout.skipped)} listed samples skipped, first: {layout.skipped[0]}" if layout.skipped else ""
+            first = layout.skipped[0] if layout.skipped else None
+            reasons = f"; {len(layout.skipped)} listed samples skipped, first: {first}" if first else ""
             raise LayoutError(f"{layout.name} under {str(layout.root)!r}: no {split} sample found on disk{reasons}")
     return layout
 

@@ -100,7 +100,8 @@ def scan_ucf101(root, split: int = 1, val_groups: int = 2, min_frames: int = 1) 
             paths = {k: d / clip_id for k, d in dirs.items()}
             short = [k for k, p in paths.items() if not p.is_dir() or len(image_files(p)) < min_frames]
             if short:
-                skipped.append((str(paths[short[0]]), f"{short[0]} folder missing or with fewer than {min_frames} frames"))
+                why = f"{short[0]} folder missing or with fewer than {min_frames} frames"
+                skipped.append((str(paths[short[0]]), why))
                 continue
             clips.append(Clip(clip_id, label, "val" if part == "train" and group in held else part, paths))
     layout = Layout("ucf101", root, classes, clips, skipped,
