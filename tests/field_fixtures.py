@@ -134,7 +134,8 @@ def write_vggsound(root: Path, per_class: int = 4, test_per_class: int = 2, fram
                 rows.append(f'{clip},{start},"{name}",{split}')
     rows.append('vggmissing,0,"dog barking",train')
     (root / "vggsound.csv").write_text("\n".join(rows) + "\n")
-    return {"classes": sorted(classes), "sizes": {"trainval": 3 * per_class, "test": 3 * test_per_class}, "skipped": 1}
+    return {"classes": sorted(classes), "written": classes, "skipped": 1,
+            "sizes": {"trainval": 3 * per_class, "test": 3 * test_per_class}}
 
 
 UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "BabyCrawling"]
