@@ -119,6 +119,7 @@ def scan_ave(root, val_fraction: float = 0.1, split_seed: int = 0, min_frames: i
     layout = Layout("ave", root, classes, clips, skipped, notes=[f"classes from {source}"])
     if not any(c.split == "val" for c in clips):
         layout.clips = carve_val(clips, val_fraction, split_seed)
-        layout.notes.append(f"no val list: val carved from train ({val_fraction:.0%}, seed {split_seed})")
+        if val_fraction:
+            layout.notes.append(f"no val list: val carved from train ({val_fraction:.0%}, seed {split_seed})")
     return check_splits(layout)
 

@@ -75,5 +75,6 @@ def scan_casia_surf(root, val_fraction: float = 0.1, split_seed: int = 0) -> Lay
             notes.append(f"{split}: {found.name}")
     if not any(c.split == "val" for c in clips):
         clips = carve_val(clips, val_fraction, split_seed)
-        notes.append(f"no labelled val list: val carved from train ({val_fraction:.0%}, seed {split_seed})")
+        if val_fraction:
+            notes.append(f"no labelled val list: val carved from train ({val_fraction:.0%}, seed {split_seed})")
     return check_splits(Layout("casia-surf", root, list(CLASSES), clips, skipped, notes))

@@ -135,5 +135,6 @@ def scan_kinetics_sounds(root, val_fraction: float = 0.1, split_seed: int = 0, m
     present = len({c.label for c in layout.clips})
     layout.notes.append(f"{len(layout.classes)} classes, from {source}; {present} of them have clips on disk")
     layout.clips = carve_val(layout.clips, val_fraction, split_seed)
-    layout.notes.append(f"val carved from train ({val_fraction:.0%}, seed {split_seed})")
+    if val_fraction:
+        layout.notes.append(f"val carved from train ({val_fraction:.0%}, seed {split_seed})")
     return check_splits(layout)

@@ -88,6 +88,7 @@ def scan_vggsound(root, val_fraction: float = 0.1, split_seed: int = 0, min_fram
             else:
                 clips.append(Clip(f"{ytid}_{start}", index[name], split, {"audio": audio, "frames": frames}))
     layout = Layout("vggsound", root, classes, carve_val(clips, val_fraction, split_seed), skipped,
-                    notes=[f"{len(classes)} classes, from the labels in {LIST_FILE}",
-                           f"val carved from train ({val_fraction:.0%}, seed {split_seed})"])
+                    notes=[f"{len(classes)} classes, from the labels in {LIST_FILE}"])
+    if val_fraction:
+        layout.notes.append(f"val carved from train ({val_fraction:.0%}, seed {split_seed})")
     return check_splits(layout)
