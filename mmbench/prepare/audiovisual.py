@@ -22,6 +22,10 @@ Defaults and where they come from (``docs``: methods.md "Shared audio-visual set
   ``log(S + 1e-7)``, standardised per clip -> ``[1, 257, 1004]``; a clip shorter than that is tiled
   (the original asserts the shape and its users delete short clips: OGM-GE issue #1).
   ``n_frames=3`` spread evenly over the clip (``frame_pick=even``: that loader's ``seg * i + 1``).
+* A pre-extracted spectrogram (``audio_spec/<clip>.npy``, where a layout allows one) must be the same
+  ``[F, T]`` log spectrogram (F = ``n_fft // 2 + 1``; T is tiled / cropped); anything else (e.g. the
+  ``[1024, 128]`` Kaldi fbanks of OGM-GE's KS ``process_audio.py``) is skipped as ``spectrogram shape``,
+  so prepare from the wav files.
 * All: ``size=224``, ``normalize=true`` (ImageNet mean / std), ``val_fraction=0.1`` (val carved from
   train, stratified, with the loader's ``split_seed``, when the lists have no val list; AVE's official
   lists have one), ``min_frames`` (a clip with fewer frame files is skipped: 3 for KS / VGGSound, 1 for AVE).
