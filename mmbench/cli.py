@@ -1,4 +1,4 @@
-"""``python -m mmbench <command>``: all, run, list, table, bench.
+"""``python -m mmbench <command>``: all, run, list, table, steps, bench, prepare.
 
 One argparse parser, one class per subcommand (torchtune's layout).
 """
@@ -252,7 +252,33 @@ class Bench(Command):
         return execute(args)
 
 
-COMMANDS = [All, Run, List_, Table, Steps, Bench]
+class Prepare(Command):
+    name = "prepare"
+    help = "decode and preprocess a data set on disk once into the cache that --dataset NAME reads"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("name", help="data set to prepare (crema-d, cmu-mosei, ...; see the README)")
+        p.add_argument("--src", required=True, help="the data set's folder (or file) as downloaded")
+        p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="preprocessing settings (defaults: the papers'); a changed one makes a new cache")
+        p.add_argument("--workers", type=int, help="processes (default: every core)")
+        p.add_argument("--force", action="store_true", help="redo a complete cache")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.prepare.run import prepare
+
+        try:
+            report = prepare(args.name, args.src, parse_overrides(args.set), workers=args.workers, force=args.force)
+        except (ImportError, RuntimeError) as err:  # a decoder extra missing, a worker died: the message says what
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print("\n".join(report.lines()))
+        return 0
+
+
+COMMANDS = [All, Run, List_, Table, Steps, Bench, Prepare]
 
 
 def build_parser() -> argparse.ArgumentParser:
