@@ -38,7 +38,9 @@ def load_prepared(name: str, split_seed: int = 0) -> MultimodalDataset:
         arrays=dict(cache.arrays), labels=cache.labels.astype(np.int64), num_classes=len(meta["class_names"]),
         split=split, class_names=list(meta["class_names"]),
         source=f"{preparer.name} prepared from {meta['settings']['src']} into {cache.folder}",
-        meta={"fingerprint": meta["fingerprint"], "cache": str(cache.folder), "settings": meta["settings"]},
+        meta={"fingerprint": meta["fingerprint"], "cache": str(cache.folder), "settings": meta["settings"],
+              # the data set's extra evaluation metrics (mmbench.metrics), e.g. CASIA-SURF's anti-spoofing rates
+              **({"extra_metrics": preparer.extra_metrics} if getattr(preparer, "extra_metrics", None) else {})},
     )
 
 

@@ -35,7 +35,8 @@ import importlib
 
 # Modules whose import registers a preparer. Decoders are imported lazily inside them, so importing
 # these is cheap.
-BUILTIN = ["mmbench.prepare.cremad", "mmbench.prepare.mosei"]
+BUILTIN = ["mmbench.prepare.cremad", "mmbench.prepare.mosei", "mmbench.prepare.audiovisual", "mmbench.prepare.ucf101",
+           "mmbench.prepare.casia_surf"]
 
 
 def load_builtin() -> None:

@@ -107,6 +107,9 @@ class AudioVisual(ScannedPreparer):
         visual = tuple(frontends.stack_shape(int(settings["n_frames"]), int(settings["size"])))
         return [ModalitySpec("audio", "image", self.audio_shape(settings)), ModalitySpec("visual", "image", visual)]
 
+    def requires(self, listing) -> List[str]:
+        return ["soundfile", "scipy", "PIL"]
+
     def list_items(self, src: Path, settings: Dict[str, Any]):
         self.check(settings)
         return super().list_items(src, settings)

@@ -33,6 +33,9 @@ class ScannedPreparer(Preparer):
     # A data set's extra evaluation metrics (``mmbench.metrics.EXTRA_METRICS``), or None.
     extra_metrics: ClassVar[Optional[str]] = None
 
+    def requires(self, listing: Listing) -> List[str]:
+        return ["PIL"]  # every field data set here has image files
+
     def list_items(self, src: Path, settings: Dict[str, Any]) -> Listing:
         kwargs = {**{k: settings[k] for k in self.scan_settings}, **self.scan_fixed}
         layout = type(self).scanner(src, **kwargs)
