@@ -6,7 +6,9 @@ With live = bona fide presentations and spoof = attack presentations:
 * BPCER: the share of bona fide presentations classified as attacks (genuine users rejected);
 * ACER = (APCER + BPCER) / 2.
 
-The challenge computes them from hard decisions; for a classifier that is the arg-max class, which
+The MMANet / DMRNet code calls the error on live samples "APCER" and the one on spoof samples "NPCER"
+(the names swapped against the standard); ACER is the same either way. The challenge computes the
+rates from hard decisions; for a classifier that is the arg-max class, which
 is what :func:`anti_spoofing_metrics` takes.
 """
 from __future__ import annotations

@@ -5,8 +5,8 @@
 harness standardises every modality with train-split statistics; ``true`` applies ImageNet mean / std
 to ``rgb``).
 
-Defaults: ``size=112`` (the face crops are about 100-200 px; 112 is the input size of the CASIA-SURF
-paper's baseline, Zhang et al. CVPR 2019), ``normalize=false``, ``val_fraction=0.1`` (used only when no
+Defaults: ``size=112`` (the input size of the DMRNet / MMANet CASIA-SURF code, docs methods.md;
+their train-time resize-144 / rotate / crop augmentation is not applied to a fixed cache), ``normalize=false``, ``val_fraction=0.1`` (used only when no
 labelled val list exists; then val is carved from train, stratified, with the loader's ``split_seed``).
 
 Evaluation: the data set declares ``extra_metrics="anti_spoofing"``, so every run also reports APCER,
