@@ -86,3 +86,30 @@ def write_cremad_distribution(root: Path, clips: Sequence[str]) -> None:
         label = CREMAD_CLASSES.index(clip.split("_")[2])
         write_wav(root / "AudioWAV" / f"{clip}.wav", label, 1.5, seed=i)
         write_video(root / "VideoFlash" / f"{clip}.flv", label, 2.0, seed=i)
+
+
+def write_mosei(path: Path, sizes=(40, 10, 12), mmsa: bool = False, seq: int = 50, seed: int = 0) -> Dict[str, np.ndarray]:
+    """A word-aligned CMU-MOSEI pickle: MulT's ``mosei_senti_data.pkl`` (``labels`` [N, 1, 1]) or, with
+    ``mmsa``, MMSA's ``aligned_50.pkl`` (``regression_labels`` [N]). Features carry the score's sign;
+    audio has a few -inf values, as COVAREP features do. Returns the scores per part."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    data, scores = {}, {}
+    for part, n in zip(("train", "valid", "test"), sizes):
+        score = np.round(rng.uniform(-3, 3, n) * 3) / 3
+        score[:2] = [0.0, -3.4]  # a neutral utterance and one outside [-3, 3]
+        sign = np.sign(score)[:, None, None]
+        block = {m: (rng.normal(size=(n, seq, d)) + sign).astype(np.float32)
+                 for m, d in (("text", 300), ("audio", 74), ("vision", 35))}
+        block["audio"][0, 0, :3] = -np.inf
+        block["id"] = np.array([[f"vid{part}{i}", str(i)] for i in range(n)])
+        if mmsa:
+            block["regression_labels"] = score.astype(np.float32)
+        else:
+            block["labels"] = score.astype(np.float32).reshape(n, 1, 1)
+        data[part], scores[part] = block, score
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        pickle.dump(data, handle)
+    return scores

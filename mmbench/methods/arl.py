@@ -131,6 +131,8 @@ class ARL(Method):
     """
 
     name = "arl"
+    # The released launch script for CREMA-D (methods.md, ARL (b)): gamma 4, T 8.
+    dataset_hparams = {"crema-d*": {"gamma": 4.0, "temperature": 8.0}}
     hparams = {
         "gamma": 1.0,
         "temperature": 4.0,

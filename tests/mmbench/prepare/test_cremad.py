@@ -124,3 +124,16 @@ def test_errors_name_the_file(tmp_path, cache, capsys):
 def test_missing_cache_says_to_prepare(cache):
     with pytest.raises(FileNotFoundError, match=r"python -m mmbench prepare crema-d --src DIR.*crema-d-<settings hash>"):
         load_dataset("crema-d-speaker")
+
+
+def test_papers_shapes_train_through_the_harness_encoders():
+    """Until paper-scale ResNet-18s land, the harness's image CNN takes the default CREMA-D shapes."""
+    import torch
+
+    from mmbench.models.model import MultimodalModel
+    from mmbench.prepare.cremad import CremaD
+
+    specs = CremaD().modalities(CremaD.defaults)  # audio [1, 257, 188], visual [3, 224, 224]
+    model = MultimodalModel(specs, num_classes=6)
+    feats = [model.encoders[s.name](torch.randn(2, *s.shape)) for s in specs]
+    assert [tuple(f.shape) for f in feats] == [(2, 64), (2, 64)]
