@@ -6,7 +6,9 @@ Layout A, class folders (ARL / DGL ``KSDataset``)::
     audio/train/<class>/<clip>.wav                    test audio under audio/test/
     visual/train_img/Image-01-FPS/<class>/<clip>/*.jpg   test frames under visual/val_img/Image-01-FPS/
 
-  Folder names are the class names with spaces replaced by ``_`` (as that loader maps them).
+  Folder names are the class names with spaces replaced by ``_`` (as that loader maps them). Audio and
+  frames are paired by clip name (``<clip>.wav`` with ``<clip>/`` or ``<clip>.mp4/``), not by sorted
+  position as that loader does, so one missing clip cannot shift every later pair.
 
 Layout B, list files (OGM-GE ``data/KineticSound``)::
 
@@ -69,6 +71,8 @@ def _scan_folders(root: Path, classes: List[str], min_frames: int) -> Layout:
             label = classes.index(folder.name)
             for wav in sorted(folder.glob("*.wav")):
                 frames = visual_root / folder.name / wav.stem
+                if not frames.is_dir() and frames.with_name(f"{wav.stem}.mp4").is_dir():
+                    frames = frames.with_name(f"{wav.stem}.mp4")  # frame folders named after the video file
                 if _frames_ok(frames, min_frames, skipped):
                     clips.append(Clip(wav.stem, label, split, {"audio": wav, "frames": frames}))
     return Layout("kinetics-sounds", root, classes, clips, skipped)

@@ -46,3 +46,14 @@ def test_list_index_out_of_range_and_bad_line(tmp_path):
     (tmp_path / "my_test.txt").write_text("kste0x0 10 1\n")
     with pytest.raises(LayoutError, match="my_test.txt' line 1"):
         scan_kinetics_sounds(tmp_path)
+
+
+def test_frame_folders_named_after_the_video_file_are_paired_by_name(tmp_path):
+    write_kinetics_sounds(tmp_path, layout="folders")
+    visual = tmp_path / "visual" / "train_img" / "Image-01-FPS" / "dog_barking"
+    (visual / "kstr1x0").rename(visual / "kstr1x0.mp4")
+    (visual / "kstr1x1").rename(visual / "kstr1x9")  # frames of a clip with no audio: ignored
+    scan = scan_kinetics_sounds(tmp_path, val_fraction=0.0)
+    frames = {c.clip_id: c.paths["frames"].name for c in scan.clips}
+    assert frames["kstr1x0"] == "kstr1x0.mp4" and "kstr1x1" not in frames and "kstr1x9" not in frames
+    assert any("kstr1x1" in path and "frames folder missing" in why for path, why in scan.skipped)
