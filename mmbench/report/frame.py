@@ -26,6 +26,11 @@ def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
         row[f"uni:{m}"] = acc
     for s, acc in metrics.get("subset_acc", {}).items():
         row[f"subset:{s}"] = acc
+    # a data set's extra metrics per subset (CASIA-SURF: apcer / bpcer / acer) -> "acer:rgb+depth" ...
+    for per_subset in metrics.get("extra", {}).values():
+        for s, values in per_subset.items():
+            for name, value in values.items():
+                row[f"{name}:{s}"] = value
     return row
 
 
