@@ -16,7 +16,8 @@ def surf_result(method, seed, acer_rgb, acer_all):
             "metrics": {"test_acc": 0.9, "test_f1": 0.9, "unimodal_acc": {"rgb": 0.8, "depth": 0.85},
                         "subset_acc": {"rgb+depth": 0.9, "rgb": 0.8, "depth": 0.85}, "subset_mean": 0.85,
                         "subset_worst": 0.8, "best_epoch": 1, "extra": {"anti_spoofing": rates}},
-            "throughput": {"step_ms": 1.0, "train_samples_per_s": 1.0, "peak_mem_mb": 1.0, "mem_kind": "x", "params": 1}}
+            "throughput": {"step_ms": 1.0, "train_samples_per_s": 1.0, "peak_mem_mb": 1.0, "mem_kind": "x",
+                           "params": 1}}
 
 
 def test_acer_columns_are_flattened_and_averaged_over_seeds():
