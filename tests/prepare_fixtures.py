@@ -88,7 +88,8 @@ def write_cremad_distribution(root: Path, clips: Sequence[str]) -> None:
         write_video(root / "VideoFlash" / f"{clip}.flv", label, 2.0, seed=i)
 
 
-def write_mosei(path: Path, sizes=(40, 10, 12), mmsa: bool = False, seq: int = 50, seed: int = 0) -> Dict[str, np.ndarray]:
+def write_mosei(path: Path, sizes=(40, 10, 12), mmsa: bool = False, seq: int = 50,
+                seed: int = 0) -> Dict[str, np.ndarray]:
     """A word-aligned CMU-MOSEI pickle: MulT's ``mosei_senti_data.pkl`` (``labels`` [N, 1, 1]) or, with
     ``mmsa``, MMSA's ``aligned_50.pkl`` (``regression_labels`` [N]). Features carry the score's sign;
     audio has a few -inf values, as COVAREP features do. Returns the scores per part."""

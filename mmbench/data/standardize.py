@@ -53,7 +53,8 @@ def _train_stats(x: np.ndarray, train: np.ndarray, axes: tuple):
     two passes over row chunks, so a memory-mapped modality is never loaded whole."""
     step = _chunk_rows(x)
     count = train.size * int(np.prod([x.shape[a] for a in axes[1:]], dtype=np.int64))
-    total = sum(x[train[i:i + step]].astype(np.float64).sum(axis=axes, keepdims=True) for i in range(0, train.size, step))
+    total = sum(x[train[i:i + step]].astype(np.float64).sum(axis=axes, keepdims=True)
+                for i in range(0, train.size, step))
     mean = total / count
     sq = sum(((x[train[i:i + step]].astype(np.float64) - mean) ** 2).sum(axis=axes, keepdims=True)
              for i in range(0, train.size, step))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prepare_fixtures import CREMAD_CLASSES, SMALL_AV, cremad_clips, write_cremad_distribution, write_cremad_papers, write_lists
+from prepare_fixtures import (CREMAD_CLASSES, SMALL_AV, cremad_clips, write_cremad_distribution, write_cremad_papers,
+                              write_lists)
 
 from mmbench.cli import main
 from mmbench.data import load_dataset
@@ -122,7 +123,8 @@ def test_errors_name_the_file(tmp_path, cache, capsys):
 
 
 def test_missing_cache_says_to_prepare(cache):
-    with pytest.raises(FileNotFoundError, match=r"python -m mmbench prepare crema-d --src DIR.*crema-d-<settings hash>"):
+    expected = r"python -m mmbench prepare crema-d --src DIR.*crema-d-<settings hash>"
+    with pytest.raises(FileNotFoundError, match=expected):
         load_dataset("crema-d-speaker")
 
 

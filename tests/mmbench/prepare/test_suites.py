@@ -13,7 +13,8 @@ def test_audio_visual_suite_has_every_method_and_the_papers_settings():
     by_method = {s.method: s for s in suite.specs() if s.pattern == "complete" and s.seed == 0
                  and s.dataset == "crema-d"}
     train, hp = resolve(by_method["arl"], get_method("arl"))
-    assert (train["epochs"], train["lr"], train["schedule"], train["step_size"], train["clip_grad"]) == (100, 1e-3, "step", 70, 40)
+    papers = (100, 1e-3, "step", 70, 40)
+    assert (train["epochs"], train["lr"], train["schedule"], train["step_size"], train["clip_grad"]) == papers
     assert (hp["gamma"], hp["temperature"]) == (4.0, 8.0)
     train, hp = resolve(by_method["ogm-ge"], get_method("ogm-ge"))
     assert hp["alpha"] == 0.8 and train["clip_grad"] is None  # clipping is ARL's and DGL's recipe only
