@@ -88,7 +88,8 @@ def frame_files(folder: Path) -> List[Path]:
 def read_image(path: Path, size: int, mode: str) -> np.ndarray:
     """One image as float32 ``[channels, size, size]`` in [0, 1]: ``mode`` ``"RGB"`` (3) or ``"L"`` (1),
     bilinear resize. ``SkipItem("unreadable image")`` naming the file when Pillow cannot decode it."""
-    pil = frontends.require("PIL.Image")
+    frontends.require("PIL")  # names the extra ("video") when Pillow is missing
+    from PIL import Image as pil
     try:
         with pil.open(path) as image:
             x = np.asarray(image.convert(mode).resize((size, size), pil.BILINEAR), dtype=np.float32) / 255.0
