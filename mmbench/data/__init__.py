@@ -14,7 +14,8 @@ Public API::
 
 Embedded: mfeat-pix-mor, mfeat-fou-zer, mfeat-fou-zer-mor, mfeat-fac-kar, mfeat, watch, synthetic,
 synthetic-3; on-disk: avmnist; from a ``prepare`` cache (:mod:`mmbench.data.prepared`): crema-d,
-crema-d-speaker, cmu-mosei, cmu-mosei-7.
+crema-d-speaker, cmu-mosei, cmu-mosei-7, ave, kinetics-sounds, vggsound, ucf101, casia-surf. Layout
+scanners of the latter five (list files -> paths, labels, splits; nothing decoded): :mod:`mmbench.data.layouts`.
 """
 from mmbench.data.base import SPLITS, ModalitySpec, MultimodalDataset
 from mmbench.data.registry import (
