@@ -12,6 +12,8 @@ Defaults: ``split=1`` (official split 1: 9,537 / 3,783), ``val_groups=2`` (the t
 train groups become val: group-disjoint, as the official splits are), ``n_frames=1``, ``flow_frames=10``
 (L = 10, Simonyan & Zisserman), ``size=224`` (the ImageNet input size those networks use),
 ``normalize=true``, ``min_frames=1``. The split is part of the settings, so each split is its own cache.
+``val_groups=0`` leaves no group for val; the loader then carves 10% of the train clips (stratified,
+``split_seed``), which puts clips of one group on both sides: prefer ``val_groups >= 1``.
 """
 from __future__ import annotations
 
