@@ -4,7 +4,8 @@ Layout, under ``$MMBENCH_CACHE`` (default ``~/.cache/mmbench``)::
 
     <name>-<settings hash>/
         settings.json     {"name", "version", "src", "settings", "hash"}: what the hash is of
-        items.json        [{"id", "label", "split", "group"}] in row order
+        items.json        [{"id", "label", "split", "group", "stamp"}] in row order; stamp: [size, mtime]
+                          of the item's source files (a changed file is prepared again)
         <modality>.npy    float32 [N, *shape], np.lib.format.open_memmap, written row by row
         labels.npy        int64 [N]
         status.npy        uint8 [N]: 0 to do, 1 done, 2 skipped (flushed regularly: the resume point)
@@ -56,13 +57,16 @@ def pointer_path(name: str, root: Optional[Path] = None) -> Path:
 
 
 def content_hash(folder: Path, modalities: List[str]) -> str:
-    """sha256 (16 hex) of the written arrays, labels, status and item list, read in 16 MiB chunks."""
+    """sha256 (16 hex) of the written arrays, labels, status and the items' ids, labels, splits and
+    groups (not the files' timestamps: the same data prepared elsewhere has the same hash)."""
     digest = hashlib.sha256()
-    for fname in [f"{m}.npy" for m in modalities] + ["labels.npy", "status.npy", "items.json"]:
+    for fname in [f"{m}.npy" for m in modalities] + ["labels.npy", "status.npy"]:
         digest.update(fname.encode())
         with open(folder / fname, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 24), b""):
+            for chunk in iter(lambda: handle.read(1 << 24), b""):  # 16 MiB at a time
                 digest.update(chunk)
+    rows = [{k: v for k, v in row.items() if k != "stamp"} for row in json.loads((folder / "items.json").read_text())]
+    digest.update(json.dumps(rows, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 

@@ -1,6 +1,6 @@
 """Audio and visual front-ends shared by every audio-visual preparer, built on maintained decoders.
 
-* audio: ``soundfile`` reads, ``scipy.signal.resample_poly`` resamples, ``torch.stft`` transforms;
+* audio: ``soundfile`` reads, ``scipy.signal.resample_poly`` resamples, ``scipy.signal.ShortTimeFFT`` transforms;
 * frames: ``Pillow`` reads and resizes JPEG frames;
 * video: ``PyAV`` (FFmpeg) decodes a video file to RGB frames at a stated fps.
 
@@ -72,27 +72,19 @@ def tile_crop(samples: np.ndarray, length: int) -> np.ndarray:
     return np.tile(samples, reps)[:length]
 
 
-def log_spectrogram(samples: np.ndarray, n_fft: int, hop: int, eps: float = 1e-7,
-                    pad_mode: str = "reflect") -> np.ndarray:
+def log_spectrogram(samples: np.ndarray, n_fft: int, hop: int, eps: float = 1e-7) -> np.ndarray:
     """``log(|STFT| + eps)`` as float32 ``[1, n_fft // 2 + 1, 1 + L // hop]``.
 
-    A periodic Hann window of ``n_fft``, centred frames padded with ``pad_mode``, no normalisation:
-    ``librosa.stft(samples, n_fft=n_fft, hop_length=hop)`` of the papers' code (librosa < 0.10
-    padded with ``reflect``), computed with ``torch.stft``.
+    A periodic Hann window of ``n_fft``, frames centred at ``0, hop, 2 hop, ...`` with the signal
+    reflected at the edges, no scaling: ``librosa.stft(samples, n_fft=n_fft, hop_length=hop)`` of the
+    papers' code (librosa < 0.10 padded by reflection), computed with ``scipy.signal.ShortTimeFFT``
+    (single-threaded, so a row does not depend on which process computed it).
     """
-    import torch
+    from scipy.signal import ShortTimeFFT, get_window
 
-    x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-    # One thread: torch's FFT result depends (in the last bits) on the thread count, and a cache must
-    # not depend on which process (main or pool worker) computed a row. Prepare is parallel over items.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        spec = torch.stft(x, n_fft=n_fft, hop_length=hop, window=torch.hann_window(n_fft), center=True,
-                          pad_mode=pad_mode, return_complex=True)
-        return torch.log(spec.abs() + eps).numpy()[None].astype(np.float32)
-    finally:
-        torch.set_num_threads(threads)
+    stft = ShortTimeFFT(get_window("hann", n_fft), hop=hop, fs=1.0, mfft=n_fft, fft_mode="onesided", scale_to=None)
+    spec = stft.stft(np.asarray(samples, dtype=np.float64), p0=0, p1=1 + samples.size // hop, padding="even")
+    return np.log(np.abs(spec) + eps)[None].astype(np.float32)
 
 
 def audio_spectrogram(path: Path, sample_rate: int, seconds: float, n_fft: int, hop: int) -> np.ndarray:

@@ -106,7 +106,7 @@ class CmuMosei(Preparer):
                 ident = ids[i]
                 ident = "_".join(str(v) for v in np.ravel(ident)) if np.ndim(ident) else str(ident)
                 items.append(Item(f"{part}/{i}/{ident}", label_of(score, scheme), split,
-                                  payload={m: feats[m][i] for m in DIMS}))
+                                  paths={"features": str(path)}, payload={m: feats[m][i] for m in DIMS}))
         classes = ["negative", "positive"] if scheme != "7class" else [str(k) for k in range(-3, 4)]
         for it in items:  # binary-non0: a neutral utterance has no class; keep its row, skip it
             if it.label < 0:

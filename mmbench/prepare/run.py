@@ -94,26 +94,52 @@ def _process_one(preparer: Preparer, settings: Dict[str, Any], shapes: Dict[str,
     return index, {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}, None
 
 
+def _stamp(item: Item) -> List[Optional[List[int]]]:
+    """``[size, mtime_ns]`` of each source path of ``item`` (``None`` if absent): a file rewritten since
+    the cache was written is prepared again, not silently reused."""
+    out = []
+    for path in sorted(item.paths.values()):
+        try:
+            st = os.stat(path)
+            out.append([int(st.st_size), int(st.st_mtime_ns)])
+        except OSError:
+            out.append(None)
+    return out
+
+
 def _open(folder: Path, record: Dict[str, Any], items: List[Item], shapes: Dict[str, tuple]):
-    """The memmaps and status of ``folder``: resumed when it holds the same item list, else new."""
-    rows = [{"id": it.id, "label": int(it.label), "split": it.split, "group": it.group} for it in items]
+    """The memmaps, status and skipped record of ``folder``, and the rows to (re)do.
+
+    The same item ids as the folder holds: the folder is resumed, and items whose source files,
+    label or split changed since are marked to do again. Other ids (or a new folder): started over.
+    """
+    rows = [{"id": it.id, "label": int(it.label), "split": it.split, "group": it.group, "stamp": _stamp(it)}
+            for it in items]
     n = len(items)
     resumable = (folder / "items.json").exists() and (folder / "status.npy").exists() and all(
         (folder / f"{m}.npy").exists() for m in shapes)
-    if resumable and json.loads((folder / "items.json").read_text()) == rows:
+    old = json.loads((folder / "items.json").read_text()) if resumable else None
+    if old is not None and [r["id"] for r in old] == [r["id"] for r in rows]:
         mode = "r+"
-    else:  # new, or the source changed under an interrupted prepare: start this folder over
+        changed = [i for i, (was, now) in enumerate(zip(old, rows)) if was != now]
+    else:  # new, or other items than an interrupted prepare saw: start this folder over
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "meta.json").unlink(missing_ok=True)
         write_json_atomic(folder / "settings.json", record)
-        (folder / "items.json").write_text(json.dumps(rows))
-        np.save(folder / "labels.npy", np.array([it.label for it in items], dtype=np.int64))
         (folder / "skipped.json").write_text("{}")
-        mode = "w+"
+        mode, changed = "w+", list(range(n))
     arrays = {m: np.lib.format.open_memmap(folder / f"{m}.npy", mode=mode, dtype=np.float32, shape=(n, *s))
               for m, s in shapes.items()}
     status = np.lib.format.open_memmap(folder / "status.npy", mode=mode, dtype=np.uint8, shape=(n,))
     skipped = json.loads((folder / "skipped.json").read_text())
+    if changed:
+        (folder / "meta.json").unlink(missing_ok=True)  # incomplete until the changed rows are redone
+        status[changed] = STATUS_TODO
+        for i in changed:
+            skipped.pop(items[i].id, None)
+        _flush(folder, arrays, status, skipped)
+        (folder / "items.json").write_text(json.dumps(rows))
+        np.save(folder / "labels.npy", np.array([it.label for it in items], dtype=np.int64))
     return arrays, status, skipped
 
 
@@ -152,14 +178,8 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
         raise FileNotFoundError(f"prepare {name}: source {str(src)!r} does not exist")
     record = settings_record(name, preparer.version, src, settings)
     folder = cache_folder(name, record["hash"])
-    if (folder / "meta.json").exists() and not force:
-        mark_current(name, folder)
-        clear_cache()
-        meta = json.loads((folder / "meta.json").read_text())
-        return PrepareReport(folder, meta["counts"]["total"], meta["counts"]["done"], 0, True,
-                             {k: [tuple(e) for e in v] for k, v in meta["skipped"].items()}, meta["fingerprint"])
-    if force and (folder / "meta.json").exists():
-        (folder / "items.json").unlink()  # start over
+    if force:
+        (folder / "items.json").unlink(missing_ok=True)  # start over
 
     listing = preparer.list_items(src, settings)
     if not listing.items:
@@ -169,6 +189,12 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
     specs = preparer.modalities(settings)
     shapes = {s.name: tuple(s.shape) for s in specs}
     arrays, status, skipped = _open(folder, record, listing.items, shapes)
+    if (folder / "meta.json").exists():  # complete, and no source file changed since
+        mark_current(name, folder)
+        clear_cache()
+        meta = json.loads((folder / "meta.json").read_text())
+        return PrepareReport(folder, meta["counts"]["total"], meta["counts"]["done"], 0, True,
+                             {k: [tuple(e) for e in v] for k, v in meta["skipped"].items()}, meta["fingerprint"])
     todo = np.flatnonzero(status == STATUS_TODO)
     processed = 0
     bar = None

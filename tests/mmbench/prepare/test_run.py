@@ -77,3 +77,18 @@ def test_same_settings_reuse_changed_setting_makes_a_new_cache(root, capsys):
 def test_unknown_data_set_lists_the_known(root, capsys):
     assert main(["prepare", "crema", "--src", str(root)]) == 2
     assert "crema-d" in capsys.readouterr().err
+
+
+def test_a_changed_source_file_is_prepared_again(root):
+    from prepare_fixtures import write_wav
+
+    first = prepare("crema-d", root, SETTINGS, workers=1, show_progress=False)
+    assert prepare("crema-d", root, SETTINGS, workers=1, show_progress=False).reused
+    clip = CLIPS[4]
+    row = [r["id"] for r in json.loads((first.folder / "items.json").read_text())].index(clip)
+    before = np.load(first.folder / "audio.npy")[row].copy()
+    write_wav(root / "AudioWAV" / f"{clip}.wav", label=0, seconds=0.7, seed=99)  # the file is replaced
+    again = prepare("crema-d", root, SETTINGS, workers=1, show_progress=False)
+    assert not again.reused and again.processed == 1 and again.folder == first.folder
+    assert not np.array_equal(np.load(first.folder / "audio.npy")[row], before)
+    assert again.fingerprint != first.fingerprint
