@@ -87,6 +87,8 @@ class PMR(Method):
     """
 
     name = "pmr"
+    # The official CREMA-D bash line (concat fusion): alpha 2.0 (baselines doc 3.2).
+    dataset_hparams = {"crema-d*": {"alpha": 2.0}}
     hparams: Dict[str, Any] = {
         "alpha": 0.6,
         "momentum": 0.0,

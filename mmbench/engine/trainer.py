@@ -14,7 +14,8 @@ from mmbench.batching import SplitTensors, subset_name
 from mmbench.data.base import MultimodalDataset
 from mmbench.engine.context import DivergedError, TrainContext
 from mmbench.engine.evaluate import (
-    evaluate_logits, evaluate_missing_rates, evaluate_subsets, predict_split, subset_logits, unimodal_split,
+    evaluate_logits, evaluate_missing_rates, evaluate_subsets, extra_subset_metrics, predict_split, subset_logits,
+    unimodal_split,
 )
 from mmbench.engine.outcomes import build_outcomes
 from mmbench.engine.memory import SavedTensorMeter
@@ -159,7 +160,8 @@ def fit_and_test(
     if best_state is not None:
         _restore(method, best_state)
     outcomes: Dict[str, Any] = {}
-    metrics = test_metrics(method, te, info, test_mask_fixed, ebs, outcomes, data.split["test"])
+    metrics = test_metrics(method, te, info, test_mask_fixed, ebs, outcomes, data.split["test"],
+                           data.meta.get("extra_metrics"))
     metrics.update({"val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible})
     if device.type == "cuda":
         peak_mb, mem_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
@@ -183,11 +185,13 @@ def fit_and_test(
 
 
 def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Optional[torch.Tensor], bs: int,
-                 outcomes: Optional[Dict[str, Any]] = None, test_ids=None) -> Dict[str, Any]:
+                 outcomes: Optional[Dict[str, Any]] = None, test_ids=None, extra: Optional[str] = None) -> Dict[str, Any]:
     """Every test metric, each computed once on every test sample.
 
     When ``outcomes`` is a dict, it is filled with the per-sample outcome record
     (:func:`mmbench.engine.outcomes.build_outcomes`) of the fused, per-subset, probe and masked predictions.
+    ``extra``: a data set's ``meta["extra_metrics"]`` (e.g. ``"anti_spoofing"``): its metrics per subset
+    go under ``metrics["extra"][extra]``.
     """
     fused_logits = predict_split(method, te, bs)
     full = evaluate_logits(fused_logits, te.labels, info.num_classes)
@@ -220,4 +224,6 @@ def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Opt
     if outcomes is not None:
         ids = np.arange(len(te)) if test_ids is None else np.asarray(test_ids)
         outcomes.update(build_outcomes(ids, te.labels, named, info.seed, test_mask, info.num_classes))
+    if extra:
+        metrics["extra"] = {extra: extra_subset_metrics(method, te, extra, bs, per_subset)}
     return metrics

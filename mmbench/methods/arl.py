@@ -131,6 +131,12 @@ class ARL(Method):
     """
 
     name = "arl"
+    # The released launch scripts (methods.md, ARL (b)): CREMA-D gamma 4, T 8; KS 3, 4; AVE 5, 4;
+    # VGGSound 1, 4 (its *_arl.sh scripts; vggsound.sh has gamma 5).
+    dataset_hparams = {"crema-d*": {"gamma": 4.0, "temperature": 8.0},
+                       "kinetics-sounds": {"gamma": 3.0, "temperature": 4.0},
+                       "ave": {"gamma": 5.0, "temperature": 4.0},
+                       "vggsound": {"gamma": 1.0, "temperature": 4.0}}
     hparams = {
         "gamma": 1.0,
         "temperature": 4.0,
