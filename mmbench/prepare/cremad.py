@@ -5,7 +5,7 @@ Layouts read (``prepare crema-d --src ROOT``; ``layout=auto`` picks by the folde
     ROOT/                                   papers' layout (OGM-GE / PMR / ARL / DGL code)
         AudioWAV/1001_DFA_ANG_XX.wav ...
         Image-01-FPS/1001_DFA_ANG_XX/*.jpg  frames extracted at 1 fps
-        train.csv, test.csv                 optional "clip,LABEL" lists (else the shipped ones)
+        train.csv, test.csv                 "clip,LABEL" lists of the published split (optional)
 
     ROOT/                                   the distribution as downloaded
         AudioWAV/*.wav
@@ -26,12 +26,14 @@ Settings (defaults: the OGM-GE / ARL / DGL code, methods.md "Shared audio-visual
   trains on fixed arrays, so the train-time RandomResizedCrop/flip augmentation is not applied) and
   ImageNet-normalised -> ``visual`` [3 * n_frames, 224, 224] (frames stacked on the channel axis);
 * ``layout=auto`` (``papers`` | ``distribution``), ``lists=""``: folder holding ``train.csv`` /
-  ``test.csv`` (default: ``ROOT`` if they are there, else the published lists shipped with mmbench).
+  ``test.csv`` (default: ``ROOT`` if they are there; without lists only ``crema-d-speaker`` can be
+  used). mmbench does not ship the published lists: they are distributed with the OGM-GE and PMR
+  code (``data/CREMAD/train.csv`` and ``test.csv`` in their repositories).
 
 Data sets registered (both read the same cache):
 
-* ``crema-d``: the published 6,698 / 744 split of OGM-GE (shipped in ``mmbench/data/files/cremad``,
-  see its LICENSE.txt); val carved from train, stratified with ``split_seed`` (default 0), as large as
+* ``crema-d``: the published 6,698 / 744 split of OGM-GE (from the user's ``train.csv`` /
+  ``test.csv``); val carved from train, stratified with ``split_seed`` (default 0), as large as
   test (744 of 6,698, the 5,954 / 744 / 744 of ECCV'24 Re-learning). Not speaker-disjoint: all 91
   actors are in both train and test.
 * ``crema-d-speaker``: speaker-disjoint, speakers (first field of the clip name) drawn with
@@ -42,7 +44,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -52,7 +54,6 @@ from mmbench.prepare import frontends
 from mmbench.prepare.base import Item, Listing, PreparedCache, Preparer, SkipItem, register_preparer
 
 CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]  # the papers' class_dict order
-SHIPPED_LISTS = Path(__file__).resolve().parent.parent / "data" / "files" / "cremad"
 CLIP_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})$")
 LAYOUTS = ("auto", "papers", "distribution")
 FRAMES_DIR, VIDEO_DIR, AUDIO_DIR = "Image-01-FPS", "VideoFlash", "AudioWAV"
@@ -118,14 +119,14 @@ class CremaD(Preparer):
             raise FileNotFoundError(f"crema-d: layout={layout} needs the folder {str(folder)!r}")
         return layout
 
-    def _lists(self, src: Path, settings: Dict[str, Any]) -> Tuple[Path, Dict[str, Tuple[str, str]]]:
-        """The list folder and ``clip -> (split, LABEL)``."""
+    def _lists(self, src: Path, settings: Dict[str, Any]) -> Tuple[Optional[Path], Dict[str, Tuple[str, str]]]:
+        """The list folder (``None``: no lists, labels from the clip names) and ``clip -> (split, LABEL)``."""
         if settings["lists"]:
             folder = Path(settings["lists"]).expanduser()
         elif (src / "train.csv").exists() or (src / "test.csv").exists():
             folder = src
         else:
-            folder = SHIPPED_LISTS
+            return None, {}
         listed: Dict[str, Tuple[str, str]] = {}
         for part in ("train", "test"):
             path = folder / f"{part}.csv"
@@ -162,8 +163,7 @@ class CremaD(Preparer):
         found = {it.id for it in items}
         skipped += [(str(src / AUDIO_DIR / f"{clip}.wav"), "listed but no audio file")
                     for clip in sorted(listed) if clip not in found]
-        notes = {"layout": layout, "lists": str(list_folder),
-                 "lists_shipped": list_folder.resolve() == SHIPPED_LISTS}
+        notes = {"layout": layout, "lists": str(list_folder) if list_folder else None}
         return Listing(items, list(CLASSES), skipped, notes)
 
     def process(self, item: Item, settings: Dict[str, Any]) -> Dict[str, np.ndarray]:
@@ -186,9 +186,13 @@ class CremaD(Preparer):
             train = np.flatnonzero(ok & (cache.splits == "train"))
             test = np.flatnonzero(ok & (cache.splits == "test"))
             if train.size == 0 or test.size == 0:
-                raise ValueError(f"crema-d: no prepared clip is in the {'train' if train.size == 0 else 'test'} "
-                                 f"list ({cache.meta['notes'].get('lists')}); use crema-d-speaker, or prepare "
-                                 f"with --set lists=DIR")
+                lists = cache.meta["notes"].get("lists")
+                where = (f"no prepared clip is in the {'train' if train.size == 0 else 'test'} list ({lists})" if lists
+                         else "it was prepared without train.csv / test.csv")
+                raise ValueError(f"crema-d: the published split needs its list files, but {where}. They are "
+                                 "distributed with the OGM-GE and PMR code (data/CREMAD/train.csv, test.csv): put "
+                                 "them in the source folder or prepare with --set lists=DIR; or use "
+                                 "crema-d-speaker (speaker-disjoint, needs no lists)")
             inner = stratified_split(cache.labels[train], fractions=(1 - VAL_FRACTION, VAL_FRACTION, 0.0), seed=seed)
             return {"train": np.sort(train[inner["train"]]), "val": np.sort(train[inner["val"]]), "test": test}
         if variant == "speaker":

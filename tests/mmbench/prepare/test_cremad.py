@@ -13,7 +13,7 @@ from prepare_fixtures import (CREMAD_CLASSES, SMALL_AV, cremad_clips, write_crem
 from mmbench.cli import main
 from mmbench.data import load_dataset
 from mmbench.prepare.cache import find_cache
-from mmbench.prepare.cremad import SHIPPED_LISTS, read_list
+from mmbench.prepare.cremad import read_list
 
 CLIPS = cremad_clips()  # 4 speakers x 2 sentences x 6 emotions = 48 clips
 SHORT, CORRUPT, NO_FRAMES = CLIPS[3], CLIPS[5], CLIPS[7]
@@ -90,12 +90,15 @@ def test_distribution_layout_decodes_video_at_fps(tmp_path, cache, capsys):
     assert np.allclose(mean_rgb * 255, [40, 215, 128], atol=12)
 
 
-def test_shipped_published_lists():
-    lists = {part: read_list(SHIPPED_LISTS / f"{part}.csv") for part in ("train", "test")}
-    assert (len(lists["train"]), len(lists["test"])) == (6698, 744)
-    assert not set(lists["train"]) & set(lists["test"])
-    counts = {c: list(lists["test"].values()).count(c) for c in CREMAD_CLASSES}
-    assert counts == {"ANG": 105, "DIS": 129, "FEA": 133, "HAP": 123, "NEU": 114, "SAD": 140}
+def test_without_lists_only_the_speaker_split_works(tmp_path, cache, capsys):
+    root = tmp_path / "nolists"
+    write_cremad_papers(root, CLIPS[::4], frames=1)  # 3 clips of each of the 4 speakers
+    assert main(["prepare", "crema-d", "--src", str(root), "--workers", "1", "--set", "size=16"]) == 0
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="--set lists=DIR"):
+        load_dataset("crema-d")
+    data = load_dataset("crema-d-speaker")
+    assert sum(len(v) for v in data.split.values()) == 12
 
 
 def test_errors_name_the_file(tmp_path, cache, capsys):
