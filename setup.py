@@ -26,15 +26,19 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mmbench", "mmbench.*", "kernels", "kernels.*", "baselines", "baselines.*"]),
     package_data={
-        "mmbench": ["data/files/*", "suites/*.yaml"],
+        "mmbench": ["data/files/*", "data/files/*/*", "suites/*.yaml"],
         "kernels": ["csrc/*"],
     },
     include_package_data=True,
     python_requires=">=3.9",
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "distributed>=2023.1", "selenium>=4.10"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "distributed>=2023.1", "selenium>=4.10",
+                 "soundfile>=0.12", "scipy>=1.12", "av>=11", "Pillow>=9"],
         "dask": ["distributed>=2023.1"],
+        # decoders for `python -m mmbench prepare` (the field's data sets from disk)
+        "audio": ["soundfile>=0.12", "scipy>=1.12"],
+        "video": ["av>=11", "Pillow>=9"],
     },
     entry_points={"console_scripts": ["mmbench=mmbench.cli:main"]},
     license="MIT",

@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 import torch
 import torch.nn.functional as F
 
-from baselines._balance_utils import masked_mean, scale_grad, window_active
+from baselines._balance_utils import masked_mean, scale_grad, window_active, window_start_epoch
 from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
@@ -129,6 +129,10 @@ class AGM(Method):
         "alpha": NON_NEGATIVE, "start": FRACTION, "end": FRACTION,
         "decomposition": Setting(str, choices=DECOMPOSITIONS), "backend": BACKEND,
     }
+
+    def selection_start_epoch(self) -> int:
+        """The first epoch of the modulation window (before it: plain joint training, not AGM)."""
+        return window_start_epoch(self.hp["start"], self.info.epochs)
 
     def build(self) -> None:
         M = self.info.num_modalities

@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 import torch
 import torch.nn.functional as F
 
-from baselines._balance_utils import masked_mean, window_active
+from baselines._balance_utils import masked_mean, window_active, window_start_epoch
 from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
@@ -88,6 +88,8 @@ class PMR(Method):
     """
 
     name = "pmr"
+    # The official CREMA-D bash line (concat fusion): alpha 2.0 (baselines doc 3.2).
+    dataset_hparams = {"crema-d*": {"alpha": 2.0}}
     hparams: Dict[str, Any] = {
         "alpha": 0.6,
         "momentum": 0.0,
@@ -102,6 +104,10 @@ class PMR(Method):
         "alpha": NON_NEGATIVE, "momentum": FRACTION, "proto_fraction": Setting(float, low=0.0, high=1.0, low_open=True),
         "start": FRACTION, "end": FRACTION, "per_weight": NON_NEGATIVE, "backend": BACKEND,
     }
+
+    def selection_start_epoch(self) -> int:
+        """The first epoch of the modulation window (before it: plain joint training, not PMR)."""
+        return window_start_epoch(self.hp["start"], self.info.epochs)
 
     def build(self) -> None:
         if self.info.num_modalities < 2:

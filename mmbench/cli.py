@@ -1,4 +1,4 @@
-"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench, publish.
+"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench, publish, prepare.
 
 One argparse parser, one class per subcommand (torchtune's layout).
 """
@@ -172,6 +172,9 @@ class Run(Command):
         print(f"  test acc {m['test_acc']:.4f}  macro-F1 {m['test_f1']:.4f}  (best epoch {m['best_epoch']}, val {m['val_selection']:.4f})")
         print("  unimodal " + "  ".join(f"{k} {v:.4f}" for k, v in m["unimodal_acc"].items()))
         print("  subsets  " + "  ".join(f"{k} {v:.4f}" for k, v in m["subset_acc"].items()))
+        for kind, per_subset in m.get("extra", {}).items():  # a data set's extra metrics (anti-spoofing rates)
+            for subset, values in per_subset.items():
+                print(f"  {kind} {subset}: " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
         if "masked_test_acc" in m:
             print(f"  masked test acc {m['masked_test_acc']:.4f}")
         print(f"  {t['train_samples_per_s']:.0f} samples/s, {t['step_ms']:.2f} ms/step, peak {t['peak_mem_mb']:.2f} MB ({t['mem_kind']})")
@@ -326,7 +329,35 @@ class Publish(Command):
         return 0
 
 
-COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish]
+
+
+class Prepare(Command):
+    name = "prepare"
+    help = "decode and preprocess a data set on disk once into the cache that --dataset NAME reads"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("name", help="data set to prepare (crema-d, cmu-mosei, ...; see the README)")
+        p.add_argument("--src", required=True, help="the data set's folder (or file) as downloaded")
+        p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="preprocessing settings (defaults: the papers'); a changed one makes a new cache")
+        p.add_argument("--workers", type=int, help="processes (default: every core)")
+        p.add_argument("--force", action="store_true", help="redo a complete cache")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.prepare.run import prepare
+
+        try:
+            report = prepare(args.name, args.src, parse_overrides(args.set), workers=args.workers, force=args.force)
+        except (ImportError, RuntimeError) as err:  # a decoder extra missing, a worker died: the message says what
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print("\n".join(report.lines()))
+        return 0
+
+
+COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from typing import Any, Dict, Tuple
 from mmbench.settings_schema import check_settings
 
 # Bump when a change makes earlier cached results incomparable (protocol, engine, models).
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: model selection skips warm-up epochs, ties go to the latest epoch
 
 TRAIN_DEFAULTS: Dict[str, Any] = {
     "epochs": 20,

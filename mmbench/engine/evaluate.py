@@ -1,4 +1,4 @@
-"""Evaluation: predictions over a split, accuracy, macro-F1, per-subset metrics."""
+"""Evaluation: predictions over a split, accuracy, macro-F1, per-subset metrics (and a data set's extra metrics)."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional
@@ -8,6 +8,7 @@ import torch
 
 from mmbench.batching import SplitTensors, all_subsets, subset_name
 from mmbench.methods.base import Method
+from mmbench.metrics import EXTRA_METRICS
 
 
 @torch.no_grad()
@@ -78,3 +79,20 @@ def evaluate_missing_rates(method: Method, split: SplitTensors, num_classes: int
         mask = torch.from_numpy(robustness_test_mask(len(split), split.modalities, eta, dataset, seed))
         out[f"{eta:g}"] = evaluate_logits(predict_split(method, split, batch_size, mask), split.labels, num_classes)["acc"]
     return out
+
+
+def extra_subset_metrics(method: Method, split: SplitTensors, name: str, batch_size: int,
+                         logits: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, Dict[str, float]]:
+    """A data set's extra metrics (``meta["extra_metrics"]``, e.g. ``"anti_spoofing"``) for every subset.
+
+    Returns ``{subset name: {metric: value}}``, computed on the arg-max predictions; ``logits`` (subset
+    name -> ``[N, C]``, from :func:`subset_logits`) saves predicting again.
+
+    Raises:
+        ValueError: ``name`` is not a known extra metric (the message lists the known ones).
+    """
+    if name not in EXTRA_METRICS:
+        raise ValueError(f"unknown extra_metrics {name!r} (known: {', '.join(sorted(EXTRA_METRICS))})")
+    fn, true = EXTRA_METRICS[name], split.labels.cpu().numpy()
+    logits = subset_logits(method, split, batch_size) if logits is None else logits
+    return {subset: fn(lg.argmax(1).cpu().numpy(), true) for subset, lg in logits.items()}

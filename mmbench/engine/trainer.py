@@ -14,10 +14,12 @@ from mmbench.batching import SplitTensors, subset_name
 from mmbench.data.base import MultimodalDataset
 from mmbench.engine.context import DivergedError, TrainContext
 from mmbench.engine.evaluate import (
-    evaluate_logits, evaluate_missing_rates, evaluate_subsets, predict_split, subset_logits, unimodal_split,
+    evaluate_logits, evaluate_missing_rates, evaluate_subsets, extra_subset_metrics, predict_split, subset_logits,
+    unimodal_split,
 )
 from mmbench.engine.outcomes import build_outcomes
 from mmbench.engine.memory import SavedTensorMeter
+from mmbench.engine.selection import is_better, selection_start
 from mmbench.methods.base import Method, RunInfo
 from mmbench.models.model import MultimodalModel
 from mmbench.patterns import ROBUSTNESS_RATES, Pattern
@@ -87,6 +89,9 @@ def fit_and_test(
 ) -> Dict[str, Any]:
     """Train ``method`` for ``info.epochs``, keep the best epoch on validation, test once.
 
+    Selection (:mod:`mmbench.engine.selection`): only epochs from ``method.selection_start_epoch()``
+    on are candidates, and ties go to the latest epoch.
+
     Returns ``{"metrics": ..., "throughput": ..., "history": [...]}``. Raises
     :class:`DivergedError` when the loss becomes non-finite.
     """
@@ -104,6 +109,7 @@ def fit_and_test(
 
     method.on_fit_start(ctx)
     best, best_epoch, best_state = -math.inf, -1, None
+    first_eligible = selection_start(method, info.epochs)  # warm-up epochs are evaluated but never kept
     history: List[Dict[str, float]] = []
     # Step durations (seconds) of the plain steps, and of those slowed by the memory hooks (kept apart).
     plain_steps: List[float] = []
@@ -146,7 +152,7 @@ def fit_and_test(
         coefficients = method.pop_coefficients()
         if coefficients:  # balancing methods' per-epoch mean coefficients (Method.log_coefficients)
             history[-1]["coefficients"] = coefficients
-        if score > best:
+        if epoch >= first_eligible and is_better(score, best):
             best, best_epoch, best_state = score, epoch, _snapshot(method)
         if progress:
             progress(epoch)
@@ -154,8 +160,9 @@ def fit_and_test(
     if best_state is not None:
         _restore(method, best_state)
     outcomes: Dict[str, Any] = {}
-    metrics = test_metrics(method, te, info, test_mask_fixed, ebs, outcomes, data.split["test"])
-    metrics.update({"val_selection": best, "best_epoch": best_epoch})
+    metrics = test_metrics(method, te, info, test_mask_fixed, ebs, outcomes, data.split["test"],
+                           data.meta.get("extra_metrics"))
+    metrics.update({"val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible})
     if device.type == "cuda":
         peak_mb, mem_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
     else:
@@ -178,11 +185,13 @@ def fit_and_test(
 
 
 def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Optional[torch.Tensor], bs: int,
-                 outcomes: Optional[Dict[str, Any]] = None, test_ids=None) -> Dict[str, Any]:
+                 outcomes: Optional[Dict[str, Any]] = None, test_ids=None, extra: Optional[str] = None) -> Dict[str, Any]:
     """Every test metric, each computed once on every test sample.
 
     When ``outcomes`` is a dict, it is filled with the per-sample outcome record
     (:func:`mmbench.engine.outcomes.build_outcomes`) of the fused, per-subset, probe and masked predictions.
+    ``extra``: a data set's ``meta["extra_metrics"]`` (e.g. ``"anti_spoofing"``): its metrics per subset
+    go under ``metrics["extra"][extra]``.
     """
     fused_logits = predict_split(method, te, bs)
     full = evaluate_logits(fused_logits, te.labels, info.num_classes)
@@ -215,4 +224,6 @@ def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Opt
     if outcomes is not None:
         ids = np.arange(len(te)) if test_ids is None else np.asarray(test_ids)
         outcomes.update(build_outcomes(ids, te.labels, named, info.seed, test_mask, info.num_classes))
+    if extra:
+        metrics["extra"] = {extra: extra_subset_metrics(method, te, extra, bs, per_subset)}
     return metrics

@@ -132,6 +132,12 @@ class ARL(Method):
     """
 
     name = "arl"
+    # The released launch scripts (methods.md, ARL (b)): CREMA-D gamma 4, T 8; KS 3, 4; AVE 5, 4;
+    # VGGSound 1, 4 (its *_arl.sh scripts; vggsound.sh has gamma 5).
+    dataset_hparams = {"crema-d*": {"gamma": 4.0, "temperature": 8.0},
+                       "kinetics-sounds": {"gamma": 3.0, "temperature": 4.0},
+                       "ave": {"gamma": 5.0, "temperature": 4.0},
+                       "vggsound": {"gamma": 1.0, "temperature": 4.0}}
     hparams = {
         "gamma": 1.0,
         "temperature": 4.0,
@@ -159,6 +165,10 @@ class ARL(Method):
         self.weight_history: List[List[float]] = []
 
     # ----------------------------------------------------------------- helpers
+    def selection_start_epoch(self) -> int:
+        """The first epoch past warm-up (the first with ARL's coefficients and ``gamma``)."""
+        return warmup_end(self.hp["start"], self.info.epochs) + 1
+
     def active(self, ctx) -> bool:
         """Whether the epoch is past warm-up (a Python decision from the epoch number)."""
         return ctx.epoch > warmup_end(self.hp["start"], ctx.epochs)

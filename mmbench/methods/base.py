@@ -14,6 +14,8 @@ hooks (all optional but :attr:`name`):
   one with several backward passes or alternating per-modality steps (MLA, ReconBoost, Greedy)
   overrides :meth:`training_step` and calls ``ctx.zero_grad/backward/step`` itself.
 * :meth:`predict` (fused logits) and :meth:`unimodal_logits` (per-modality logits) for evaluation.
+* :meth:`selection_start_epoch`: a method with phases (a warm-up, mining epochs) names the first
+  epoch trained with its own objective; model selection never keeps an earlier epoch.
 
 A new method is one file: subclass :class:`Method`, set ``name`` and ``hparams``, decorate with
 :func:`register_method`.
@@ -153,6 +155,16 @@ class Method:
                 labels = self.info.modalities if len(mean) == self.info.num_modalities else range(len(mean))
                 out.update({f"{name}:{label}": v for label, v in zip(labels, mean)})
         return out
+
+    def selection_start_epoch(self) -> int:
+        """First epoch (0-based) whose model may be selected: the first trained with this method's own objective.
+
+        The engine evaluates every epoch but keeps only epochs ``>=`` this one (see
+        :mod:`mmbench.engine.selection`). Default 0: no phases. A method with a warm-up or a
+        stage before its losses switch on overrides it from ``self.info.epochs`` and its
+        hyper-parameters, with the same epoch arithmetic its training uses.
+        """
+        return 0
 
     # ----------------------------------------------------------------- training hooks
     def on_fit_start(self, ctx) -> None:

@@ -161,6 +161,10 @@ class MMANet(Method):
             return int(self.hp["begin_epoch"])
         return max(1, math.ceil(self.hp["begin_frac"] * self.info.epochs))
 
+    def selection_start_epoch(self) -> int:
+        """``begin_epoch``: the first epoch with MAD and MAR (before it the student trains on plain CE)."""
+        return self.begin_epoch
+
     def mining_epoch(self, epoch: int) -> bool:
         return self.begin_epoch - self.hp["mine_epochs"] <= epoch < self.begin_epoch
 

@@ -54,6 +54,11 @@ def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
     # per-sample outcomes (None for older runs): what intervals and paired tests resample
     row["outcomes"] = result.get("outcomes") or None
     row["coefficients"] = history_coefficients(result.get("history", []))  # balancing coefficients per epoch
+    # a data set's extra metrics per subset (CASIA-SURF: apcer / bpcer / acer) -> "acer:rgb+depth" ...
+    for per_subset in metrics.get("extra", {}).values():
+        for s, values in per_subset.items():
+            for name, value in values.items():
+                row[f"{name}:{s}"] = value
     return row
 
 

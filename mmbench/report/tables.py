@@ -105,6 +105,24 @@ def dataset_table(agg: pd.DataFrame, dataset: str, pattern: str) -> str:
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
+def extra_metric_table(agg: pd.DataFrame, dataset: str, pattern: str, metric: str) -> str:
+    """One data set and pattern: an extra metric (``"acer"``, %) for every modality subset, then the mean
+    over subsets; rows sorted by that mean, lowest first (the error rates are lower-is-better)."""
+    sub = agg[(agg.dataset == dataset) & (agg.pattern == pattern)]
+    cols = [c[: -len("|mean")] for c in sub.columns if c.startswith(f"{metric}:") and c.endswith("|mean")
+            and sub[c].notna().any()]
+    if sub.empty or not cols:
+        return "_no finished runs_"
+    cols.sort(key=lambda c: (-c.count("+"), c))
+    rows = []
+    for _, r in sub.iterrows():
+        mean = float(pd.Series([r[f"{c}|mean"] for c in cols]).mean())
+        rows.append((mean, [r.method] + [_cell(r, c) for c in cols] + [_fmt(mean, float("nan"), 1)]))
+    rows.sort(key=lambda pair: pair[0])  # best (lowest) first
+    return tabulate([row for _, row in rows], headers=["method"] + [c.split(":", 1)[1] for c in cols] + ["mean"],
+                    tablefmt="github")
+
+
 def throughput_table(agg: pd.DataFrame, pattern: str = "complete") -> str:
     """Step time relative to joint training on the same data set, samples/s and peak memory."""
     sub = agg[agg.pattern == pattern]
@@ -183,6 +201,11 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
     for pattern in patterns:
         for dataset in sorted(agg[agg.pattern == pattern].dataset.unique()):
             parts += [f"## {dataset}, pattern `{pattern}`", "", dataset_table(agg, dataset, pattern), ""]
+            if any(c.startswith("acer:") for c in agg.columns):  # anti-spoofing data sets report ACER
+                table = extra_metric_table(agg, dataset, pattern, "acer")
+                if table != "_no finished runs_":
+                    parts += [f"ACER (%, lower is better) per modality combination at test, `{dataset}`, "
+                              f"pattern `{pattern}`; mean over the combinations last.", "", table, ""]
     parts += traces_section(df)
     parts += reported_sections(reported or {}, agg.dataset.unique())
     parts += [

@@ -46,3 +46,30 @@ def test_val_and_test_use_the_train_statistics():
     np.testing.assert_array_equal(standardize(d).arrays["s"][tr], z.arrays["s"][tr])
     m, s = z.meta["standardize"]["s"]
     assert m.shape == (2, 1) and s.shape == (2, 1)
+
+
+def test_a_memory_mapped_modality_is_standardised_in_chunks(tmp_path, monkeypatch):
+    """Data sets from disk (CREMA-D frames: 4.5 GB) must not be copied whole to float64: the peak
+    allocation stays near the float32 output, not 4x it as a whole-array float64 pass needs."""
+    import tracemalloc
+
+    import sys
+
+    module = sys.modules["mmbench.data.standardize"]  # the package re-exports the function under this name
+
+    n, shape = 400, (3, 32, 32)
+    x = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=(n, *shape))
+    x[:] = np.random.default_rng(0).normal(5.0, 2.0, size=x.shape)
+    x.flush()
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    d = MultimodalDataset("mm", [ModalitySpec("i", "image", shape)], {"i": x}, np.zeros(n, np.int64), 1,
+                          random_split(n))
+    monkeypatch.setattr(module, "CHUNK_BYTES", 16 * 8 * int(np.prod(shape)), raising=False)  # 16 rows
+    tracemalloc.start()
+    z = standardize(d)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.5 * x.nbytes
+    ref = np.asarray(x, dtype=np.float64)[d.split["train"]]
+    mean, std = ref.mean(axis=(0, 2, 3), keepdims=True), ref.std(axis=(0, 2, 3), keepdims=True)
+    np.testing.assert_allclose(z.arrays["i"], (np.asarray(x) - mean) / std, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,62 @@
+"""Data sets read from a ``prepare`` cache: ``crema-d``, ``cmu-mosei``, ... (see :mod:`mmbench.prepare`).
+
+Each preparer's ``datasets`` are registered at the first data-set lookup (a registry hook, so that
+importing :mod:`mmbench.data` does not import :mod:`mmbench.prepare`, which imports it). A loader
+reads the last completed cache of its preparer as read-only memmaps; the split comes from the
+preparer's ``split`` variant. A missing cache is a ``FileNotFoundError`` saying to run ``prepare``.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from mmbench.data.base import ModalitySpec, MultimodalDataset
+from mmbench.data.registry import _BEFORE_LOOKUP, DATASETS, register_dataset
+
+_registered: List[str] = []
+
+
+def load_prepared(name: str, split_seed: int = 0) -> MultimodalDataset:
+    """The data set ``name`` (e.g. ``crema-d-speaker``) from its preparer's current cache.
+
+    Returns:
+        arrays: modality -> read-only float32 memmap ``[N, *shape]`` (N = every listed item; rows of
+        skipped items are zeros and in no split); labels int64 ``[N]``; split from the preparer's
+        variant with ``split_seed``; ``meta["fingerprint"]`` the cache's fingerprint.
+    """
+    from mmbench.prepare.base import PREPARERS
+    from mmbench.prepare.cache import find_cache, read_cache
+
+    preparer = next(p for _, p in PREPARERS.items() if name in p.datasets)
+    cache = read_cache(find_cache(preparer.name))
+    split = {k: np.asarray(v, dtype=np.int64) for k, v in preparer.split(preparer.datasets[name], cache,
+                                                                          split_seed).items()}
+    meta = cache.meta
+    return MultimodalDataset(
+        name=name, specs=[ModalitySpec(s["name"], s["kind"], tuple(s["shape"])) for s in meta["specs"]],
+        arrays=dict(cache.arrays), labels=cache.labels.astype(np.int64), num_classes=len(meta["class_names"]),
+        split=split, class_names=list(meta["class_names"]),
+        source=f"{preparer.name} prepared from {meta['settings']['src']} into {cache.folder}",
+        meta={"fingerprint": meta["fingerprint"], "cache": str(cache.folder), "settings": meta["settings"],
+              # the data set's extra evaluation metrics (mmbench.metrics), e.g. CASIA-SURF's anti-spoofing rates
+              **({"extra_metrics": preparer.extra_metrics} if getattr(preparer, "extra_metrics", None) else {})},
+    )
+
+
+def register_prepared() -> None:
+    """Register every preparer's data sets (once each)."""
+    from mmbench.prepare import load_builtin
+    from mmbench.prepare.base import PREPARERS
+
+    load_builtin()
+    for _, preparer in PREPARERS.items():
+        for name in preparer.datasets:
+            if name in _registered or name in DATASETS:
+                continue
+            register_dataset(name, lambda split_seed=0, _n=name: load_prepared(_n, split_seed),
+                             description=preparer.dataset_descriptions.get(name, preparer.description))
+            _registered.append(name)
+
+
+_BEFORE_LOOKUP.append(register_prepared)
