@@ -92,3 +92,15 @@ def test_a_changed_source_file_is_prepared_again(root):
     assert not again.reused and again.processed == 1 and again.folder == first.folder
     assert not np.array_equal(np.load(first.folder / "audio.npy")[row], before)
     assert again.fingerprint != first.fingerprint
+
+
+def test_a_skip_whose_reason_was_not_flushed_is_redone(root):
+    """Killed after marking an item skipped but before skipped.json was flushed: the rerun redoes the
+    item, so the final report still gives its reason."""
+    (root / "AudioWAV" / f"{CLIPS[2]}.wav").write_bytes(b"junk")
+    first = prepare("crema-d", root, SETTINGS, workers=1, show_progress=False)
+    assert [e[0] for e in first.skipped["unreadable audio"]] == [CLIPS[2]]
+    (first.folder / "skipped.json").write_text("{}")  # the state such a kill leaves
+    (first.folder / "meta.json").unlink()
+    again = prepare("crema-d", root, SETTINGS, workers=1, show_progress=False)
+    assert again.processed == 1 and [e[0] for e in again.skipped["unreadable audio"]] == [CLIPS[2]]
