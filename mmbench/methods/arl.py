@@ -131,7 +131,7 @@ class ARL(Method):
     """
 
     name = "arl"
-    # The released launch script for CREMA-D (methods.md, ARL (b)): gamma 4, T 8.
+    # The released CREMA-D launch script: gamma 4, T 8 (KS 3 / 4, AVE 5 / 4).
     dataset_hparams = {"crema-d*": {"gamma": 4.0, "temperature": 8.0}}
     hparams = {
         "gamma": 1.0,
@@ -156,6 +156,10 @@ class ARL(Method):
         self.weight_history: List[List[float]] = []
 
     # ----------------------------------------------------------------- helpers
+    def selection_start_epoch(self) -> int:
+        """The first epoch past warm-up (the first with ARL's coefficients and ``gamma``)."""
+        return warmup_end(self.hp["start"], self.info.epochs) + 1
+
     def active(self, ctx) -> bool:
         """Whether the epoch is past warm-up (a Python decision from the epoch number)."""
         return ctx.epoch > warmup_end(self.hp["start"], ctx.epochs)
@@ -203,6 +207,7 @@ class ARL(Method):
         self.last_weights, self.last_scale = w, scale
         self._w_sum = w.clone() if self._w_sum is None else self._w_sum + w
         self._w_count += 1
+        self.log_coefficients({"w": w})
 
     def on_epoch_end(self, ctx) -> None:
         # Between epochs a host read is fine.

@@ -114,7 +114,7 @@ class DGL(Method):
     """
 
     name = "dgl"
-    # The code default for CREMA-D (methods.md, DGL (b)): alpha 4 (the scripts also try 5).
+    # The released code default for CREMA-D: alpha 4 (its scripts also try 5).
     dataset_hparams = {"crema-d*": {"alpha": 4.0}}
     hparams = {"alpha": 2.0, "gated_quirk": False, "backend": "auto"}
 

@@ -15,13 +15,13 @@ Samples are the clips in ``AudioWAV``; a listed clip without a file is reported,
 or video are missing or unreadable is skipped and reported. Labels come from the list files, else
 from the clip name's third field; classes in the papers' order NEU HAP SAD FEA DIS ANG.
 
-Settings (defaults: the OGM-GE / ARL / DGL code, methods.md "Shared audio-visual setup"):
+Settings (defaults: the released OGM-GE / ARL / DGL code, which share this front-end):
 
 * ``sample_rate=22050``, ``seconds=3``: audio loaded at 22.05 kHz, tiled and cropped to 3 s, clipped
   to [-1, 1] (the distributed wavs are 16 kHz: resampled with ``resample_poly``);
 * ``n_fft=512``, ``hop=353``: log(|STFT| + 1e-7) -> ``audio`` [1, 257, 188], no normalisation;
 * ``fps=1``, ``n_frames=1``: one frame per clip, the first of the 1-fps extraction (the papers'
-  loaders read the first files of the frame folder; [CODE-QUIRK] in methods.md);
+  loaders draw random frame indices but then read the first files of the folder listing);
 * ``size=224``, ``normalize=true``: resized to 224 x 224 (the papers' *test* transform; the harness
   trains on fixed arrays, so the train-time RandomResizedCrop/flip augmentation is not applied) and
   ImageNet-normalised -> ``visual`` [3 * n_frames, 224, 224] (frames stacked on the channel axis);
