@@ -88,7 +88,7 @@ class PMR(Method):
     """
 
     name = "pmr"
-    # The official CREMA-D bash line (concat fusion): alpha 2.0 (baselines doc 3.2).
+    # The official CREMA-D bash line (concat fusion): alpha 2.0.
     dataset_hparams = {"crema-d*": {"alpha": 2.0}}
     hparams: Dict[str, Any] = {
         "alpha": 0.6,

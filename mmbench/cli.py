@@ -329,8 +329,6 @@ class Publish(Command):
         return 0
 
 
-
-
 class Prepare(Command):
     name = "prepare"
     help = "decode and preprocess a data set on disk once into the cache that --dataset NAME reads"

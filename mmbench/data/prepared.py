@@ -4,6 +4,10 @@ Each preparer's ``datasets`` are registered at the first data-set lookup (a regi
 importing :mod:`mmbench.data` does not import :mod:`mmbench.prepare`, which imports it). A loader
 reads the last completed cache of its preparer as read-only memmaps; the split comes from the
 preparer's ``split`` variant. A missing cache is a ``FileNotFoundError`` saying to run ``prepare``.
+
+Each entry declares its fingerprint for the run key (:func:`prepared_fingerprint`): the cache's
+``<settings hash>-<content hash>``, the split variant and the split seed, read from ``meta.json``, so
+the arrays (GBs for CREMA-D) are never hashed again per run.
 """
 from __future__ import annotations
 
@@ -25,10 +29,9 @@ def load_prepared(name: str, split_seed: int = 0) -> MultimodalDataset:
         skipped items are zeros and in no split); labels int64 ``[N]``; split from the preparer's
         variant with ``split_seed``; ``meta["fingerprint"]`` the cache's fingerprint.
     """
-    from mmbench.prepare.base import PREPARERS
     from mmbench.prepare.cache import find_cache, read_cache
 
-    preparer = next(p for _, p in PREPARERS.items() if name in p.datasets)
+    preparer = _preparer_of(name)
     cache = read_cache(find_cache(preparer.name))
     split = {k: np.asarray(v, dtype=np.int64) for k, v in preparer.split(preparer.datasets[name], cache,
                                                                           split_seed).items()}
@@ -44,6 +47,27 @@ def load_prepared(name: str, split_seed: int = 0) -> MultimodalDataset:
     )
 
 
+def _preparer_of(name: str):
+    from mmbench.prepare.base import PREPARERS
+
+    return next(p for _, p in PREPARERS.items() if name in p.datasets)
+
+
+def prepared_fingerprint(name: str, split_seed: int = 0) -> str:
+    """``"<settings hash>-<content hash>:<split variant>:split_seed=<k>"`` of the cache ``name`` reads.
+
+    Raises:
+        FileNotFoundError: no completed cache (the message says to run ``prepare``).
+    """
+    import json
+
+    from mmbench.prepare.cache import find_cache
+
+    preparer = _preparer_of(name)
+    meta = json.loads((find_cache(preparer.name) / "meta.json").read_text())
+    return f"{meta['fingerprint']}:{preparer.datasets[name]}:split_seed={split_seed}"
+
+
 def register_prepared() -> None:
     """Register every preparer's data sets (once each)."""
     from mmbench.prepare import load_builtin
@@ -55,7 +79,8 @@ def register_prepared() -> None:
             if name in _registered or name in DATASETS:
                 continue
             register_dataset(name, lambda split_seed=0, _n=name: load_prepared(_n, split_seed),
-                             description=preparer.dataset_descriptions.get(name, preparer.description))
+                             description=preparer.dataset_descriptions.get(name, preparer.description),
+                             fingerprint=lambda split_seed=0, _n=name: prepared_fingerprint(_n, split_seed))
             _registered.append(name)
 
 

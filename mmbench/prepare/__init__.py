@@ -26,8 +26,10 @@ sets (loaders reading the memmaps, :mod:`mmbench.data.prepared`) at the first da
 
 Functions: :func:`mmbench.prepare.run.prepare` (the command's work, returns a ``PrepareReport``),
 :func:`mmbench.prepare.cache.find_cache` / ``read_cache``, and
-:func:`mmbench.prepare.cache.dataset_fingerprint` (``"<settings hash>-<content hash>"`` of the cache a
-data set reads, ``None`` for a data set not prepared from disk: the run-key hook).
+:func:`mmbench.prepare.cache.cache_fingerprint` (``"<settings hash>-<content hash>"`` of the cache a
+data set reads, ``None`` for a data set not prepared from disk). The registered data sets declare
+it (with the split variant and seed) as their registry fingerprint, which the run key includes
+(:func:`mmbench.data.prepared.prepared_fingerprint`).
 """
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ def read_cache(folder: Path) -> PreparedCache:
     )
 
 
-def dataset_fingerprint(name: str) -> Optional[str]:
+def cache_fingerprint(name: str) -> Optional[str]:
     """``"<settings hash>-<content hash>"`` of the cache ``--dataset <name>`` reads, for the run key.
 
     ``name`` is a prepare name (``crema-d``) or any data set registered from it (``crema-d-speaker``);

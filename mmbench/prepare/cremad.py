@@ -4,7 +4,7 @@ Layouts read (``prepare crema-d --src ROOT``; ``layout=auto`` picks by the folde
 
     ROOT/                                   papers' layout (OGM-GE / PMR / ARL / DGL code)
         AudioWAV/1001_DFA_ANG_XX.wav ...
-        Image-01-FPS/1001_DFA_ANG_XX/*.jpg  frames extracted at 1 fps
+        Image-01-FPS/1001_DFA_ANG_XX/*.jpg  frames extracted at 1 fps (Image-{fps:02d}-FPS, as the code names it)
         train.csv, test.csv                 "clip,LABEL" lists of the published split (optional)
 
     ROOT/                                   the distribution as downloaded
@@ -15,13 +15,13 @@ Samples are the clips in ``AudioWAV``; a listed clip without a file is reported,
 or video are missing or unreadable is skipped and reported. Labels come from the list files, else
 from the clip name's third field; classes in the papers' order NEU HAP SAD FEA DIS ANG.
 
-Settings (defaults: the OGM-GE / ARL / DGL code, methods.md "Shared audio-visual setup"):
+Settings (defaults: the released OGM-GE / ARL / DGL code, which share this front-end):
 
 * ``sample_rate=22050``, ``seconds=3``: audio loaded at 22.05 kHz, tiled and cropped to 3 s, clipped
   to [-1, 1] (the distributed wavs are 16 kHz: resampled with ``resample_poly``);
 * ``n_fft=512``, ``hop=353``: log(|STFT| + 1e-7) -> ``audio`` [1, 257, 188], no normalisation;
 * ``fps=1``, ``n_frames=1``: one frame per clip, the first of the 1-fps extraction (the papers'
-  loaders read the first files of the frame folder; [CODE-QUIRK] in methods.md);
+  loaders draw random frame indices but then read the first files of the folder listing);
 * ``size=224``, ``normalize=true``: resized to 224 x 224 (the papers' *test* transform; the harness
   trains on fixed arrays, so the train-time RandomResizedCrop/flip augmentation is not applied) and
   ImageNet-normalised -> ``visual`` [3 * n_frames, 224, 224] (frames stacked on the channel axis);
@@ -56,7 +56,12 @@ from mmbench.prepare.base import Item, Listing, PreparedCache, Preparer, SkipIte
 CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]  # the papers' class_dict order
 CLIP_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})$")
 LAYOUTS = ("auto", "papers", "distribution")
-FRAMES_DIR, VIDEO_DIR, AUDIO_DIR = "Image-01-FPS", "VideoFlash", "AudioWAV"
+VIDEO_DIR, AUDIO_DIR = "VideoFlash", "AudioWAV"
+
+
+def frames_dir(settings: Dict[str, Any]) -> str:
+    """The papers' frame folder for the fps setting: ``Image-{fps:02d}-FPS`` (``Image-01-FPS`` at 1 fps)."""
+    return f"Image-{int(settings['fps']):02d}-FPS"
 # val as large as test on the published split: 744 of 6,698 train clips
 VAL_FRACTION = 744 / 6698
 SPEAKER_FRACTIONS = (0.2, 0.1)  # test, val
@@ -104,17 +109,18 @@ class CremaD(Preparer):
         layout = settings["layout"]
         if layout not in LAYOUTS:
             raise ValueError(f"crema-d: layout={layout!r}; expected one of {', '.join(LAYOUTS)}")
+        frames = frames_dir(settings)
         if not (src / AUDIO_DIR).is_dir():
             raise FileNotFoundError(f"crema-d: audio folder {str(src / AUDIO_DIR)!r} is missing "
-                                    f"(expected {AUDIO_DIR}/ with {FRAMES_DIR}/ or {VIDEO_DIR}/ under {str(src)!r})")
+                                    f"(expected {AUDIO_DIR}/ with {frames}/ or {VIDEO_DIR}/ under {str(src)!r})")
         if layout == "auto":
-            if (src / FRAMES_DIR).is_dir():
+            if (src / frames).is_dir():
                 return "papers"
             if (src / VIDEO_DIR).is_dir():
                 return "distribution"
-            raise FileNotFoundError(f"crema-d: neither {str(src / FRAMES_DIR)!r} (papers' layout) nor "
+            raise FileNotFoundError(f"crema-d: neither {str(src / frames)!r} (papers' layout) nor "
                                     f"{str(src / VIDEO_DIR)!r} (distribution) exists")
-        folder = src / (FRAMES_DIR if layout == "papers" else VIDEO_DIR)
+        folder = src / (frames if layout == "papers" else VIDEO_DIR)
         if not folder.is_dir():
             raise FileNotFoundError(f"crema-d: layout={layout} needs the folder {str(folder)!r}")
         return layout
@@ -155,7 +161,7 @@ class CremaD(Preparer):
                 continue
             paths = {"audio": str(wav)}
             if layout == "papers":
-                paths["frames"] = str(src / FRAMES_DIR / clip)
+                paths["frames"] = str(src / frames_dir(settings) / clip)
             else:
                 paths["video"] = str(src / VIDEO_DIR / f"{clip}.flv")
             items.append(Item(clip, CLASSES.index(label), split, match.group(1) if match else clip.split("_")[0],

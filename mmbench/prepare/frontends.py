@@ -4,8 +4,8 @@
 * frames: ``Pillow`` reads and resizes JPEG frames;
 * video: ``PyAV`` (FFmpeg) decodes a video file to RGB frames at a stated fps.
 
-The defaults of the callers are the papers' (OGM-GE / ARL / DGL code, ``docs``: methods.md "Shared
-audio-visual setup"); each preparer's docstring lists them. Decoders are optional extras
+The defaults of the callers are the papers' (the released OGM-GE / ARL / DGL code); each preparer's
+docstring lists them. Decoders are optional extras
 (``pip install -e ".[audio,video]"``); :func:`require` names the extra when one is missing.
 
 Every decoding problem raises :class:`SkipItem` naming the file, so a bad clip is reported, not fatal.

@@ -132,6 +132,9 @@ def _open(folder: Path, record: Dict[str, Any], items: List[Item], shapes: Dict[
               for m, s in shapes.items()}
     status = np.lib.format.open_memmap(folder / "status.npy", mode=mode, dtype=np.uint8, shape=(n,))
     skipped = json.loads((folder / "skipped.json").read_text())
+    # killed between a status write and the next flush of skipped.json: redo, so no reason is lost
+    ids = [it.id for it in items]
+    changed += [i for i in np.flatnonzero(status == STATUS_SKIPPED).tolist() if ids[i] not in skipped]
     if changed:
         (folder / "meta.json").unlink(missing_ok=True)  # incomplete until the changed rows are redone
         status[changed] = STATUS_TODO

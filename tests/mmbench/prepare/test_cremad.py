@@ -142,3 +142,16 @@ def test_papers_shapes_train_through_the_harness_encoders():
     model = MultimodalModel(specs, num_classes=6)
     feats = [model.encoders[s.name](torch.randn(2, *s.shape)) for s in specs]
     assert [tuple(f.shape) for f in feats] == [(2, 64), (2, 64)]
+
+
+def test_two_commands_prepare_then_the_audio_visual_suite(papers_root, cache, tmp_path, capsys):
+    """The issue's promise: with CREMA-D on disk, `prepare` then `all --suite audio-visual`."""
+    assert main(["prepare", "crema-d", "--src", str(papers_root), "--workers", "1", "--set", *SMALL_AV]) == 0
+    out = tmp_path / "results"
+    assert main(["all", "--suite", "audio-visual", "--datasets", "crema-d", "--methods", "joint",
+                 "--patterns", "complete", "--seeds", "0",
+                 "--set", "epochs=1", "--workers", "1", "--out", str(out)]) == 0
+    assert "ok 1" in capsys.readouterr().out
+    result = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert result["status"] == "ok" and result["spec"]["dataset"] == "crema-d"
+    assert result["config"]["train"]["lr"] == 1e-3 and result["config"]["train"]["schedule"] == "step"

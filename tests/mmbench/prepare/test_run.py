@@ -9,7 +9,7 @@ from prepare_fixtures import SMALL_AV, cremad_clips, write_cremad_papers, write_
 
 from mmbench.cli import main
 from mmbench.data import load_dataset
-from mmbench.prepare.cache import STATUS_DONE, STATUS_TODO, dataset_fingerprint, find_cache
+from mmbench.prepare.cache import STATUS_DONE, STATUS_TODO, cache_fingerprint, find_cache
 from mmbench.prepare.run import prepare
 
 CLIPS = cremad_clips(speakers=(1001, 1002, 1003), sentences=("DFA",))  # 18 clips
@@ -59,7 +59,7 @@ def test_same_settings_reuse_changed_setting_makes_a_new_cache(root, capsys):
     args = ["prepare", "crema-d", "--src", str(root), "--workers", "1", "--set", *SMALL_AV]
     assert main(args) == 0
     first = find_cache("crema-d")
-    fp_first = dataset_fingerprint("crema-d")
+    fp_first = cache_fingerprint("crema-d")
     assert main(args) == 0
     assert "cache up to date" in capsys.readouterr().out and find_cache("crema-d") == first
 
@@ -69,9 +69,9 @@ def test_same_settings_reuse_changed_setting_makes_a_new_cache(root, capsys):
     settings = json.loads((second / "settings.json").read_text())
     assert settings["settings"]["size"] == 16 and second.name == f"crema-d-{settings['hash']}"
     assert load_dataset("crema-d").arrays["visual"].shape[1:] == (3, 16, 16)
-    assert dataset_fingerprint("crema-d-speaker") != fp_first
-    assert dataset_fingerprint("crema-d").startswith(settings["hash"])
-    assert dataset_fingerprint("watch") is None  # not a prepared data set
+    assert cache_fingerprint("crema-d-speaker") != fp_first
+    assert cache_fingerprint("crema-d").startswith(settings["hash"])
+    assert cache_fingerprint("watch") is None  # not a prepared data set
 
 
 def test_unknown_data_set_lists_the_known(root, capsys):
@@ -92,3 +92,33 @@ def test_a_changed_source_file_is_prepared_again(root):
     assert not again.reused and again.processed == 1 and again.folder == first.folder
     assert not np.array_equal(np.load(first.folder / "audio.npy")[row], before)
     assert again.fingerprint != first.fingerprint
+
+
+def test_a_skip_whose_reason_was_not_flushed_is_redone(root):
+    """Killed after marking an item skipped but before skipped.json was flushed: the rerun redoes the
+    item, so the final report still gives its reason."""
+    (root / "AudioWAV" / f"{CLIPS[2]}.wav").write_bytes(b"junk")
+    first = prepare("crema-d", root, SETTINGS, workers=1, show_progress=False)
+    assert [e[0] for e in first.skipped["unreadable audio"]] == [CLIPS[2]]
+    (first.folder / "skipped.json").write_text("{}")  # the state such a kill leaves
+    (first.folder / "meta.json").unlink()
+    again = prepare("crema-d", root, SETTINGS, workers=1, show_progress=False)
+    assert again.processed == 1 and [e[0] for e in again.skipped["unreadable audio"]] == [CLIPS[2]]
+
+
+def test_the_run_key_follows_the_prepared_cache(root):
+    """A run on a re-prepared cache (another setting) gets another key: never an earlier result."""
+    from mmbench.config import RunSpec
+    from mmbench.data.registry import dataset_fingerprint
+    from mmbench.run_key import run_key
+
+    with pytest.raises(FileNotFoundError, match="prepare crema-d"):
+        dataset_fingerprint("crema-d")
+    prepare("crema-d", root, SETTINGS, workers=1, show_progress=False)
+    spec = RunSpec("joint", "crema-d")
+    first, speaker = run_key(spec), run_key(RunSpec("joint", "crema-d-speaker"))
+    assert first != speaker
+    prepare("crema-d", root, {**SETTINGS, "size": "16"}, workers=1, show_progress=False)
+    assert run_key(spec) != first
+    prepare("crema-d", root, SETTINGS, workers=1, show_progress=False)  # back to the first cache
+    assert run_key(spec) == first
