@@ -213,11 +213,23 @@ class Steps(Command):
         p.add_argument("--datasets", default="mfeat-pix-mor,mfeat-fou-zer-mor,watch,synthetic",
                        help="data sets (comma list, wildcards; default: those of the default suite)")
         p.add_argument("--epochs", type=int, default=3, help="epochs per timed training (default 3)")
-        p.add_argument("--rounds", type=int, default=5, help="rounds over all methods (default 5)")
+        p.add_argument("--rounds", type=int, default=None, help="rounds over all methods (default 5; paper scale: "
+                       "3)")
         p.add_argument("--out", default="results")
+        p.add_argument("--scale", default="suite", choices=["suite", "paper"],
+                       help="suite: the default suite's data sets (default); paper: one step of every method at "
+                            "CREMA-D shapes with ResNet-18s (writes STEPTIME-paper.md / steptime-paper.csv)")
+        p.add_argument("--device", default=None, help="paper scale: cpu or cuda (default: cuda if available)")
+        p.add_argument("--batch", type=int, default=None, help="paper scale: batch (default 64 on a GPU, 4 on a CPU)")
+        p.add_argument("--steps", type=int, default=None, help="paper scale: timed steps per method and round")
+        p.add_argument("--threads", type=int, default=None, help="paper scale: CPU threads (default 1)")
+        p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="paper scale: mixed precision")
+        p.add_argument("--channels-last", action="store_true", help="paper scale: channels-last memory format")
 
     @staticmethod
     def execute(args) -> int:
+        if args.scale == "paper":
+            return Steps.execute_paper(args)
         from mmbench.data import list_datasets
         from mmbench.methods import list_methods
         from mmbench.steptime import measure, write
@@ -225,9 +237,30 @@ class Steps(Command):
         methods = list_methods(args.methods)
         datasets = list_datasets(args.datasets)
         start = time.time()
-        df = measure(methods, datasets, epochs=args.epochs, rounds=args.rounds, out=args.out,
+        df = measure(methods, datasets, epochs=args.epochs, rounds=args.rounds or 5, out=args.out,
                      progress=lambda line: print(line, flush=True))
         paths = write(df, args.out, args.epochs)
+        print(f"finished in {time.time() - start:.0f} s: {paths['md']}, {paths['csv']}")
+        return 0
+
+
+    @staticmethod
+    def execute_paper(args) -> int:
+        import torch
+
+        from mmbench.methods import list_methods
+        from mmbench.steptime_paper import PaperScale, cpu_defaults, measure, write
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        scale = PaperScale(device=device) if device.startswith("cuda") else cpu_defaults()
+        for field, value in (("rounds", args.rounds), ("batch", args.batch), ("steps", args.steps),
+                             ("threads", args.threads)):
+            if value is not None:
+                setattr(scale, field, value)
+        scale.device, scale.amp, scale.channels_last = device, args.amp, args.channels_last
+        start = time.time()
+        df = measure(list_methods(args.methods), scale, progress=lambda line: print(line, flush=True))
+        paths = write(df, args.out, scale)
         print(f"finished in {time.time() - start:.0f} s: {paths['md']}, {paths['csv']}")
         return 0
 

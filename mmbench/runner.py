@@ -26,7 +26,8 @@ from mmbench.results_store import ResultsStore
 # Engine settings a teacher inherits from the run that asks for it (so a quick run gets quick teachers).
 # Methods other runs ask for as teachers: their complete-pattern runs keep a checkpoint.
 TEACHER_METHODS = ("joint", "unimodal")
-INHERITED_BY_TEACHERS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "device", "threads", "feature_dim", "missing", "fill")
+INHERITED_BY_TEACHERS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "device", "threads", "feature_dim", "missing",
+                         "fill", "encoder", "loader", "workers", "augment", "amp", "channels_last")
 
 
 def seed_everything(seed: int) -> None:

@@ -13,7 +13,7 @@ Public API::
     make_synthetic(...), bayes_optimal_logits(...)       # Gaussian toy with a closed-form optimum
 
 Embedded: mfeat-pix-mor, mfeat-fou-zer, mfeat-fou-zer-mor, mfeat-fac-kar, mfeat, watch, synthetic,
-synthetic-3; on-disk: avmnist.
+synthetic-3, synthetic-av-paper (random, CREMA-D shapes); on-disk: avmnist.
 """
 from mmbench.data.base import SPLITS, ModalitySpec, MultimodalDataset
 from mmbench.data.registry import (
@@ -31,7 +31,7 @@ from mmbench.data.standardize import standardize
 from mmbench.data.validate import DatasetError, validate
 
 # Importing the loaders registers them (nothing is read from disk until a load).
-from mmbench.data import avmnist, mfeat, synthetic, watch  # noqa: E402,F401  isort: skip
+from mmbench.data import avmnist, mfeat, synthetic, synthetic_av, watch  # noqa: E402,F401  isort: skip
 from mmbench.data.arrays import build_dataset  # noqa: E402
 from mmbench.data.folder import load_folder, save_folder  # noqa: E402
 from mmbench.data.synthetic import bayes_optimal_logits, make_synthetic  # noqa: E402
