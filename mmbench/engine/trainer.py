@@ -12,7 +12,9 @@ import torch
 from mmbench.batching import SplitTensors, subset_name
 from mmbench.data.base import MultimodalDataset
 from mmbench.engine import distributed
-from mmbench.engine.accel import StepTimer, autocast, grad_scaler, peak_memory_mb, reset_peak_memory, resolve_device
+from mmbench.engine.accel import (
+    StepTimer, autocast, grad_scaler, peak_memory_mb, reset_peak_memory, resolve_device, use_channels_last,
+)
 from mmbench.engine.context import DivergedError, TrainContext
 from mmbench.engine.evaluate import evaluate_logits, evaluate_subsets, predict_split, unimodal_split
 from mmbench.engine.memory import SavedTensorMeter
