@@ -128,9 +128,18 @@ class Run(Command):
         get_method(args.method)
         load_dataset(args.dataset)
         get_pattern(args.pattern)
+        from mmbench.engine import distributed
+
         spec = RunSpec(args.method, args.dataset, args.pattern, args.seed, parse_overrides(args.set))
-        resolve(spec, get_method(args.method))  # unknown settings: an error now, not a failed run
-        result = Runner(args.out).run(spec, force=args.force)
+        train, _ = resolve(spec, get_method(args.method))  # unknown settings: an error now, not a failed run
+        # Under torchrun (WORLD_SIZE > 1): one run across the processes; rank 0 writes and prints.
+        dist_info = distributed.init_from_env(train["device"])
+        try:
+            result = Runner(args.out).run(spec, force=args.force)
+        finally:
+            distributed.shutdown()
+        if not dist_info.is_main:
+            return 0 if result["status"] == "ok" else 1
         if args.json:
             print(json.dumps(result, indent=1, default=str))
             return 0 if result["status"] == "ok" else 1
@@ -225,6 +234,8 @@ class Steps(Command):
         p.add_argument("--threads", type=int, default=None, help="paper scale: CPU threads (default 1)")
         p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="paper scale: mixed precision")
         p.add_argument("--channels-last", action="store_true", help="paper scale: channels-last memory format")
+        p.add_argument("--clock", choices=["wall", "cpu"], default=None,
+                       help="paper scale on a CPU: time steps by wall clock or process CPU time (default: cpu)")
 
     @staticmethod
     def execute(args) -> int:
@@ -254,7 +265,7 @@ class Steps(Command):
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         scale = PaperScale(device=device) if device.startswith("cuda") else cpu_defaults()
         for field, value in (("rounds", args.rounds), ("batch", args.batch), ("steps", args.steps),
-                             ("threads", args.threads)):
+                             ("threads", args.threads), ("clock", args.clock)):
             if value is not None:
                 setattr(scale, field, value)
         scale.device, scale.amp, scale.channels_last = device, args.amp, args.channels_last

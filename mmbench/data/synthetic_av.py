@@ -19,7 +19,7 @@ FRAME_SHAPE = (3, 224, 224)
 NUM_CLASSES = 6
 
 
-def make_synthetic_av(n: int = 24, frames: int = 1, num_classes: int = NUM_CLASSES, seed: int = 0,
+def make_synthetic_av(n: int = 18, frames: int = 1, num_classes: int = NUM_CLASSES, seed: int = 0,
                       name: str = "synthetic-av-paper") -> MultimodalDataset:
     """``n`` random clips: ``audio`` float32 ``[n, 1, 257, 188]``, ``visual`` float32 ``[n, frames, 3, 224, 224]``."""
     if n < 3 * num_classes:
@@ -38,4 +38,4 @@ def make_synthetic_av(n: int = 24, frames: int = 1, num_classes: int = NUM_CLASS
 
 
 register_dataset("synthetic-av-paper", lambda **kw: make_synthetic_av(**kw),
-                 description="random tensors at CREMA-D shapes: spectrogram 1x257x188 + 1 frame 3x224x224, 6 classes, 24")
+                 description="random tensors at CREMA-D shapes: spectrogram 1x257x188 + 1 frame 3x224x224, 6 classes, 18 clips")

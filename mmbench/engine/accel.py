@@ -62,11 +62,15 @@ def use_channels_last(module: nn.Module) -> nn.Module:
 
 class StepTimer:
     """Durations of training steps: CUDA events on a GPU (read once per epoch: no per-step host
-    sync), ``time.perf_counter`` on a CPU. Steps are kept in two groups, ``plain`` and ``hooked``
+    sync), ``time.perf_counter`` (or the process's CPU time, ``clock="cpu"``) on a CPU. Steps are kept in two groups, ``plain`` and ``hooked``
     (the CPU memory-measured steps, slowed by the saved-tensor hooks)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, clock: str = "wall"):
+        if clock not in ("wall", "cpu"):
+            raise ValueError(f"clock={clock!r}: expected wall or cpu")
         self.cuda = device.type == "cuda"
+        # "cpu": the process's CPU time (on a CPU device only), robust to other jobs on a shared machine.
+        self._now = time.process_time if clock == "cpu" else time.perf_counter
         self.device = device
         self._pending: List[tuple] = []
         self.seconds = {"plain": [], "hooked": []}
@@ -77,7 +81,7 @@ class StepTimer:
             self._start = torch.cuda.Event(enable_timing=True)
             self._start.record()
         else:
-            self._start = time.perf_counter()
+            self._start = self._now()
 
     def stop(self, group: str = "plain") -> None:
         if self.cuda:
@@ -85,7 +89,7 @@ class StepTimer:
             end.record()
             self._pending.append((group, self._start, end))
         else:
-            self.seconds[group].append(time.perf_counter() - self._start)
+            self.seconds[group].append(self._now() - self._start)
 
     def flush(self) -> None:
         """Read the recorded CUDA events (one synchronisation for all pending steps)."""

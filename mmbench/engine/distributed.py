@@ -144,3 +144,23 @@ def average_tensors(tensors):
         out.append(flat[offset : offset + t.numel()].view_as(t).to(t.dtype))
         offset += t.numel()
     return out
+
+
+def broadcast_flag(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank (so all ranks take the same branch)."""
+    if not active():
+        return flag
+    box = [bool(flag)]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group (end of a torchrun run)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -185,6 +185,8 @@ def fit_and_test(
         "peak_mem_mb": peak_mb,
         "mem_kind": mem_kind,
         "params": sum(p.numel() for p in method.modules().parameters()),
+        "world_size": dist_info.world_size,  # processes of a torchrun run (samples/s counts them all)
+        "amp": amp,
     }
     return {"metrics": metrics, "throughput": throughput, "history": history}
 
