@@ -222,8 +222,8 @@ class Steps(Command):
         p.add_argument("--datasets", default="mfeat-pix-mor,mfeat-fou-zer-mor,watch,synthetic",
                        help="data sets (comma list, wildcards; default: those of the default suite)")
         p.add_argument("--epochs", type=int, default=3, help="epochs per timed training (default 3)")
-        p.add_argument("--rounds", type=int, default=None, help="rounds over all methods (default 5; paper scale: "
-                       "3)")
+        p.add_argument("--rounds", type=int, default=None,
+                       help="rounds over all methods (default 5; paper scale: 3 on a GPU, 4 on a CPU)")
         p.add_argument("--out", default="results")
         p.add_argument("--scale", default="suite", choices=["suite", "paper"],
                        help="suite: the default suite's data sets (default); paper: one step of every method at "
@@ -234,6 +234,8 @@ class Steps(Command):
         p.add_argument("--threads", type=int, default=None, help="paper scale: CPU threads (default 1)")
         p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="paper scale: mixed precision")
         p.add_argument("--channels-last", action="store_true", help="paper scale: channels-last memory format")
+        p.add_argument("--profile", action="store_true",
+                       help="paper scale: print a torch.profiler table of one step of each method instead of timing")
         p.add_argument("--clock", choices=["wall", "cpu"], default=None,
                        help="paper scale on a CPU: time steps by wall clock or process CPU time (default: cpu)")
 
@@ -269,6 +271,12 @@ class Steps(Command):
             if value is not None:
                 setattr(scale, field, value)
         scale.device, scale.amp, scale.channels_last = device, args.amp, args.channels_last
+        if args.profile:
+            from mmbench.steptime_paper import profile_step
+
+            for method in list_methods(args.methods):
+                print(f"== {method}\n{profile_step(method, scale)}", flush=True)
+            return 0
         start = time.time()
         df = measure(list_methods(args.methods), scale, progress=lambda line: print(line, flush=True))
         paths = write(df, args.out, scale)

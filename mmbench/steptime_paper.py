@@ -3,15 +3,15 @@
 CREMA-D's shapes as the audio-visual papers train them: two from-scratch ResNet-18s (a 1-channel
 spectrogram ``[1, 257, 188]`` and ONE RGB frame ``[1, 3, 224, 224]``, CREMA-D's ``fps=1``), concat
 fusion, 6 classes, batch 64 on a GPU (a smaller, stated batch on a CPU), random tensors. As in
-``python -m mmbench steps`` the methods are interleaved in rounds: in each round joint training is
-timed first, then every method, and a method's cost is the median over rounds of its step time over
-joint's *in the same round*.
+``python -m mmbench steps`` the methods are interleaved in rounds: in each round joint training
+and every method are timed in turn (odd rounds in reverse order, joint last), and a method's cost
+is the median over rounds of its step time over joint's *in the same round*.
 
 A method is timed directly, without the engine's epochs and evaluations (which at these shapes
 would cost far more than the steps): it is built, its ``on_fit_start`` / ``on_epoch_start`` hooks
 run (past every warm-up: the last epoch of a 100-epoch run, where ARL, AGM ... are active), then
-``warmup`` untimed steps and ``steps`` timed ones on fixed batches. Time: CUDA events on a GPU,
-``perf_counter`` on a CPU. Memory: the CUDA allocator's peak on a GPU; on a CPU the bytes autograd
+``warmup`` untimed steps and ``steps`` timed ones on fixed batches. Time: CUDA events on a GPU;
+on a CPU the process's CPU time by default (``clock``: a shared machine's load moves wall time). Memory: the CUDA allocator's peak on a GPU; on a CPU the bytes autograd
 saves during one step (as the leaderboard). Methods with a ``backend`` hyper-parameter are timed on
 the kernel path (``backend="auto"``: Triton on CUDA) and on the eager path; on a CPU "auto" *is*
 eager (Triton is not compiled there), so only the eager path is timed. Teachers are untrained.
@@ -67,8 +67,8 @@ class PaperScale:
 
 
 def cpu_defaults() -> PaperScale:
-    """A CPU budget: batch 4, one warm-up and two timed steps, two rounds, one thread, CPU-time clock."""
-    return PaperScale(batch=4, rounds=2, warmup=1, steps=2, device="cpu", clock="cpu")
+    """A CPU budget: batch 4, one warm-up and two timed steps, four rounds, one thread, CPU-time clock."""
+    return PaperScale(batch=4, rounds=4, warmup=1, steps=2, device="cpu", clock="cpu")
 
 
 def _setup(method: str, scale: PaperScale, backend: Optional[str]):
@@ -140,6 +140,26 @@ def time_steps(method: str, scale: PaperScale, backend: Optional[str] = None) ->
         torch.set_num_threads(threads)
 
 
+def profile_step(method: str, scale: PaperScale, backend: Optional[str] = None, rows: int = 12) -> str:
+    """``torch.profiler`` table (top ``rows`` ops by self time) of one step after a warm-up step:
+    where a method's extra time over joint training goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(scale.threads)
+    try:
+        built, ctx, batches, device = _setup(method, scale, backend)
+        with autocast(device, scale.amp):
+            built.training_step(batches[0], ctx)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities) as prof, autocast(device, scale.amp):
+            built.training_step(batches[1 % len(batches)], ctx)
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        return prof.key_averages().table(sort_by=key, row_limit=rows)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def paths_of(method: str, device: str) -> List[Optional[str]]:
     """Backends to time: kernel (auto) and eager for methods with kernels on a GPU; else one path."""
     if "backend" not in get_method(method).hparams:
@@ -155,24 +175,27 @@ def path_name(backend: Optional[str], device: str) -> str:
     return backend
 
 
-def measure(methods: Sequence[str], scale: PaperScale, progress: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
+def measure(methods: Sequence[str], scale: PaperScale,
+            progress: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
     """One row per (method, path, round): median step ms, joint's in that round, ratio, samples/s, peak memory."""
     order = [BASELINE_METHOD] + [m for m in methods if m != BASELINE_METHOD]
     device_name = torch.cuda.get_device_name(resolve_device(scale.device)) if scale.device.startswith("cuda") else "cpu"
     rows: List[Dict] = []
     time_steps(BASELINE_METHOD, scale)  # process warm-up (allocator, oneDNN / cuDNN plans): discarded
     for r in range(scale.rounds):
-        base = None
-        for method in order:
+        # Odd rounds run the order backwards (joint last): a drift of the machine, or a cost of a
+        # position in the round, then hits joint from both ends instead of always from the start.
+        round_rows = []
+        for method in order if r % 2 == 0 else order[::-1]:
             for backend in paths_of(method, scale.device):
                 out = time_steps(method, scale, backend)
-                base = out["step_ms"] if method == BASELINE_METHOD else base
-                rows.append({"method": method, "path": path_name(backend, scale.device), "round": r,
-                             "batch": scale.batch, **out, "joint_step_ms": base, "ratio": out["step_ms"] / base,
-                             "device": device_name})
+                round_rows.append({"method": method, "path": path_name(backend, scale.device), "round": r,
+                                   "batch": scale.batch, **out, "device": device_name})
                 if progress:
                     progress(f"round {r + 1}/{scale.rounds} {method} [{path_name(backend, scale.device)}]: "
                              f"{out['step_ms']:.1f} ms")
+        base = next(row["step_ms"] for row in round_rows if row["method"] == BASELINE_METHOD)
+        rows += [{**row, "joint_step_ms": base, "ratio": row["step_ms"] / base} for row in round_rows]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -184,9 +207,11 @@ def markdown(df: pd.DataFrame, scale: PaperScale, machine: str) -> str:
         "",
         f"`python -m mmbench steps --scale paper`: two from-scratch ResNet-18s, spectrogram 1x257x188 and "
         f"{scale.frames} RGB frame(s) 3x224x224 (CREMA-D: fps=1, one frame), concat fusion, 6 classes, random "
-        f"tensors; batch {scale.batch}, {scale.threads} thread(s), amp={scale.amp}, channels_last={scale.channels_last}, "
+        f"tensors; batch {scale.batch}, {scale.threads} thread(s), amp={scale.amp}, "
+        f"channels_last={scale.channels_last}, "
         f"step clock: {clock_text(scale, device)}. "
-        f"{scale.rounds} rounds; in each, joint training and then every method: {scale.warmup} untimed and "
+        f"{scale.rounds} rounds; in each, joint training and every method (odd rounds in reverse order): "
+        f"{scale.warmup} untimed and "
         f"{scale.steps} timed steps (median). Ratio = the method's step over joint's in the same round: median "
         f"over rounds and range. Methods' epoch hooks see epoch {PAPER_EPOCHS} of {PAPER_EPOCHS} (past every warm-up). "
         f"Device: **{device}**. Machine: {machine}.",

@@ -31,11 +31,14 @@ def make_synthetic_av(n: int = 18, frames: int = 1, num_classes: int = NUM_CLASS
     visual = rng.standard_normal((n, frames, *FRAME_SHAPE), dtype=np.float32) + shift[:, None, None, None, None]
     return MultimodalDataset(
         name=name,
-        specs=[ModalitySpec("audio", "image", SPECTROGRAM_SHAPE), ModalitySpec("visual", "video", (frames, *FRAME_SHAPE))],
+        specs=[ModalitySpec("audio", "image", SPECTROGRAM_SHAPE),
+               ModalitySpec("visual", "video", (frames, *FRAME_SHAPE))],
         arrays={"audio": audio, "visual": visual}, labels=labels, num_classes=num_classes,
-        split=stratified_split(labels, seed=seed), source="random tensors at CREMA-D's shapes (mmbench.data.synthetic_av)",
+        split=stratified_split(labels, seed=seed),
+        source="random tensors at CREMA-D's shapes (mmbench.data.synthetic_av)",
     )
 
 
 register_dataset("synthetic-av-paper", lambda **kw: make_synthetic_av(**kw),
-                 description="random tensors at CREMA-D shapes: spectrogram 1x257x188 + 1 frame 3x224x224, 6 classes, 18 clips")
+                 description="random tensors at CREMA-D shapes: spectrogram 1x257x188 + 1 frame 3x224x224, "
+                             "6 classes, 18 clips")

@@ -62,8 +62,9 @@ def use_channels_last(module: nn.Module) -> nn.Module:
 
 class StepTimer:
     """Durations of training steps: CUDA events on a GPU (read once per epoch: no per-step host
-    sync), ``time.perf_counter`` (or the process's CPU time, ``clock="cpu"``) on a CPU. Steps are kept in two groups, ``plain`` and ``hooked``
-    (the CPU memory-measured steps, slowed by the saved-tensor hooks)."""
+    sync), ``time.perf_counter`` (or the process's CPU time, ``clock="cpu"``) on a CPU. Steps are
+    kept in two groups, ``plain`` and ``hooked`` (the CPU memory-measured steps, slowed by the
+    saved-tensor hooks)."""
 
     def __init__(self, device: torch.device, clock: str = "wall"):
         if clock not in ("wall", "cpu"):

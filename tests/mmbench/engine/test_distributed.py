@@ -81,7 +81,8 @@ def test_gradients_of_two_gloo_processes_equal_one_process(two_ranks, name):
 
 
 def test_torchrun_trains_one_run_and_only_rank_0_writes(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "mmbench", "run", "--method", "ogm-ge", "--dataset", "synthetic", "--set", "epochs=1",
            "--out", str(tmp_path)]
