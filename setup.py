@@ -10,7 +10,10 @@ install_requires = [
     "tabulate>=0.9",
     "tqdm>=4.60",
     "pyyaml>=6.0",
+    "scipy>=1.11",  # studentized_range (Nemenyi q), friedmanchisquare, rankdata
     "ninja>=1.11",
+    "matplotlib>=3.6",  # the leaderboard page's plots (python -m mmbench publish)
+    "markdown>=3.4",  # the page's tables are LEADERBOARD.md's own, converted
 ]
 if sys.platform.startswith("linux"):
     install_requires.append("triton>=2.3")
@@ -30,7 +33,7 @@ setup(
     python_requires=">=3.9",
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "distributed>=2023.1"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "distributed>=2023.1", "selenium>=4.10"],
         "dask": ["distributed>=2023.1"],
     },
     entry_points={"console_scripts": ["mmbench=mmbench.cli:main"]},

@@ -4,6 +4,7 @@ Not a method module (leading underscore: the registry does not import it as one)
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -15,6 +16,11 @@ from mmbench.engine.distributed import global_sum
 def epoch_bound(value: float, epochs: int) -> float:
     """An epoch bound given as a fraction of the run (``value <= 1``) or an absolute epoch (``> 1``)."""
     return value * epochs if value <= 1 else float(value)
+
+
+def window_start_epoch(start: float, epochs: int) -> int:
+    """The first epoch of a window starting at ``start`` (the first 0-based epoch ``window_active`` accepts)."""
+    return math.ceil(epoch_bound(start, epochs))
 
 
 def window_active(epoch: int, epochs: int, start: float, end: float) -> bool:

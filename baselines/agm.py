@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 import torch
 import torch.nn.functional as F
 
-from baselines._balance_utils import masked_mean, scale_grad, window_active
+from baselines._balance_utils import masked_mean, scale_grad, window_active, window_start_epoch
 from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
@@ -125,6 +125,10 @@ class AGM(Method):
         "backend": "auto",
     }
 
+    def selection_start_epoch(self) -> int:
+        """The first epoch of the modulation window (before it: plain joint training, not AGM)."""
+        return window_start_epoch(self.hp["start"], self.info.epochs)
+
     def build(self) -> None:
         M = self.info.num_modalities
         if M < 2:
@@ -204,6 +208,7 @@ class AGM(Method):
             self.last_k = k
             self._k_sum = k.clone() if self._k_sum is None else self._k_sum + k
             self._k_count += 1
+            self.log_coefficients({"k": k})
         return F.cross_entropy(torch.stack(outs).sum(0), batch.labels)
 
     def after_backward(self, batch: Batch, ctx) -> None:

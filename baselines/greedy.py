@@ -144,6 +144,10 @@ class Greedy(Method):
         s = self.hp["start"]
         return round(s * epochs) if s < 1 else int(s)
 
+    def selection_start_epoch(self) -> int:
+        """The first epoch in which re-balancing steps may run (before it: plain joint training through MMTM)."""
+        return self.start_epoch(self.info.epochs)
+
     # ----------------------------------------------------------------- forward
     def excited(self, feats: List[torch.Tensor], use_avg: Optional[torch.Tensor] = None) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """``(excited features, gates)``, each ``M x [B, D]``; ``use_avg`` ``[M]`` bool selects running-average gates."""

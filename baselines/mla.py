@@ -17,17 +17,30 @@ from mmbench.engine.distributed import global_sum
 from mmbench.methods.base import Method, register_method
 
 PROJECTIONS = ("replace", "add", "none")
-GATES = ("dynamic", "fixed")
+OWM_UPDATES = ("owm", "released")
+GATES = ("dynamic", "released", "fixed")
 
 
-def owm_update(P: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
-    """One OWM step: ``k = P r``, ``P <- P - k k^T / (alpha + r^T k)``, ``P <- P / ||P||_F``.
+def owm_update(P: torch.Tensor, r: torch.Tensor, alpha: float, form: str = "owm") -> torch.Tensor:
+    """One projection step, then ``P <- P / ||P||_F``. ``P`` ``[D, D]``, ``r`` ``[D]``, ``k = P r``.
 
-    ``P`` ``[D, D]``, ``r`` ``[D]``. Afterwards ``P r = alpha k / (alpha + r^T k)`` (before the
-    normalisation), i.e. nearly zero when ``alpha << r^T P r``: the direction r is projected out.
+    ``form="owm"`` (the paper's intent, standard OWM): ``P <- P - k k^T / (alpha + r^T k)``, a scalar
+    denominator. Afterwards ``P r = alpha k / (alpha + r^T k)`` (before the normalisation), i.e.
+    nearly zero when ``alpha << r^T P r``: the direction r is projected out.
+
+    ``form="released"`` (the authors' code and BalanceBenchmark): the denominator is written
+    ``alpha + torch.mm(k, r)`` with k a ``D x 1`` column and r a ``1 x D`` row, a ``D x D`` matrix,
+    so the update is element-wise: ``P_ij <- P_ij - k_i k_j / (alpha + k_i r_j)``. It removes
+    much less of the seen direction (probably a transposition slip, but the published numbers ran
+    with it).
     """
     k = P @ r
-    P = P - torch.outer(k, k) / (alpha + r @ k)
+    if form == "owm":
+        P = P - torch.outer(k, k) / (alpha + r @ k)
+    elif form == "released":
+        P = P - torch.outer(k, k) / (alpha + torch.outer(k, r))
+    else:
+        raise ValueError(f"owm_update={form!r}: expected one of {OWM_UPDATES}")
     return P / torch.linalg.matrix_norm(P)
 
 
@@ -41,7 +54,10 @@ def project_gradient(G: torch.Tensor, P: torch.Tensor, mode: str) -> torch.Tenso
 
 
 def gate_weights(logits: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    """Dynamic fusion weights ``[M, B]`` from unimodal logits ``[M, B, C]`` and presence ``[B, M]``.
+    """Dynamic fusion weights ``[M, B]`` from unimodal logits ``[M, B, C]`` and presence ``[B, M]``, per sample.
+
+    The paper's intent (an entropy over classes for each sample), not the released code's form
+    (:func:`gate_weights_released`).
 
     ``w_m = exp(max_j H_j - H_m) / sum_j exp(max_j H_j - H_j)`` over the PRESENT modalities of each
     sample (a missing one gets weight 0), ``H_m`` the entropy of ``softmax(z_m)``.
@@ -49,6 +65,30 @@ def gate_weights(logits: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
     H = modality_stats(logits, labels, backend=backend).entropy.to(logits.dtype)  # [M, B]
     present = mask.t() > 0
     return torch.softmax(torch.where(present, -H, torch.full_like(H, float("-inf"))), dim=0)
+
+
+def gate_weights_released(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The released code's entropy gate: ONE weight per modality for the whole evaluation batch, ``[M, B]``.
+
+    The released ``calculate_entropy`` takes ``softmax(z_m, dim=0)`` (over the batch, per class)
+    and sums ``-p log p`` over all ``B x C`` entries: ``H_m`` is a batch-level scalar, and
+    ``w_m = exp(max_j H_j - H_m) / sum_j exp(max_j H_j - H_j) = softmax(-H)_m``. The weights so
+    depend on the evaluation batch (its size and its other samples).
+
+    Missing modalities (absent from the released setting): ``H_m`` is taken over the samples that
+    have m (the softmax runs over those only), and each sample's weights are renormalised over its
+    present modalities; a sample with all modalities gets exactly the released weights.
+
+    Args:
+        logits: ``[M, B, C]`` unimodal logits; mask: ``[B, M]`` presence.
+    """
+    present = (mask.t() > 0).unsqueeze(2)  # [M, B, 1]
+    logp = torch.log_softmax(torch.where(present, logits, torch.full_like(logits, float("-inf"))), dim=1)
+    # Entries of absent samples (and a modality absent from the whole batch, whose log_softmax is
+    # NaN) contribute nothing; such a modality's weight is zeroed by the presence mask below.
+    H = -torch.where(present, logp.exp() * logp, torch.zeros_like(logp)).sum((1, 2))  # [M]
+    w = torch.softmax(-H, dim=0).unsqueeze(1) * mask.t().to(logits.dtype)  # [M, B]
+    return w / w.sum(0, keepdim=True).clamp_min(1e-12)
 
 
 @register_method
@@ -70,19 +110,29 @@ class MLA(Method):
     ``G <- project_gradient(G, P, projection)``; optimizer step. ``P`` ``[D, D]`` starts at the
     identity and is kept in :meth:`extra_state`. The model's own fusion head is unused.
 
-    Prediction: ``sum_m w_m z_m`` with ``w = gate_weights(...)`` (``gate="dynamic"``) or fixed weights
+    Prediction: ``sum_m w_m z_m`` with ``w = gate_weights(...)`` (``gate="dynamic"``, per sample),
+    ``gate_weights_released(...)`` (``gate="released"``, per evaluation batch) or fixed weights
     (``gate="fixed"``: ``fixed_weights`` per modality, default uniform; official av_alpha 0.5 or
     a/v/t 0.35/0.25/0.4), renormalised over each sample's present modalities.
 
-    Hyper-parameters (official -> harness default):
+    Hyper-parameters (released code -> harness default):
 
     * ``projection``: ``"replace"`` (authors: ``G P^T``) -> ``"replace"``; ``"add"`` is
       BalanceBenchmark's ``G + G P^T``; ``"none"`` disables the projection (ablation).
-    * ``gate``: ``"dynamic"`` (official entropy gate) -> ``"dynamic"``; ``fixed_weights``: None (uniform).
+    * ``owm_update``: ``"owm"`` (default: the standard OWM update with a scalar denominator, the
+      paper's stated intent) or ``"released"`` (the authors' code and BalanceBenchmark: a ``D x D``
+      denominator, element-wise update; see :func:`owm_update`).
+    * ``gate``: ``"dynamic"`` (default: per-sample entropy over classes, the paper's intent),
+      ``"released"`` (the authors' code: softmax over the batch, one weight per modality per
+      evaluation batch; see :func:`gate_weights_released`) or ``"fixed"``; ``fixed_weights``:
+      None (uniform).
     * ``backend``: ``kernels`` backend for the gate's entropies.
 
-    Departures:
+    Departures (each restorable by an option):
 
+    * the released code's projection update and entropy gate differ from the paper's formulas
+      (a matrix denominator; a softmax over the batch): the harness defaults follow the paper /
+      standard OWM; ``owm_update="released"`` and ``gate="released"`` restore the code.
     * BalanceBenchmark adds the projected gradient -> ``projection="add"``.
     * P here is D x D with the harness's feature width (official 512 x 512 for ResNet-18).
     * official: SGD lr 1e-3, StepLR(70), 100 epochs; harness engine defaults. Each batch costs M
@@ -92,13 +142,17 @@ class MLA(Method):
     """
 
     name = "mla"
-    hparams: Dict[str, Any] = {"projection": "replace", "gate": "dynamic", "fixed_weights": None, "backend": "auto"}
+    hparams: Dict[str, Any] = {
+        "projection": "replace", "owm_update": "owm", "gate": "dynamic", "fixed_weights": None, "backend": "auto",
+    }
 
     def build(self) -> None:
         if self.info.num_modalities < 2:
             raise ValueError("MLA alternates between two or more modalities; this data set has one")
         if self.hp["projection"] not in PROJECTIONS:
             raise ValueError(f"projection={self.hp['projection']!r}: expected one of {PROJECTIONS}")
+        if self.hp["owm_update"] not in OWM_UPDATES:
+            raise ValueError(f"owm_update={self.hp['owm_update']!r}: expected one of {OWM_UPDATES}")
         if self.hp["gate"] not in GATES:
             raise ValueError(f"gate={self.hp['gate']!r}: expected one of {GATES}")
         fixed = self.hp["fixed_weights"]
@@ -151,7 +205,7 @@ class MLA(Method):
                 # Mean feature of the (global, under torchrun) batch: every rank builds the same P.
                 total = global_sum(torch.cat([(f * present.unsqueeze(1)).sum(0), present.sum().view(1).to(f)]))
                 r = total[:-1] / total[-1].clamp_min(1.0)
-                self.P = owm_update(self.P.to(f), r, alpha_t)
+                self.P = owm_update(self.P.to(f), r, alpha_t, self.hp["owm_update"])
                 if head.weight.grad is not None:
                     head.weight.grad = project_gradient(head.weight.grad, self.P, self.hp["projection"])
         self.steps += 1
@@ -172,6 +226,8 @@ class MLA(Method):
         """``[M, B]`` weights over each sample's present modalities (sum 1 per sample)."""
         if self.hp["gate"] == "dynamic":
             return gate_weights(logits, batch.mask, batch.labels, self.hp["backend"])
+        if self.hp["gate"] == "released":
+            return gate_weights_released(logits, batch.mask)
         M = logits.shape[0]
         fixed = self.hp["fixed_weights"] or [1.0 / M] * M
         w = torch.tensor(fixed, dtype=logits.dtype, device=logits.device).unsqueeze(1) * batch.mask.t().to(logits.dtype)

@@ -133,6 +133,7 @@ class MMPareto(Method):
                 p.grad = g
             weights.append(w)
         self.last_weights = torch.stack(weights)  # [M, 2]
+        self.log_coefficients({"w_mm": self.last_weights[:, 0], "w_uni": self.last_weights[:, 1]})
         ctx.step()
         return loss
 

@@ -1,7 +1,7 @@
 """MSLR / MSES: Modality-Specific Learning Rates and Modality-Specific Early Stopping.
 
 Side baselines of the AGM repository (Li et al., ICCV 2023), ``docs/baselines-and-protocols.md``
-section 3.3 item 9. Each encoder has its own learning-rate multiplier, rescaled every epoch by how
+section 3.3 (MSLR / MSES). Each encoder has its own learning-rate multiplier, rescaled every epoch by how
 its modality's validation accuracy compares to its recent history.
 """
 from __future__ import annotations
@@ -138,6 +138,7 @@ class MSLR(Method):
             if self.stopped[m]:
                 self.mult[m] = 0.0
         self.mult_history.append(list(self.mult))
+        self.log_coefficients({"lr_mult": torch.tensor(self.mult)})
 
     def on_epoch_end(self, ctx) -> None:
         from mmbench.engine.evaluate import evaluate_logits, unimodal_split

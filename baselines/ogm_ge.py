@@ -1,6 +1,6 @@
 """OGM-GE: On-the-fly Gradient Modulation with Generalization Enhancement (Peng et al., CVPR 2022).
 
-Spec: ``docs/baselines-and-protocols.md`` section 3.1 (and 7.F for BalanceBenchmark's deltas). The
+Spec: ``docs/baselines-and-protocols.md`` section 3.1 (BalanceBenchmark's differences included). The
 per-modality true-class probabilities come from the fused ``kernels.modality_stats`` op (one pass
 for all M heads, no per-sample Python loop) and the coefficients from ``kernels.ogm_ge_coefficients``;
 both stay on the device, so a step has no host sync (the official code has a B-long Python loop and
@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
-from baselines._balance_utils import device_generator, masked_mean, noise_like, window_active
+from baselines._balance_utils import device_generator, masked_mean, noise_like, window_active, window_start_epoch
 from kernels import modality_stats, ogm_ge_coefficients
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
@@ -126,6 +126,10 @@ class OGMGE(Method):
     }
     train_overrides = {"fusion": "concat"}
 
+    def selection_start_epoch(self) -> int:
+        """The first epoch of the modulation window (before it: plain joint training, not OGM-GE)."""
+        return window_start_epoch(self.hp["start"], self.info.epochs)
+
     def build(self) -> None:
         if self.info.num_modalities < 2:
             raise ValueError("OGM-GE balances two or more modalities; this data set has one")
@@ -164,6 +168,7 @@ class OGMGE(Method):
             self.last_k = self.coefficients(feats, batch)
             self._k_sum = self.last_k.clone() if self._k_sum is None else self._k_sum + self.last_k
             self._k_count += 1
+            self.log_coefficients({"k": self.last_k})
         return loss
 
     @torch.no_grad()

@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 import torch
 import torch.nn.functional as F
 
-from baselines._balance_utils import masked_mean, window_active
+from baselines._balance_utils import masked_mean, window_active, window_start_epoch
 from kernels import modality_stats
 from mmbench.batching import Batch
 from mmbench.methods.base import Method, register_method
@@ -98,6 +98,10 @@ class PMR(Method):
         "backend": "auto",
     }
 
+    def selection_start_epoch(self) -> int:
+        """The first epoch of the modulation window (before it: plain joint training, not PMR)."""
+        return window_start_epoch(self.hp["start"], self.info.epochs)
+
     def build(self) -> None:
         if self.info.num_modalities < 2:
             raise ValueError("PMR rebalances two or more modalities; this data set has one")
@@ -177,6 +181,7 @@ class PMR(Method):
         self.last_weights = w
         self._w_sum = w.clone() if self._w_sum is None else self._w_sum + w
         self._w_count += 1
+        self.log_coefficients({"slower": w})
         return loss
 
     def on_epoch_end(self, ctx) -> None:

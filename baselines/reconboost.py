@@ -6,6 +6,7 @@ others, each stage followed by a short joint fine-tuning of the whole ensemble.
 """
 from __future__ import annotations
 
+import math
 from typing import List, Tuple
 
 import torch
@@ -90,6 +91,7 @@ class ReconBoost(Method):
     """
 
     name = "reconboost"
+    teachers = ("unimodal",)
     hparams = {
         "w1": 5.0, "w2": 1.0, "beta": 1.0, "epochs_per_stage": 0.5, "correct_epochs": 0.25,
         "reduce_k": "mean", "ga": False, "ga_alpha": 0.5, "pretrain": False,
@@ -117,6 +119,18 @@ class ReconBoost(Method):
             with torch.no_grad():
                 self.model.encoders.load_state_dict(teacher.model.encoders.state_dict())
                 self.extra["heads"].load_state_dict(teacher.extra["heads"].state_dict())
+
+    def selection_start_epoch(self) -> int:
+        """The first epoch that ends after every learner has had its first boosting stage.
+
+        Before that the prediction sums learners that were never trained (random heads), so such
+        an epoch is a partial ensemble, not ReconBoost. Step ``t`` (0-based) ends the first stage
+        of the last modality when ``t + 1 = (M - 1) * cycle + stage_steps``; epoch ``e`` ends
+        after ``(e + 1) * S`` steps (``S`` = steps per epoch, as in :meth:`build`).
+        """
+        steps_per_epoch = max(1, self.info.num_train // self.info.batch_size)
+        needed = (self.info.num_modalities - 1) * (self.stage_steps + self.correct_steps) + self.stage_steps
+        return max(0, math.ceil(needed / steps_per_epoch) - 1)
 
     # ----------------------------------------------------------------- schedule
     def phase(self, t: int) -> Tuple[int, int]:

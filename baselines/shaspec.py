@@ -145,6 +145,10 @@ class ShaSpec(Method):
         w = self.hp["warmup"]
         return round(w * epochs) if w < 1 else int(w)
 
+    def selection_start_epoch(self) -> int:
+        """The first epoch after the full-modality warm-up: a warm-up model was never trained on subsets."""
+        return self.warmup_epochs(self.info.epochs)
+
     # ----------------------------------------------------------------- forward
     def features(self, batch: Batch) -> Dict[str, List[torch.Tensor]]:
         """``{"specific", "shared", "composed", "filled"}``, each ``M x [B, D]``.

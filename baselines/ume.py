@@ -68,6 +68,7 @@ class UME(Unimodal):
     """
 
     name = "ume"
+    teachers = ("unimodal",)
     hparams = {"average": "logits", "from_pretrained": False}
 
     def build(self) -> None:

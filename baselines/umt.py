@@ -64,6 +64,7 @@ class UMT(Method):
     """
 
     name = "umt"
+    teachers = ("unimodal",)
     hparams = {"lam": 1.0}
 
     def on_fit_start(self, ctx) -> None:

@@ -1,4 +1,4 @@
-"""``python -m mmbench <command>``: all, run, list, table, bench.
+"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench, publish.
 
 One argparse parser, one class per subcommand (torchtune's layout).
 """
@@ -19,10 +19,12 @@ class Command(abc.ABC):
 
     name = ""
     help = ""
+    # Commands whose options' help does not spell out its default get argparse's "(default: ...)".
+    formatter_class = argparse.HelpFormatter
 
     @classmethod
     def create(cls, sub) -> None:
-        parser = sub.add_parser(cls.name, help=cls.help, description=cls.help)
+        parser = sub.add_parser(cls.name, help=cls.help, description=cls.help, formatter_class=cls.formatter_class)
         cls.add_arguments(parser)
         parser.set_defaults(func=cls.execute)
 
@@ -105,17 +107,25 @@ class All(Command):
 class Run(Command):
     name = "run"
     help = "run (or fetch from the cache) one method on one data set"
+    formatter_class = argparse.ArgumentDefaultsHelpFormatter
 
     @classmethod
     def add_arguments(cls, p):
-        p.add_argument("--method", required=True)
-        p.add_argument("--dataset", required=True)
-        p.add_argument("--pattern", default="complete")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="engine settings or method hyper-parameters")
-        p.add_argument("--out", default="results")
+        p.add_argument("--method", required=True, help="a method name (python -m mmbench list methods)")
+        p.add_argument("--dataset", required=True,
+                       help="a data set name (python -m mmbench list datasets; "
+                            "user:NAME for a folder in $MMBENCH_DATA)")
+        p.add_argument("--pattern", default="complete",
+                       help="missing-modality pattern (python -m mmbench list patterns)")
+        p.add_argument("--seed", type=int, default=0, help="run seed (initialisation, batches, masks)")
+        p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="engine settings or method hyper-parameters (python -m mmbench show METHOD lists them)")
+        p.add_argument("--out", default="results",
+                       help="results folder; a run with --set is its own leaderboard row there, never mixed into "
+                            "the default cells (use another folder to keep experiments out of the leaderboard)")
         p.add_argument("--force", action="store_true", help="rerun even if cached")
         p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+        p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines on stderr")
 
     @staticmethod
     def execute(args) -> int:
@@ -132,18 +142,29 @@ class Run(Command):
 
         spec = RunSpec(args.method, args.dataset, args.pattern, args.seed, parse_overrides(args.set))
         train, _ = resolve(spec, get_method(args.method))  # unknown settings: an error now, not a failed run
+        runner = Runner(args.out)
+        cached = not args.force and runner.store.is_done(spec.key())
+        epochs = int(train["epochs"])
         # Under torchrun (WORLD_SIZE > 1): one run across the processes; rank 0 writes and prints.
         dist_info = distributed.init_from_env(train["device"])
+        quiet = args.quiet or not dist_info.is_main
+
+        def progress(epoch: int) -> None:
+            print(f"  {spec.label()}: epoch {epoch + 1}/{epochs}", file=sys.stderr, flush=True)
+
+        if not cached and not quiet:
+            print(f"training {spec.label()} ({epochs} epoch{'s' if epochs != 1 else ''})", file=sys.stderr, flush=True)
         try:
-            result = Runner(args.out).run(spec, force=args.force)
+            result = runner.run(spec, force=args.force, progress=None if quiet else progress)
         finally:
             distributed.shutdown()
         if not dist_info.is_main:
             return 0 if result["status"] == "ok" else 1
+        where = runner.store.run_path(result["key"])
         if args.json:
             print(json.dumps(result, indent=1, default=str))
             return 0 if result["status"] == "ok" else 1
-        print(f"{spec.label()}: {result['status']}")
+        print(f"{spec.label()}: {result['status']} ({'cached' if cached else 'stored'} in {where})")
         if result["status"] != "ok":
             print(result.get("error", ""))
             return 1
@@ -159,15 +180,24 @@ class Run(Command):
 
 class List_(Command):
     name = "list"
-    help = "list methods, data sets, patterns or suites (with wildcards)"
+    help = "list methods, data sets, patterns and suites (all four without an argument; wildcards allowed)"
+    formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    KINDS = ["methods", "datasets", "patterns", "suites"]
 
     @classmethod
     def add_arguments(cls, p):
-        p.add_argument("what", choices=["methods", "datasets", "patterns", "suites"])
-        p.add_argument("pattern", nargs="?", default="*")
+        p.add_argument("what", nargs="?", choices=cls.KINDS, help="what to list (default: everything)")
+        p.add_argument("pattern", nargs="?", default="*", help="names to show (fnmatch wildcards, comma list)")
 
     @staticmethod
     def execute(args) -> int:
+        if args.what is None:
+            for kind in List_.KINDS:
+                print(f"# {kind}")
+                List_.execute(argparse.Namespace(what=kind, pattern=args.pattern))
+                print()
+            print("python -m mmbench show METHOD prints a method's hyper-parameters and defaults.")
+            return 0
         if args.what == "methods":
             from mmbench.methods import METHODS, list_methods
 
@@ -194,13 +224,32 @@ class List_(Command):
         return 0
 
 
-class Table(Command):
-    name = "table"
-    help = "rebuild results/LEADERBOARD.{md,csv,json} from the cached runs"
+class Show(Command):
+    name = "show"
+    help = "a method's hyper-parameters with their defaults, per-data-set defaults and engine settings"
 
     @classmethod
     def add_arguments(cls, p):
-        p.add_argument("--out", default="results")
+        p.add_argument("method", help="a method name (python -m mmbench list methods)")
+        p.add_argument("--dataset", help="also print the settings a run on this data set resolves to")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.method_info import describe_method
+
+        print(describe_method(args.method, args.dataset))
+        return 0
+
+
+class Table(Command):
+    name = "table"
+    help = "rebuild LEADERBOARD.{md,csv,json} in the results folder from its runs/"
+    formatter_class = argparse.ArgumentDefaultsHelpFormatter
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("--out", default="results",
+                       help="results folder: reads OUT/runs/*.json, writes OUT/LEADERBOARD.*")
 
     @staticmethod
     def execute(args) -> int:
@@ -301,7 +350,26 @@ class Bench(Command):
         return execute(args)
 
 
-COMMANDS = [All, Run, List_, Table, Steps, Bench]
+class Publish(Command):
+    name = "publish"
+    help = "write the static leaderboard site (results/site/index.html, plots, data) from the results folder"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("--out", default="results", help="results folder to read (default: results)")
+        p.add_argument("--site", help="where to write the site (default: <out>/site)")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.report.site import publish
+
+        start = time.time()
+        index = publish(args.out, args.site, progress=lambda line: print(line, flush=True))
+        print(f"site written in {time.time() - start:.0f} s: {index} (open it in a browser, or serve the folder)")
+        return 0
+
+
+COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish]
 
 
 def build_parser() -> argparse.ArgumentParser:

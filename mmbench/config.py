@@ -8,13 +8,12 @@ engine setting or one of the method's hyper-parameters; anything else is an erro
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Tuple
 
 # Bump when a change makes earlier cached results incomparable (protocol, engine, models).
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: model selection skips warm-up epochs, ties go to the latest epoch
 
 TRAIN_DEFAULTS: Dict[str, Any] = {
     "epochs": 20,
@@ -71,9 +70,11 @@ class RunSpec:
         return {**asdict(self), "overrides": dict(sorted(self.overrides.items())), "protocol": PROTOCOL_VERSION}
 
     def key(self) -> str:
-        """Stable hash of the spec: the name of its cached result."""
-        blob = json.dumps(self.canonical(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """The name of its cached result: a hash of everything that determines the result (the data's
+        content, the resolved settings, code and protocol versions; see :mod:`mmbench.run_key`)."""
+        from mmbench.run_key import run_key
+
+        return run_key(self)
 
     def label(self) -> str:
         extra = ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items()))

@@ -110,6 +110,19 @@ def draw_rate_mask(num: int, modalities: Sequence[str], eta: float, missing_type
     return mask
 
 
+# The missing rates every run is also tested at (robustness curves; `masked_test_acc_at` in each run).
+ROBUSTNESS_RATES = (0.1, 0.3, 0.5, 0.7)
+
+
+def robustness_test_mask(num: int, modalities: Sequence[str], eta: float, dataset: str, seed: int) -> np.ndarray:
+    """The ``[N_test, M]`` presence mask of the robustness evaluation at rate ``eta`` ("mixed" type).
+
+    It depends on (data set, seed, eta) only, not on the method or the training pattern, so every run
+    of a seed is tested on the same incomplete samples and curves compare like with like.
+    """
+    return draw_rate_mask(num, modalities, eta, "mixed", _mix(seed, dataset, "robustness-test", f"{eta:g}"))
+
+
 class MaskStore:
     """Persists the fixed masks of ``rate`` patterns, so every method of a seed sees the same ones.
 

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 
 def write_json_atomic(path: Path, payload: Dict[str, Any]) -> None:
@@ -21,12 +21,23 @@ def write_json_atomic(path: Path, payload: Dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True, default=_json_default))
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set straight back
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (``0o666`` minus the umask), not the
+    ``0600`` of ``mkstemp``, so results are readable by whoever may read the folder.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -53,6 +64,8 @@ class ResultsStore:
         self.root = Path(root)
         self.runs = self.root / "runs"
         self.cache = self.root / "cache"
+        # result files the last all_results() could not read (truncated, not JSON), with the reason
+        self.unreadable: List[str] = []
 
     def run_path(self, key: str) -> Path:
         return self.runs / f"{key}.json"
@@ -90,11 +103,18 @@ class ResultsStore:
         return path
 
     def all_results(self) -> Iterator[Dict[str, Any]]:
+        """Every readable result in ``runs/``; the others are named in :attr:`unreadable` (``"path: why"``)."""
+        self.unreadable = []
         if not self.runs.exists():
             return
         for path in sorted(self.runs.glob("*.json")):
             try:
                 with open(path) as f:
-                    yield json.load(f)
-            except (OSError, ValueError):
+                    result = json.load(f)
+            except (OSError, ValueError) as err:
+                self.unreadable.append(f"{path}: {type(err).__name__}: {err}")
                 continue
+            if not isinstance(result, dict) or "spec" not in result:
+                self.unreadable.append(f"{path}: not a run result (no 'spec')")
+                continue
+            yield result

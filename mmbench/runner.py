@@ -23,6 +23,7 @@ from mmbench.methods import get_method
 from mmbench.methods.base import Method, RunInfo
 from mmbench.patterns import MaskStore, get_pattern
 from mmbench.results_store import ResultsStore
+from mmbench.run_key import identity_key, run_identity, settings_hash
 
 # Engine settings a teacher inherits from the run that asks for it (so a quick run gets quick teachers).
 # Methods other runs ask for as teachers: their complete-pattern runs keep a checkpoint.
@@ -81,14 +82,22 @@ class Runner:
         return method_cls, pattern, train_cfg, hp, data, info
 
     def _execute(self, spec: RunSpec, save_model: bool = False, progress=None) -> Dict[str, Any]:
-        key = spec.key()
+        try:
+            identity = run_identity(spec)
+        except (KeyError, ValueError, OSError):
+            identity = None  # unresolvable: tried below, recorded as failed with the error
+        key = identity_key(identity) if identity is not None else spec.key()
         result: Dict[str, Any] = {"key": key, "spec": spec.canonical(), "label": spec.label(), "env": environment()}
+        if identity is not None:
+            # what the key hashes, and the hash of it without the seed (the leaderboard groups by it)
+            result.update(identity=identity, settings_hash=settings_hash(identity))
         start = time.time()
         threads = torch.get_num_threads()
         try:
             method_cls, pattern, train_cfg, hp, data, info = self.prepare(spec)
             result["config"] = {"train": train_cfg, "method": hp}
             torch.set_num_threads(int(train_cfg["threads"]))
+            result["env"]["threads"] = str(torch.get_num_threads())  # what this run computed with
             seed_everything(spec.seed)
             method = build_method(method_cls, data, train_cfg, hp, info)
             masks = MaskStore(self.store.mask_dir).masks(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import sys
 import traceback
 from typing import Dict, List, Optional, Sequence
 
@@ -192,7 +193,9 @@ def execute(args: argparse.Namespace) -> int:
     csv, md = os.path.join(args.out, "kernels.csv"), os.path.join(args.out, "KERNELS.md")
     frames = []
     # One op at a time, rewriting both files after each, so a run cut short still leaves results.
-    for op in registry.list_ops(split(args.ops)):
+    ops = registry.list_ops(split(args.ops))
+    for i, op in enumerate(ops):
+        print(f"[{i + 1}/{len(ops)}] {op.name}", file=sys.stderr, flush=True)  # progress; stdout stays the report
         df = run([op.name], quick=args.quick, device=args.device, sweeps=split(args.sweeps),
                  modes=split(args.modes), verbose=args.verbose)
         if frames:  # one copy-bandwidth row per file

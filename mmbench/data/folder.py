@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import numpy as np
 
 from mmbench.data.arrays import build_dataset
 from mmbench.data.base import MultimodalDataset
+from mmbench.fingerprint import digest, files_digest
 
 _RESERVED = {"labels", "split", "groups"}
 
@@ -53,6 +54,18 @@ def load_folder(path: Union[str, os.PathLike], split_seed: int = 0, name: Option
     return build_dataset(name or root.name, modalities, np.load(root / "labels.npy"), meta.get("num_classes"),
                          split, meta.get("kinds"), split_seed, meta.get("class_names"), groups,
                          source=meta.get("source") or f"user folder {root}")
+
+
+def folder_files(path: Union[str, os.PathLike]) -> List[Path]:
+    """Every file :func:`load_folder` may read in ``path``: the ``.npy`` files and ``meta.json``."""
+    root = Path(path).expanduser()
+    return sorted(p for p in root.iterdir() if p.is_file() and (p.suffix == ".npy" or p.name == "meta.json"))
+
+
+def folder_fingerprint(path: Union[str, os.PathLike], split_seed: int = 0) -> str:
+    """Content hash of every file the folder's data set is read from, and ``split_seed``; cheap once the
+    files were hashed (cached by size and mtime, :func:`mmbench.fingerprint.file_digest`)."""
+    return digest({"files": files_digest(folder_files(path)), "split_seed": split_seed})
 
 
 def save_folder(dataset: MultimodalDataset, path: Union[str, os.PathLike]) -> Path:

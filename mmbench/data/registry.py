@@ -1,9 +1,16 @@
-"""The data-set registry: ``register_dataset``, ``load_dataset``, ``list_datasets``, ``dataset_info``.
+"""The data-set registry: ``register_dataset``, ``load_dataset``, ``list_datasets``, ``dataset_info``,
+``dataset_fingerprint``.
 
 A data set is registered as a *factory*: a function of keyword options returning a
 :class:`MultimodalDataset`. Nothing is read from disk until ``load_dataset`` is called, so listing is
 free. Every load goes through :func:`validate`, and loads are cached per (name, options) in-process,
 because a grid calls ``load_dataset`` once per run on the same few data sets.
+
+Each entry may declare a *fingerprint*: a function of the same options returning a string that
+changes whenever the loaded data would (the embedded loaders hash their ``.npz`` file, user folders
+every file they read, a loader with a prepared cache the cache's settings). Without one, the
+fingerprint is a hash of the loaded arrays. Run keys include it (:mod:`mmbench.run_key`), so a
+changed data set is never answered from the cache.
 
 The cached object is shared: treat it as read-only (``standardize`` and ``select_modalities`` return
 new objects).
@@ -11,11 +18,12 @@ new objects).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mmbench.data.base import MultimodalDataset
 from mmbench.data.select import select_modalities
 from mmbench.data.validate import validate
+from mmbench.fingerprint import dataset_digest, digest
 from mmbench.registry import Registry, UnknownNameError
 
 Factory = Callable[..., MultimodalDataset]
@@ -24,13 +32,18 @@ DATASETS: Registry[Factory] = Registry("data set")
 # Hooks run before each lookup (the MMBENCH_DATA scan registers user folders through one), so a
 # folder added, or an env var set, after import is still found.
 _BEFORE_LOOKUP: List[Callable[[], None]] = []
+# name -> fingerprint(**options) -> str, for entries that declare one (see the module docstring)
+_FINGERPRINTS: Dict[str, Callable[..., str]] = {}
+# id(loaded data set) -> (the data set, its content digest): hashing the arrays once per loaded object
+_CONTENT_DIGESTS: Dict[int, Tuple[MultimodalDataset, str]] = {}
 
 
 class UnknownDatasetError(UnknownNameError):
     """An unknown data-set name (a ``KeyError``); the message lists close matches and the known names."""
 
 
-def register_dataset(name: str, factory: Factory, description: str = "", overwrite: bool = False) -> Factory:
+def register_dataset(name: str, factory: Factory, description: str = "", overwrite: bool = False,
+                     fingerprint: Optional[Callable[..., str]] = None) -> Factory:
     """Register ``factory(**options) -> MultimodalDataset`` under ``name``.
 
     Args:
@@ -38,13 +51,26 @@ def register_dataset(name: str, factory: Factory, description: str = "", overwri
         factory: called with the options given to :func:`load_dataset`.
         description: one line for ``mmbench list datasets``.
         overwrite: replace an existing entry (and drop its cached loads) instead of raising ``ValueError``.
+        fingerprint: ``fingerprint(**options) -> str``, cheap, changing whenever ``factory(**options)``
+            would return different data (e.g. a hash of the files it reads and of its own settings).
+            Default: a hash of the loaded data set's arrays (:func:`mmbench.fingerprint.dataset_digest`).
     """
     if overwrite and name in DATASETS:
-        # Registry has no removal; the entry is replaced in place and stale cached loads are dropped.
-        DATASETS._entries.pop(name)
-        DATASETS._descriptions.pop(name, None)
-        _load_cached.cache_clear()
-    return DATASETS.register(name, factory, description=description)
+        unregister_dataset(name)
+    DATASETS.register(name, factory, description=description)
+    if fingerprint is not None:
+        _FINGERPRINTS[name] = fingerprint
+    return factory
+
+
+def unregister_dataset(name: str) -> None:
+    """Remove ``name`` (if registered) with its fingerprint, and drop every cached load."""
+    # Registry has no removal; the entry is dropped in place and stale cached loads with it.
+    DATASETS._entries.pop(name, None)
+    DATASETS._descriptions.pop(name, None)
+    _FINGERPRINTS.pop(name, None)
+    _load_cached.cache_clear()
+    _CONTENT_DIGESTS.clear()
 
 
 def _run_hooks() -> None:
@@ -75,7 +101,9 @@ def _thaw(key: Tuple) -> dict:
 
 
 @functools.lru_cache(maxsize=64)
-def _load_cached(name: str, key: Tuple) -> MultimodalDataset:
+def _load_cached(name: str, key: Tuple, declared: Optional[str]) -> MultimodalDataset:
+    """``declared``: the entry's declared fingerprint, so an edited file is read again, not served from
+    this cache (the run key would otherwise name the new data while training used the old)."""
     return _load(name, _thaw(key))
 
 
@@ -106,7 +134,32 @@ def load_dataset(name: str, **options: Any) -> MultimodalDataset:
         key = tuple(sorted((k, _freeze(v)) for k, v in options.items()))
     except TypeError:  # unhashable option (an array): load without caching
         return _load(name, options)
-    return _load_cached(name, key)
+    return _load_cached(name, key, _declared_fingerprint(name, options))
+
+
+def _declared_fingerprint(name: str, options: dict) -> Optional[str]:
+    hook = _FINGERPRINTS.get(name)
+    return None if hook is None else hook(**{k: v for k, v in options.items() if k != "modalities"})
+
+
+def dataset_fingerprint(name: str, **options: Any) -> str:
+    """A digest (hex) that changes whenever ``load_dataset(name, **options)`` would return other data.
+
+    The entry's declared fingerprint if it has one (with the ``modalities`` selection added), else a
+    hash of the loaded arrays, computed once per loaded object.
+    """
+    _factory(name)  # an unknown name fails here, naming it
+    declared = _declared_fingerprint(name, options)
+    if declared is not None:
+        return digest({"name": name, "declared": declared, "modalities": options.get("modalities")})
+    dataset = load_dataset(name, **options)
+    cached = _CONTENT_DIGESTS.get(id(dataset))
+    if cached is None or cached[0] is not dataset:
+        cached = (dataset, dataset_digest(dataset))
+        if len(_CONTENT_DIGESTS) > 64:  # bounded like the load cache
+            _CONTENT_DIGESTS.clear()
+        _CONTENT_DIGESTS[id(dataset)] = cached
+    return digest({"name": name, "content": cached[1]})
 
 
 def list_datasets(pattern: str = "*") -> List[str]:
@@ -130,3 +183,4 @@ def dataset_info(name: str) -> str:
 def clear_cache() -> None:
     """Drop every cached load (after editing a user folder on disk, say)."""
     _load_cached.cache_clear()
+    _CONTENT_DIGESTS.clear()

@@ -30,8 +30,11 @@ import numpy as np
 
 from mmbench.data.arrays import SplitArg, build_dataset
 from mmbench.data.base import MultimodalDataset
-from mmbench.data.folder import load_folder, save_folder
-from mmbench.data.registry import _BEFORE_LOOKUP, DATASETS, register_dataset
+from mmbench.data.folder import folder_fingerprint, load_folder, save_folder
+from mmbench.data.registry import _BEFORE_LOOKUP, DATASETS, register_dataset, unregister_dataset
+from mmbench.fingerprint import dataset_digest
+
+FINGERPRINT_FILE = "fingerprint.txt"  # in a spilled folder: the parent's fingerprint of the in-memory data
 
 ENV_VAR = "MMBENCH_DATA"
 ARRAYS_ENV_VAR = "MMBENCH_REGISTERED_ARRAYS"
@@ -39,7 +42,7 @@ _spill_dir: Optional[Path] = None
 _local_arrays: set = set()  # names registered from memory in this process (not re-read from disk)
 
 
-def _spill(dataset: MultimodalDataset) -> None:
+def _spill(dataset: MultimodalDataset, content: str) -> None:
     """Save ``dataset`` where spawned children can read it, and tell them through the environment."""
     global _spill_dir
     if _spill_dir is None:
@@ -50,6 +53,8 @@ def _spill(dataset: MultimodalDataset) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     save_folder(dataset, folder)
+    # Children must compute the same run keys as the parent, which hashed the arrays in memory.
+    (folder / FINGERPRINT_FILE).write_text(content)
     entries[dataset.name] = str(folder)
     os.environ[ARRAYS_ENV_VAR] = json.dumps(entries)
 
@@ -80,12 +85,13 @@ def register_arrays(name: str, modalities: Dict[str, np.ndarray], labels: np.nda
     if name in DATASETS and name not in _local_arrays and name not in _SHARED_REGISTERED:
         raise ValueError(f"data set {name!r} is already registered (not from arrays); choose another name")
     dataset = build_dataset(name, modalities, labels, num_classes, split, kinds, split_seed, class_names, groups)
-    register_dataset(name, lambda: dataset, description=description or
+    content = dataset_digest(dataset)  # hashed once here; also what spawned children will use
+    register_dataset(name, lambda: dataset, fingerprint=lambda: content, description=description or
                      f"user arrays: {', '.join(f'{s.name} {s.kind} {s.shape}' for s in dataset.specs)}; "
                      f"{len(dataset)} samples, {dataset.num_classes} classes", overwrite=overwrite)
     _local_arrays.add(name)
     if share:
-        _spill(dataset)
+        _spill(dataset, content)
     return dataset
 
 
@@ -104,13 +110,13 @@ def scan_env() -> None:
         for sub in sorted(p for p in base.iterdir() if p.is_dir() and (p / "labels.npy").exists()):
             wanted.setdefault(f"user:{sub.name}", sub.resolve())  # the first directory listed wins
     for name in [n for n in _ENV_REGISTERED if n not in wanted]:  # folder or env entry gone
-        DATASETS._entries.pop(name, None)
-        DATASETS._descriptions.pop(name, None)
+        unregister_dataset(name)
         del _ENV_REGISTERED[name]
     for name, folder in wanted.items():
         if _ENV_REGISTERED.get(name) != folder:
             register_dataset(name, lambda split_seed=0, _f=folder, _n=name: load_folder(_f, split_seed, _n),
-                             description=f"user folder {folder}", overwrite=True)
+                             description=f"user folder {folder}", overwrite=True,
+                             fingerprint=lambda split_seed=0, _f=folder: folder_fingerprint(_f, split_seed))
             _ENV_REGISTERED[name] = folder
 
 
@@ -125,7 +131,8 @@ def scan_shared_arrays() -> None:
         if name in _local_arrays or _SHARED_REGISTERED.get(name) == folder:
             continue
         register_dataset(name, lambda _f=folder, _n=name: load_folder(_f, name=_n),
-                         description=f"arrays registered by a parent process ({folder})", overwrite=True)
+                         description=f"arrays registered by a parent process ({folder})", overwrite=True,
+                         fingerprint=lambda _f=folder: (Path(_f) / FINGERPRINT_FILE).read_text())
         _SHARED_REGISTERED[name] = folder
 
 

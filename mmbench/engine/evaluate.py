@@ -50,9 +50,31 @@ def subset_masks(modalities) -> Dict[str, torch.Tensor]:
     }
 
 
-def evaluate_subsets(method: Method, split: SplitTensors, num_classes: int, batch_size: int) -> Dict[str, Dict[str, float]]:
+def subset_logits(method: Method, split: SplitTensors, batch_size: int) -> Dict[str, torch.Tensor]:
+    """Subset name -> fused logits ``[N, C]`` with only that subset present, for every non-empty subset."""
+    return {name: predict_split(method, split, batch_size, mask) for name, mask in subset_masks(split.modalities).items()}
+
+
+def evaluate_subsets(method: Method, split: SplitTensors, num_classes: int, batch_size: int,
+                     logits: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, Dict[str, float]]:
     """Metrics for every non-empty subset of modalities (all samples get the same subset)."""
-    return {
-        name: evaluate_logits(predict_split(method, split, batch_size, mask), split.labels, num_classes)
-        for name, mask in subset_masks(split.modalities).items()
-    }
+    logits = subset_logits(method, split, batch_size) if logits is None else logits
+    return {name: evaluate_logits(lg, split.labels, num_classes) for name, lg in logits.items()}
+
+
+def evaluate_missing_rates(method: Method, split: SplitTensors, num_classes: int, batch_size: int,
+                           dataset: str, seed: int, rates) -> Dict[str, float]:
+    """Test accuracy with a fraction ``eta`` of samples missing modalities, for each ``eta`` in ``rates``.
+
+    Returns ``{"0.1": acc, ...}`` (string keys: they go into JSON). Empty for a single-modality data set,
+    where no sample can miss a modality and keep another.
+    """
+    from mmbench.patterns import robustness_test_mask
+
+    if len(split.modalities) < 2:
+        return {}
+    out = {}
+    for eta in rates:
+        mask = torch.from_numpy(robustness_test_mask(len(split), split.modalities, eta, dataset, seed))
+        out[f"{eta:g}"] = evaluate_logits(predict_split(method, split, batch_size, mask), split.labels, num_classes)["acc"]
+    return out

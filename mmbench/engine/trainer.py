@@ -7,6 +7,7 @@ import statistics
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+import numpy as np
 import torch
 
 from mmbench.batching import SplitTensors, subset_name
@@ -16,11 +17,15 @@ from mmbench.engine.accel import (
     StepTimer, autocast, grad_scaler, peak_memory_mb, reset_peak_memory, resolve_device, use_channels_last,
 )
 from mmbench.engine.context import DivergedError, TrainContext
-from mmbench.engine.evaluate import evaluate_logits, evaluate_subsets, predict_split, unimodal_split
+from mmbench.engine.evaluate import (
+    evaluate_logits, evaluate_missing_rates, evaluate_subsets, predict_split, subset_logits, unimodal_split,
+)
+from mmbench.engine.outcomes import build_outcomes
 from mmbench.engine.memory import SavedTensorMeter
+from mmbench.engine.selection import is_better, selection_start
 from mmbench.methods.base import Method, RunInfo
 from mmbench.models.model import MultimodalModel
-from mmbench.patterns import Pattern
+from mmbench.patterns import ROBUSTNESS_RATES, Pattern
 from mmbench.streaming import build_splits
 
 MEASURE_STEPS_PER_EPOCH = 2  # memory is measured on the first steps of each epoch (hooks cost time)
@@ -96,6 +101,9 @@ def fit_and_test(
 ) -> Dict[str, Any]:
     """Train ``method`` for ``info.epochs``, keep the best epoch on validation, test once.
 
+    Selection (:mod:`mmbench.engine.selection`): only epochs from ``method.selection_start_epoch()``
+    on are candidates, and ties go to the latest epoch.
+
     Returns ``{"metrics": ..., "throughput": ..., "history": [...]}``. Raises
     :class:`DivergedError` when the loss becomes non-finite.
     """
@@ -123,6 +131,7 @@ def fit_and_test(
 
     method.on_fit_start(ctx)
     best, best_epoch, best_state = -math.inf, -1, None
+    first_eligible = selection_start(method, info.epochs)  # warm-up epochs are evaluated but never kept
     history: List[Dict[str, float]] = []
     train_seconds, samples = 0.0, 0  # wall time of the training epochs, epoch hooks included
     for epoch in range(info.epochs):
@@ -159,15 +168,19 @@ def fit_and_test(
         score = _selection_metric(method, va, info, pattern, ebs)
         mean_loss = (ctx.loss_sum / max(1, ctx.loss_count)).item()
         history.append({"epoch": epoch, "loss": mean_loss, "val": score})
-        if score > best:
+        coefficients = method.pop_coefficients()
+        if coefficients:  # balancing methods' per-epoch mean coefficients (Method.log_coefficients)
+            history[-1]["coefficients"] = coefficients
+        if epoch >= first_eligible and is_better(score, best):
             best, best_epoch, best_state = score, epoch, _snapshot(method)
         if progress:
             progress(epoch)
 
     if best_state is not None:
         _restore(method, best_state)
-    metrics = test_metrics(method, te, info, test_mask_fixed, ebs)
-    metrics.update({"val_selection": best, "best_epoch": best_epoch})
+    outcomes: Dict[str, Any] = {}
+    metrics = test_metrics(method, te, info, test_mask_fixed, ebs, outcomes, data.split["test"])
+    metrics.update({"val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible})
     if device.type == "cuda":
         peak_mb, mem_kind = peak_memory_mb(device), "cuda_max_allocated"
     else:
@@ -188,13 +201,20 @@ def fit_and_test(
         "world_size": dist_info.world_size,  # processes of a torchrun run (samples/s counts them all)
         "amp": amp,
     }
-    return {"metrics": metrics, "throughput": throughput, "history": history}
+    return {"metrics": metrics, "throughput": throughput, "history": history, "outcomes": outcomes}
 
 
-def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Optional[torch.Tensor], bs: int) -> Dict[str, Any]:
-    """Every test metric, each computed once on every test sample."""
-    full = evaluate_logits(predict_split(method, te, bs), te.labels, info.num_classes)
-    subsets = evaluate_subsets(method, te, info.num_classes, bs)
+def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Optional[torch.Tensor], bs: int,
+                 outcomes: Optional[Dict[str, Any]] = None, test_ids=None) -> Dict[str, Any]:
+    """Every test metric, each computed once on every test sample.
+
+    When ``outcomes`` is a dict, it is filled with the per-sample outcome record
+    (:func:`mmbench.engine.outcomes.build_outcomes`) of the fused, per-subset, probe and masked predictions.
+    """
+    fused_logits = predict_split(method, te, bs)
+    full = evaluate_logits(fused_logits, te.labels, info.num_classes)
+    per_subset = subset_logits(method, te, bs)
+    subsets = evaluate_subsets(method, te, info.num_classes, bs, per_subset)
     uni = unimodal_split(method, te, bs)
     metrics: Dict[str, Any] = {
         "test_acc": full["acc"],
@@ -209,9 +229,17 @@ def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Opt
     metrics["subset_mean"] = sum(accs) / len(accs)
     metrics["subset_worst"] = min(accs)
     metrics["subset_worst_name"] = min(metrics["subset_acc"], key=metrics["subset_acc"].get)
+    named = {"fused": fused_logits, **{f"subset:{k}": v for k, v in per_subset.items()},
+             **{f"uni:{m}": v for m, v in zip(info.modalities, uni)}}
     if test_mask is not None:
-        masked = evaluate_logits(predict_split(method, te, bs, test_mask.to(te.device)), te.labels, info.num_classes)
+        named["masked"] = predict_split(method, te, bs, test_mask.to(te.device))
+        masked = evaluate_logits(named["masked"], te.labels, info.num_classes)
         metrics["masked_test_acc"] = masked["acc"]
         metrics["masked_test_f1"] = masked["f1"]
+    metrics["masked_test_acc_at"] = evaluate_missing_rates(
+        method, te, info.num_classes, bs, info.dataset, info.seed, ROBUSTNESS_RATES)
     metrics["full_subset"] = subset_name(info.modalities)
+    if outcomes is not None:
+        ids = np.arange(len(te)) if test_ids is None else np.asarray(test_ids)
+        outcomes.update(build_outcomes(ids, te.labels, named, info.seed, test_mask, info.num_classes))
     return metrics

@@ -155,6 +155,10 @@ class ARL(Method):
         self.weight_history: List[List[float]] = []
 
     # ----------------------------------------------------------------- helpers
+    def selection_start_epoch(self) -> int:
+        """The first epoch past warm-up (the first with ARL's coefficients and ``gamma``)."""
+        return warmup_end(self.hp["start"], self.info.epochs) + 1
+
     def active(self, ctx) -> bool:
         """Whether the epoch is past warm-up (a Python decision from the epoch number)."""
         return ctx.epoch > warmup_end(self.hp["start"], ctx.epochs)
@@ -205,6 +209,7 @@ class ARL(Method):
         self.last_weights, self.last_scale = w, scale
         self._w_sum = w.clone() if self._w_sum is None else self._w_sum + w
         self._w_count += 1
+        self.log_coefficients({"w": w})
 
     def on_epoch_end(self, ctx) -> None:
         # Between epochs a host read is fine.

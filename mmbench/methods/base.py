@@ -14,6 +14,8 @@ hooks (all optional but :attr:`name`):
   one with several backward passes or alternating per-modality steps (MLA, ReconBoost, Greedy)
   overrides :meth:`training_step` and calls ``ctx.zero_grad/backward/step`` itself.
 * :meth:`predict` (fused logits) and :meth:`unimodal_logits` (per-modality logits) for evaluation.
+* :meth:`selection_start_epoch`: a method with phases (a warm-up, mining epochs) names the first
+  epoch trained with its own objective; model selection never keeps an earlier epoch.
 
 A new method is one file: subclass :class:`Method`, set ``name`` and ``hparams``, decorate with
 :func:`register_method`.
@@ -85,12 +87,18 @@ class Method:
         dataset_hparams: per data set (fnmatch pattern on the data set name) overrides of ``hparams``.
         train_overrides: engine settings this method needs (e.g. ``{"fusion": "sum"}``), applied
             before the user's overrides.
+        version: the method's code version; bump it when a change to the code changes its results, so
+            cached runs of the old code are not reused (it enters the run key, :mod:`mmbench.run_key`).
+        teachers: methods this one may load through ``ctx.pretrained`` (their settings and versions
+            enter the run key too, so a changed teacher retrains its students).
     """
 
     name: ClassVar[str] = ""
     hparams: ClassVar[Dict[str, Any]] = {}
     dataset_hparams: ClassVar[Dict[str, Dict[str, Any]]] = {}
     train_overrides: ClassVar[Dict[str, Any]] = {}
+    version: ClassVar[int] = 1
+    teachers: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, model: MultimodalModel, hp: Dict[str, Any], info: RunInfo):
         self.model = model
@@ -117,6 +125,43 @@ class Method:
 
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         pass
+
+    # ----------------------------------------------------------------- coefficient traces
+    def log_coefficients(self, values: Dict[str, Any]) -> None:
+        """Record balancing coefficients of one step (name -> scalar or ``[M]`` tensor, e.g. OGM-GE's k).
+
+        The trainer averages them over the epoch into the run's history (``history[e]["coefficients"]``).
+        Tensors are kept on their device and summed (no host sync per step); a ``[M]`` value becomes one
+        series per modality, ``name:modality``.
+        """
+        sums = self.__dict__.setdefault("_coef_sums", {})
+        for name, value in values.items():
+            value = value.detach().float() if torch.is_tensor(value) else torch.tensor(float(value))
+            total, count = sums.get(name, (0, 0))
+            sums[name] = (total + value, count + 1)
+
+    def pop_coefficients(self) -> Dict[str, float]:
+        """The epoch means of the logged coefficients (flattened to scalars), and reset."""
+        sums = self.__dict__.pop("_coef_sums", {})
+        out: Dict[str, float] = {}
+        for name, (total, count) in sums.items():
+            mean = (total / count).flatten().cpu().tolist()
+            if len(mean) == 1:
+                out[name] = mean[0]
+            else:
+                labels = self.info.modalities if len(mean) == self.info.num_modalities else range(len(mean))
+                out.update({f"{name}:{label}": v for label, v in zip(labels, mean)})
+        return out
+
+    def selection_start_epoch(self) -> int:
+        """First epoch (0-based) whose model may be selected: the first trained with this method's own objective.
+
+        The engine evaluates every epoch but keeps only epochs ``>=`` this one (see
+        :mod:`mmbench.engine.selection`). Default 0: no phases. A method with a warm-up or a
+        stage before its losses switch on overrides it from ``self.info.epochs`` and its
+        hyper-parameters, with the same epoch arithmetic its training uses.
+        """
+        return 0
 
     # ----------------------------------------------------------------- training hooks
     def on_fit_start(self, ctx) -> None:

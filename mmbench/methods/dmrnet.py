@@ -179,6 +179,10 @@ class DMRNet(Method):
         hard = self.hard_lookup.to(codes.device)[codes]
         return 1.0 + self.hp["beta"] * hard
 
+    def selection_start_epoch(self) -> int:
+        """The first epoch with HCR (after the weak-modality selection / warm-up epochs)."""
+        return self.select_epochs
+
     def hcr_active(self, epoch: int) -> bool:
         if self.hp["hcr_target"] == "weak":
             return self.weak_modality >= 0 and epoch >= self.select_epochs

@@ -120,6 +120,7 @@ class MMANet(Method):
     """
 
     name = "mmanet"
+    teachers = ("joint",)
     hparams = {
         "lambda_mad": 30.0,
         "lambda_mar": 0.5,
@@ -152,6 +153,10 @@ class MMANet(Method):
         if self.hp["begin_epoch"] is not None:
             return int(self.hp["begin_epoch"])
         return max(1, math.ceil(self.hp["begin_frac"] * self.info.epochs))
+
+    def selection_start_epoch(self) -> int:
+        """``begin_epoch``: the first epoch with MAD and MAR (before it the student trains on plain CE)."""
+        return self.begin_epoch
 
     def mining_epoch(self, epoch: int) -> bool:
         return self.begin_epoch - self.hp["mine_epochs"] <= epoch < self.begin_epoch

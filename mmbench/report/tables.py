@@ -1,44 +1,68 @@
 """Leaderboard tables: accuracy (mean +- std over seeds), unimodal accuracies, per-subset and
-worst-subset accuracy per missing pattern, and throughput relative to joint training."""
+worst-subset accuracy per missing pattern, and throughput relative to joint training.
+
+A cell aggregates only the seeds of runs with identical resolved settings (the ``settings`` hash of
+:mod:`mmbench.report.frame`). Each distinct setting is its own row: runs with overrides are labelled
+``method [k=v,...]``; if one label still covers several settings (a default or the data changed between
+runs), each gets its settings hash appended. Every cell states its n.
+"""
 from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 from tabulate import tabulate
 
 from mmbench.environment import environment, machine_line
 from mmbench.report.frame import results_frame
+from mmbench.report.imbalance import add_gaps
+from mmbench.report.rank_table import rank_section, rank_summary
+from mmbench.report.reported import load_reported, reported_sections
+from mmbench.report.traces import all_traces, traces_section
+from mmbench.report.significance import GROUP_KEYS as CELL_KEYS
+from mmbench.report.significance import STATISTICS_NOTE, attach_statistics, decorate_cell
 from mmbench.results_store import ResultsStore, write_json_atomic, write_text_atomic
 
 BASELINE_METHOD = "joint"
+REPORTED_FILE = "reported.yaml"  # numbers reported elsewhere, read from the results folder
 
 
-def _fmt(mean: float, std: float, n: int, scale: float = 100.0) -> str:
+def _fmt(mean: float, std: float, n: int, scale: float = 100.0, show_n: bool = False) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
-    if n > 1 and not math.isnan(std):
-        return f"{mean * scale:.1f} ± {std * scale:.1f}"
-    return f"{mean * scale:.1f}"
+    text = f"{mean * scale:.1f} ± {std * scale:.1f}" if n > 1 and not math.isnan(std) else f"{mean * scale:.1f}"
+    return f"{text} ({n})" if show_n else text
+
+
+GROUP_KEYS = ["row"] + CELL_KEYS  # the row label follows from method and overrides
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and count over seeds of every numeric column, per (method, dataset, pattern)."""
+    """Mean, std and count over seeds of every numeric column, per (row, dataset, pattern, settings).
+
+    ``row`` is made unique per cell: a label covering several settings hashes gets the hash appended.
+    """
     ok = df[df.status == "ok"]
     if ok.empty:
         return pd.DataFrame()
     numeric = [c for c in ok.columns if c not in ("seed", "best_epoch", "params") and pd.api.types.is_numeric_dtype(ok[c])]
-    grouped = ok.groupby(["method", "dataset", "pattern"])[numeric]
+    grouped = ok.groupby(GROUP_KEYS)[numeric]
     agg = grouped.agg(["mean", "std", "count"])
     agg.columns = [f"{c}|{s}" for c, s in agg.columns]
-    return agg.reset_index()
+    agg = agg.reset_index()
+    clash = agg.groupby(["row", "dataset", "pattern"]).settings.transform("nunique") > 1
+    agg.loc[clash, "row"] = agg.loc[clash, "row"] + " {" + agg.loc[clash, "settings"].str[-6:] + "}"
+    return agg
 
 
-def _cell(row, col: str) -> str:
-    return _fmt(row.get(f"{col}|mean"), row.get(f"{col}|std", float("nan")), int(row.get(f"{col}|count", 0) or 0))
+def _cell(row, col: str, show_n: bool = False) -> str:
+    text = _fmt(row.get(f"{col}|mean"), row.get(f"{col}|std", float("nan")), int(row.get(f"{col}|count", 0) or 0),
+                show_n=show_n)
+    return decorate_cell(text, row, col)
 
 
 def accuracy_table(agg: pd.DataFrame, pattern: str = "complete", metric: str = "test_acc") -> str:
@@ -50,9 +74,9 @@ def accuracy_table(agg: pd.DataFrame, pattern: str = "complete", metric: str = "
         return "_no finished runs_"
     datasets = sorted(sub.dataset.unique())
     rows = []
-    for method, group in sub.groupby("method"):
+    for label, group in sub.groupby("row"):
         by_ds = {r.dataset: r for _, r in group.iterrows()}
-        rows.append([method] + [_cell(by_ds[d], metric) if d in by_ds else "" for d in datasets])
+        rows.append([label] + [_cell(by_ds[d], metric, show_n=True) if d in by_ds else "" for d in datasets])
     return tabulate(sorted(rows), headers=["method"] + datasets, tablefmt="github")
 
 
@@ -64,14 +88,20 @@ def dataset_table(agg: pd.DataFrame, dataset: str, pattern: str) -> str:
     # Only this data set's modalities: the frame holds the columns of every data set (NaN elsewhere).
     present = [c[: -len("|mean")] for c in sub.columns if c.endswith("|mean") and sub[c].notna().any()]
     uni = sorted(c for c in present if c.startswith("uni:"))
+    diagnostics = sorted(c for c in present if c.startswith(("gap:", "shapley:")))
     subsets = [c for c in present if c.startswith("subset:")]
-    full = "subset:" + "+".join(c[4:] for c in uni) if uni else None
+    # the subset of every modality (named in modality order, not the sorted order of `uni`)
+    full = next((s for s in subsets if s.count("+") == len(uni) - 1), None) if uni else None
     # the full subset is the fused accuracy already shown
     subsets = sorted((s for s in set(subsets) if s != full), key=lambda s: (-s.count("+"), s))
     masked = "masked_test_acc|mean" in sub.columns and sub["masked_test_acc|mean"].notna().any()
     cols = ["test_acc", "test_f1"] + uni + subsets + ["subset_mean", "subset_worst"] + (["masked_test_acc"] if masked else [])
-    headers = ["method", "fused acc", "macro-F1"] + [f"probe {u[4:]}" for u in uni] + [f"only {s[7:]}" if "+" not in s else f"subset {s[7:]}" for s in subsets] + ["subset mean", "worst subset"] + (["masked test"] if masked else [])
-    rows = [[r.method] + [_cell(r, c) for c in cols] for _, r in sub.sort_values("test_acc|mean", ascending=False).iterrows()]
+    headers = (["method", "n", "fused acc", "macro-F1"] + [f"probe {u[4:]}" for u in uni]
+               + [f"only {s[7:]}" if "+" not in s else f"subset {s[7:]}" for s in subsets]
+               + ["subset mean", "worst subset"] + (["masked test"] if masked else []))
+    cols, headers = cols + diagnostics, headers + [c.replace(":", " ") for c in diagnostics]  # gap m, shapley m
+    ordered = sub.sort_values("test_acc|mean", ascending=False)
+    rows = [[r.row, int(r["test_acc|count"])] + [_cell(r, c) for c in cols] for _, r in ordered.iterrows()]
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
@@ -81,34 +111,53 @@ def throughput_table(agg: pd.DataFrame, pattern: str = "complete") -> str:
     if sub.empty:
         return "_no finished runs_"
     rows = []
-    for (method, dataset), group in sub.groupby(["method", "dataset"]):
+    for (label, dataset), group in sub.groupby(["row", "dataset"]):
         r = group.iloc[0]
-        base = sub[(sub.method == BASELINE_METHOD) & (sub.dataset == dataset)]
-        rel = r["step_ms|mean"] / base.iloc[0]["step_ms|mean"] if not base.empty else float("nan")
-        rows.append([method, dataset, f"{r['step_ms|mean']:.2f}", f"{rel:.2f}x" if not math.isnan(rel) else "-",
+        # the baseline run with the same overrides (a quick suite's epochs=2 joint for its epochs=2 rows)
+        base = sub[(sub.method == BASELINE_METHOD) & (sub.dataset == dataset) & (sub.overrides == r.overrides)]
+        rel = r["step_ms|mean"] / base.iloc[0]["step_ms|mean"] if len(base) == 1 else float("nan")
+        rows.append([label, dataset, int(r["step_ms|count"]), f"{r['step_ms|mean']:.2f}",
+                     f"{rel:.2f}x" if not math.isnan(rel) else "-",
                      f"{r['samples_per_s|mean']:.0f}", f"{r['peak_mem_mb|mean']:.2f}"])
-    return tabulate(sorted(rows), headers=["method", "dataset", "step ms (median)", "vs joint", "train samples/s", "peak mem MB"], tablefmt="github")
+    return tabulate(sorted(rows), headers=["method", "dataset", "n", "step ms (median)", "vs joint", "train samples/s",
+                                           "peak mem MB"], tablefmt="github")
 
 
 def failures_table(df: pd.DataFrame) -> str:
     bad = df[df.status != "ok"]
     if bad.empty:
         return "none"
-    rows = [[r.method, r.dataset, r.pattern, r.seed, r.status] for _, r in bad.iterrows()]
+    rows = [[r.row, r.dataset, r.pattern, r.seed, r.status] for _, r in bad.iterrows()]
     return tabulate(rows, headers=["method", "dataset", "pattern", "seed", "status"], tablefmt="github")
 
 
-def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
+def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: str = "results/runs",
+                   unreadable: Sequence[str] = (), reported: Optional[Dict] = None) -> str:
+    """The leaderboard page. ``runs_dir``: the folder named in the header; ``unreadable``: result files
+    that could not be read (``"path: why"``), counted and named in the header; ``reported``: numbers
+    reported elsewhere (``results/reported.yaml``), shown beside the data sets run here."""
     parts: List[str] = ["# mmbench leaderboard", ""]
     seeds = sorted(df.seed.unique().tolist()) if not df.empty else []
     mem_kinds = sorted(df.mem_kind.dropna().unique().tolist()) if "mem_kind" in df else []
     parts += [
-        f"Built from {int((df.status == 'ok').sum())} finished runs ({len(df)} in all) in `results/runs/` "
+        f"Built from {int((df.status == 'ok').sum())} finished runs ({len(df)} in all) in `{runs_dir}/` "
         f"(`python -m mmbench all` writes it, `python -m mmbench table` rebuilds it). Machine: {machine}.",
-        f"Accuracies in %, mean ± std over seeds {seeds}; model selection on the validation split only; "
-        "each test sample scored once. `probe m` = the method's own unimodal logits for m "
-        "(shared head, other features zeroed, unless the method has unimodal heads); `only m` / `subset` "
-        "= the model evaluated with only those modalities present.",
+    ]
+    if unreadable:
+        parts += ["", f"**{len(unreadable)} result file(s) could not be read and are left out:** "
+                  + "; ".join(f"`{u}`" for u in unreadable), ""]
+    parts += [
+        f"Accuracies in %, mean ± std over seeds {seeds}, with the number of runs n of each cell in "
+        "parentheses (or an `n` column); model selection on the validation split only; "
+        "each test sample scored once. A cell aggregates only runs with identical resolved settings: a run "
+        "with overrides is its own row, `method [k=v,...]`, and a `{hash}` suffix separates runs of one "
+        "label whose settings or data differ (e.g. made before a default changed). `probe m` = the method's "
+        "own unimodal logits for m (shared head, other features zeroed, unless the method has unimodal "
+        "heads); `only m` / `subset` = the model evaluated with only those modalities present. Seeds are not "
+        "the only spread: the same runs are bit-identical on one machine but can differ on another CPU or "
+        "BLAS (README, Reproducibility).",
+        "",
+        STATISTICS_NOTE,
         "",
         "## Fused test accuracy, complete pattern",
         "",
@@ -127,9 +176,15 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
             accuracy_table(agg, pattern, "subset_mean"),
             "",
         ]
+    parts += rank_section(agg, "complete", "test_acc", "fused test accuracy")
+    for pattern in patterns:
+        if pattern != "complete":
+            parts += rank_section(agg, pattern, "subset_mean", "mean accuracy over the modality subsets")
     for pattern in patterns:
         for dataset in sorted(agg[agg.pattern == pattern].dataset.unique()):
             parts += [f"## {dataset}, pattern `{pattern}`", "", dataset_table(agg, dataset, pattern), ""]
+    parts += traces_section(df)
+    parts += reported_sections(reported or {}, agg.dataset.unique())
     parts += [
         "## Throughput (complete pattern)",
         "",
@@ -154,17 +209,26 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str) -> str:
 def write_tables(root: str = "results", machine: str = "") -> Dict[str, Path]:
     """Rebuild ``LEADERBOARD.md``, ``.csv`` and ``.json`` in ``root`` from ``root/runs``."""
     store = ResultsStore(root)
-    df = results_frame(store.all_results())
+    df = add_gaps(results_frame(store.all_results()))
+    for line in store.unreadable:
+        print(f"warning: unreadable result file left out of the tables: {line}", file=sys.stderr)
     agg = aggregate(df) if not df.empty else pd.DataFrame()
+    agg = attach_statistics(agg, df)  # intervals and best-or-tied marks from the per-sample outcomes
+    reported = load_reported(Path(root) / REPORTED_FILE)
     out = Path(root)
     out.mkdir(parents=True, exist_ok=True)
     if not machine:
         machine = _machine_description(df)
-    md = build_markdown(df if not df.empty else pd.DataFrame(columns=["status", "seed"]), agg, machine)
+    md = build_markdown(df if not df.empty else pd.DataFrame(columns=["status", "seed"]), agg, machine,
+                        runs_dir=str(store.runs), unreadable=store.unreadable, reported=reported)
     paths = {"md": out / "LEADERBOARD.md", "csv": out / "LEADERBOARD.csv", "json": out / "LEADERBOARD.json"}
     write_text_atomic(paths["md"], md)
     write_text_atomic(paths["csv"], agg.to_csv(index=False) if not agg.empty else "")
-    write_json_atomic(paths["json"], {"machine": machine, "aggregate": json.loads(agg.to_json(orient="records")) if not agg.empty else []})
+    ranks = [r for r in ([rank_summary(agg, "complete", "test_acc")] + [rank_summary(agg, p, "subset_mean") for p in
+                         sorted(set(agg.pattern) - {"complete"})] if not agg.empty else []) if r]
+    records = json.loads(agg.to_json(orient="records")) if not agg.empty else []
+    write_json_atomic(paths["json"], {"machine": machine, "aggregate": records, "ranks": ranks,
+                                      "coefficient_traces": all_traces(df)})
     return paths
 
 

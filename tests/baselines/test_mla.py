@@ -1,12 +1,14 @@
 """MLA: the OWM projection removes seen feature directions, the head-gradient edit (replace / add),
 alternating steps touch one encoder each, the entropy gate, end-to-end runs."""
+import math
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import make_method, quick_fit, run_info, toy_dataset
 
-from baselines.mla import gate_weights, owm_update, project_gradient
+from baselines.mla import gate_weights, gate_weights_released, owm_update, project_gradient
 from mmbench.batching import SplitTensors
 from mmbench.engine.context import TrainContext
 
@@ -130,3 +132,69 @@ def test_end_to_end(three, pattern):
     assert all(np.isfinite(h["loss"]) for h in out["history"])
     P = out["method"].P
     assert torch.isfinite(P).all() and not torch.equal(P, torch.eye(64))
+
+
+# ----------------------------------------------------------------- released forms (hand-computed)
+def test_owm_update_forms_against_hand_computed_values():
+    """P = I, r = (1, 1), alpha = 0.5, so k = P r = (1, 1).
+
+    OWM: r^T k = 2, P - k k^T / 2.5 = [[0.6, -0.4], [-0.4, 0.6]].
+    Released: alpha + k r^T = 1.5 everywhere, element-wise P - k k^T / 1.5 = [[1/3, -2/3], [-2/3, 1/3]].
+    """
+    P, r = torch.eye(2), torch.tensor([1.0, 1.0])
+    owm = torch.tensor([[0.6, -0.4], [-0.4, 0.6]])
+    rel = torch.tensor([[1 / 3, -2 / 3], [-2 / 3, 1 / 3]])
+    torch.testing.assert_close(owm_update(P, r, 0.5), owm / owm.norm())
+    torch.testing.assert_close(owm_update(P, r, 0.5, "released"), rel / rel.norm())
+    # An asymmetric case, where k r^T is not symmetric: P = diag(1, 2), r = (1, 0.5), k = (1, 1).
+    P, r = torch.diag(torch.tensor([1.0, 2.0])), torch.tensor([1.0, 0.5])
+    den = torch.tensor([[0.5 + 1.0, 0.5 + 0.5], [0.5 + 1.0, 0.5 + 0.5]])  # alpha + k_i r_j
+    rel = P - torch.ones(2, 2) / den
+    torch.testing.assert_close(owm_update(P, r, 0.5, "released"), rel / rel.norm())
+    with pytest.raises(ValueError, match="owm_update"):
+        owm_update(P, r, 0.5, "bogus")
+
+
+def test_released_update_keeps_much_more_of_the_seen_direction():
+    torch.manual_seed(0)
+    r = torch.randn(16).abs()
+    kept = {form: (owm_update(torch.eye(16), r, 0.01, form) @ r).norm() / r.norm() for form in ("owm", "released")}
+    assert kept["owm"] < 0.05 < kept["released"]
+
+
+def test_released_gate_one_weight_per_modality_from_softmax_over_the_batch():
+    """Two modalities, B = 2, C = 2. Modality 0 all zeros: softmax over the batch is 1/2 everywhere,
+    H_0 = 4 * (1/2) log 2 = 2 log 2. Modality 1: column 0 is (log 3, 0) -> (3/4, 1/4), column 1 -> (1/2, 1/2),
+    H_1 = -(3/4 log 3/4 + 1/4 log 1/4) + log 2. w = softmax(-H), the same for both samples."""
+    logits = torch.zeros(2, 2, 2)
+    logits[1, 0, 0] = math.log(3.0)
+    H0 = 2 * math.log(2)
+    H1 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) + math.log(2)
+    w0 = math.exp(-H0) / (math.exp(-H0) + math.exp(-H1))
+    w = gate_weights_released(logits, torch.ones(2, 2))
+    torch.testing.assert_close(w, torch.tensor([[w0, w0], [1 - w0, 1 - w0]]))
+    # The per-sample gate of the paper gives the two samples different weights on the same logits.
+    per_sample = gate_weights(logits, torch.ones(2, 2), torch.zeros(2, dtype=torch.long))
+    assert not torch.allclose(per_sample[:, 0], per_sample[:, 1])
+
+
+def test_released_gate_with_missing_modalities():
+    """Sample 1 lacks modality 1: H_1 comes from sample 0 alone (softmax over one sample: p = 1, H = 0),
+    sample 1 gets all its weight on modality 0, sample 0 the batch weights."""
+    logits = torch.randn(2, 2, 3)
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    w = gate_weights_released(logits, mask)
+    H0 = -(torch.softmax(logits[0], 0) * torch.log_softmax(logits[0], 0)).sum()
+    expected0 = torch.softmax(torch.stack([-H0, torch.tensor(0.0)]), 0)
+    torch.testing.assert_close(w[:, 0], expected0)
+    torch.testing.assert_close(w[:, 1], torch.tensor([1.0, 0.0]))
+    only = gate_weights_released(logits, torch.tensor([[1.0, 0.0], [1.0, 0.0]]))  # modality 1 absent from the batch
+    assert torch.isfinite(only).all() and torch.equal(only[1], torch.zeros(2))
+
+
+def test_released_options_train_and_predict():
+    data = toy_dataset()
+    out = quick_fit("mla", data, epochs=1, hp={"owm_update": "released", "gate": "released"})
+    assert 0 <= out["metrics"]["test_acc"] <= 1
+    with pytest.raises(ValueError, match="owm_update"):
+        make_method("mla", data, hp={"owm_update": "bogus"})

@@ -62,3 +62,51 @@ def test_bench_passes_its_options_to_the_kernel_benchmark(tmp_path, capsys):
     csv = (tmp_path / "kernels.csv").read_text()
     assert "pme_sample_kl" in csv and "eager" in csv
     assert (tmp_path / "KERNELS.md").exists()
+    assert "[1/1] pme_sample_kl" in capsys.readouterr().err  # progress, one line per op
+
+
+def test_list_without_argument_lists_everything(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("# methods", "# datasets", "# patterns", "# suites"):
+        assert kind in out
+    assert "arl" in out and "watch" in out and "missing-0.5" in out and "default" in out
+
+
+def test_show_prints_hyperparameters_and_per_dataset_defaults(capsys):
+    from mmbench.methods import get_method
+
+    assert main(["show", "arl", "--dataset", "watch"]) == 0
+    out = capsys.readouterr().out
+    for key, value in get_method("arl").hparams.items():
+        assert any(line.split() == [key, str(value)] for line in out.splitlines()), key
+    assert "on data sets matching 'watch'" in out and "resolved for watch" in out
+    assert any(line.split() == ["epochs", "12"] for line in out.split("resolved for watch")[1].splitlines())
+    assert main(["show", "no-such-method"]) == 2
+
+
+def test_help_texts_name_defaults_and_every_command(capsys):
+    from mmbench.cli import build_parser
+
+    top = build_parser().format_help()
+    for command in ("all", "run", "list", "show", "table", "steps", "bench"):
+        assert command in top.split("positional arguments")[1]
+    assert "steps" in top.split("\n\n")[1]  # the description line names it too
+    for argv in (["run", "--help"], ["table", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "(default: results)" in out
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "(default: complete)" in capsys.readouterr().out
+
+
+def test_run_shows_progress_per_epoch(tmp_path, capsys):
+    argv = ["run", "--method", "joint", "--dataset", "synthetic", "--set", "epochs=2", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "epoch 1/2" in captured.err and "epoch 2/2" in captured.err and "stored in" in captured.out
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "epoch" not in captured.err and "cached in" in captured.out

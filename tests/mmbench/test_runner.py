@@ -75,6 +75,8 @@ def test_parallel_workers_write_every_result(tmp_path, dataset_name):
     specs = [spec(dataset_name, seed=s) for s in range(2)]
     counts = run_grid(specs, str(tmp_path), workers=2, show_progress=False)
     assert counts["ok"] == 2
+    # spawned workers key the in-memory data set as the parent does, so the parent sees them done
+    assert all(ResultsStore(tmp_path).is_done(s.key()) for s in specs)
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2
 
 

@@ -169,3 +169,33 @@ def test_quick_fit(three, pattern):
     assert len(metrics["subset_acc"]) == (7 if three else 3)
     assert all(math.isfinite(v) for v in metrics["subset_acc"].values())
     assert metrics["test_acc"] > 0.5
+
+
+@pytest.mark.parametrize("three", [False, True])
+def test_fused_slots_hold_the_translated_features_in_both_directions(three):
+    """The task head reads, per available modality a, ``f_a + T(f_hat_k) * mask_a`` and, in the missing
+    slot, ``f_hat_k + mean_{a present} T(f_a)``: T is the shared translator's output in BOTH directions
+    (the restored feature itself, untranslated, must not reach an available slot)."""
+    data = toy_dataset(three=three)
+    method = make_method("osmd", data)
+    seen = []
+    method.model.head.register_forward_pre_hook(lambda mod, args: seen.append([s.clone() for s in args[0]]))
+    method.modules().eval()
+    batch = _batch(data)
+    mask = batch.mask.clone()
+    mask[::3, method.available[0]] = 0.0  # some samples lack an available modality
+    batch = batch.with_mask(mask)
+    with torch.no_grad():
+        method.predict(batch)
+        avail = method.available_features(batch)
+        restored = method.restore(avail)
+        T = method.extra["ctn"]
+        t_avail = torch.stack([T(f) * mask[:, a : a + 1] for f, a in zip(avail, method.available)]).sum(0)
+        t_avail = t_avail / torch.stack([mask[:, a] for a in method.available], 1).sum(1, keepdim=True).clamp_min(1)
+    slots = seen[0]
+    assert len(slots) == len(data.specs)
+    for f, a in zip(avail, method.available):
+        torch.testing.assert_close(slots[a], f + T(restored) * mask[:, a : a + 1])
+        # and not the untranslated restored feature
+        assert not torch.allclose(slots[a], f + restored * mask[:, a : a + 1])
+    torch.testing.assert_close(slots[method.k], restored + t_avail)

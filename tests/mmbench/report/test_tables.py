@@ -80,3 +80,64 @@ def test_machine_line_comes_from_the_runs_env(tmp_path):
     md = write_tables(str(tmp_path))["md"].read_text()
     assert "Test CPU 9000, 2 cores, no GPU; Python 3.11.7, torch 2.14.1" in md
     assert "Linux-x86_64, 2 cores, H100" in md
+
+
+def test_runs_with_other_settings_never_join_a_cell(tmp_path):
+    store = ResultsStore(tmp_path)
+    for s, acc in enumerate([0.8, 0.9, 1.0]):
+        store.save(fake_result("arl", "d", "complete", s, acc, 2.0))
+    quick = fake_result("arl", "d", "complete", 0, 0.1, 2.0)  # `run ... --set epochs=1`
+    quick["key"], quick["spec"]["overrides"] = "arl-quick", {"epochs": 1}
+    store.save(quick)
+    md = write_tables(str(tmp_path), machine="m")["md"].read_text()
+    fused = md.split("## Fused test accuracy, complete pattern")[1].split("## ")[0]
+    assert "| arl " in fused and "90.0 ± 10.0 (3)" in fused  # the 3 default runs, unchanged, n stated
+    assert "| arl [epochs=1] " in fused and "10.0 (1)" in fused  # the override run: its own row
+    per_dataset = md.split("## d, pattern `complete`")[1].split("## ")[0]
+    header = next(line for line in per_dataset.splitlines() if line.startswith("| method"))
+    assert [c.strip() for c in header.split("|")][1:3] == ["method", "n"]
+
+
+def test_same_label_with_different_resolved_settings_gets_separate_rows(tmp_path):
+    store = ResultsStore(tmp_path)
+    for s in range(2):  # a default changed between these two pairs of runs: different settings hashes
+        old, new = fake_result("arl", "d", "complete", s, 0.8, 2.0), fake_result("arl", "d", "complete", s, 0.6, 2.0)
+        old["key"], old["settings_hash"] = f"old{s}", "aaaaaaaaaaaaaaaa"
+        new["key"], new["settings_hash"] = f"new{s}", "bbbbbbbbbbbbbbbb"
+        store.save(old)
+        store.save(new)
+    agg = aggregate(results_frame(store.all_results()))
+    assert sorted(agg.row) == ["arl {aaaaaa}", "arl {bbbbbb}"]
+    assert set(agg["test_acc|count"]) == {2}
+    assert sorted(agg["test_acc|mean"].round(6)) == [0.6, 0.8]
+
+
+def test_unreadable_result_files_are_counted_and_named(tmp_path, capsys):
+    store = ResultsStore(tmp_path)
+    store.save(fake_result("joint", "d", "complete", 0, 0.8, 2.0))
+    path = store.save(fake_result("joint", "d", "complete", 1, 0.8, 2.0))
+    path.write_text(path.read_text()[:50])  # truncated
+    md = write_tables(str(tmp_path), machine="m")["md"].read_text()
+    assert "Built from 1 finished runs (1 in all)" in md
+    assert "1 result file(s) could not be read" in md and path.name in md
+    assert path.name in capsys.readouterr().err
+
+
+def test_header_names_the_runs_folder_it_was_built_from(tmp_path):
+    out = tmp_path / "my-results"
+    ResultsStore(out).save(fake_result("joint", "d", "complete", 0, 0.8, 2.0))
+    md = write_tables(str(out), machine="m")["md"].read_text()
+    assert f"`{out}/runs/`" in md and "`results/runs/`" not in md
+
+
+def test_files_are_written_with_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = ResultsStore(tmp_path).save(fake_result("joint", "d", "complete", 0, 0.8, 2.0))
+        paths = write_tables(str(tmp_path), machine="m")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert paths["md"].stat().st_mode & 0o777 == 0o644
