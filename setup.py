@@ -33,8 +33,11 @@ setup(
     python_requires=">=3.9",
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "distributed>=2023.1", "selenium>=4.10"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "distributed>=2023.1", "selenium>=4.10",
+                 "torchvision>=0.16"],
         "dask": ["distributed>=2023.1"],
+        # Paper scale: ResNet-18 encoders and the training augmentations (install the build matching your torch).
+        "paper": ["torchvision>=0.16"],
     },
     entry_points={"console_scripts": ["mmbench=mmbench.cli:main"]},
     license="MIT",

@@ -18,10 +18,10 @@ from typing import Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
 from mmbench.batching import Batch, SplitTensors
 from mmbench.data.base import ModalitySpec, MultimodalDataset
+from mmbench.models.resnet import import_torchvision
 
 LOADERS = ("memory", "stream")
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -39,6 +39,9 @@ def paper_augmentation(spec: ModalitySpec) -> Optional[Transform]:
     if not rgb:
         return None
     h, w = spec.shape[-2:]
+    import_torchvision("augment=true")
+    from torchvision.transforms import v2  # a submodule: not loaded by "import torchvision"
+
     return v2.Compose([v2.RandomResizedCrop((h, w), antialias=True), v2.RandomHorizontalFlip()])
 
 

@@ -11,10 +11,19 @@ Xavier-normal with zero bias (only the optional projection is linear here).
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 RESNET_FEATURE_DIM = 512  # ResNet-18's pooled feature width (the papers' feature dim)
+
+
+def import_torchvision(what: str):
+    """``torchvision``, or an error saying which setting needs it and how to install it."""
+    try:
+        import torchvision
+    except ImportError as err:
+        raise ImportError(f"{what} needs torchvision: pip install -e '.[paper]' "
+                          "(the torchvision build that matches your torch)") from err
+    return torchvision
 
 
 def init_paper_weights(module: nn.Module) -> None:
@@ -46,7 +55,7 @@ class ResNet18Encoder(nn.Module):
 
     def __init__(self, in_channels: int, frames: bool = False, feature_dim: int = RESNET_FEATURE_DIM):
         super().__init__()
-        net = torchvision.models.resnet18(weights=None)
+        net = import_torchvision("encoder=resnet18").models.resnet18(weights=None)
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         net.fc = nn.Identity()

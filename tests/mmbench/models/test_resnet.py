@@ -60,3 +60,13 @@ def test_ogm_ge_conv_rule_selects_exactly_the_resnet_conv_kernels():
     selected = modulated_tensors(enc, "conv")
     assert {id(p) for p in selected} == {id(p) for p in convs}
     assert all(p.dim() == 4 for p in selected)  # no BatchNorm vectors, no linear weights
+
+
+def test_missing_torchvision_is_named_with_the_setting_and_the_install(monkeypatch):
+    import sys
+
+    from mmbench.models.resnet import import_torchvision
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # makes "import torchvision" raise ImportError
+    with pytest.raises(ImportError, match=r"encoder=resnet18 needs torchvision: pip install -e '\.\[paper\]'"):
+        import_torchvision("encoder=resnet18")
