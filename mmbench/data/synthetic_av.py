@@ -1,6 +1,6 @@
 """``synthetic-av-paper``: random tensors at CREMA-D's shapes, for paper-scale smoke runs and timing.
 
-CREMA-D as the audio-visual papers feed it (``docs/methods.md``, "Shared audio-visual setup"):
+CREMA-D as the audio-visual papers feed it (``docs/methods.md``, "Shared set-up", paper scale):
 a log-spectrogram "image" ``[1, 257, 188]`` (3 s at 22.05 kHz, n_fft 512, hop 353) and ONE RGB frame
 per clip (``fps=1``) at 224x224, as a frame stack ``[1, 3, 224, 224]`` (kind ``"video"``; Kinetics-
 Sounds' 3 frames are ``frames=3``); 6 classes. The values are standard normal with a small class

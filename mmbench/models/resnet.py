@@ -4,7 +4,7 @@
 number of input channels (1 for spectrograms, 3 for RGB frames or depth/IR images) and the
 classifier ``fc`` is dropped, so the encoder outputs the 512-d average-pooled feature.
 
-Initialisation follows the papers' code (``docs/methods.md``, "Shared audio-visual setup"): conv
+Initialisation follows the papers' code (``docs/methods.md``, "Shared set-up", paper scale): conv
 kernels Kaiming-normal with ``mode="fan_out"``, BatchNorm weight 1 and bias 0, linear layers
 Xavier-normal with zero bias (only the optional projection is linear here).
 """
