@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from helpers import make_method, run_info, tiny_av_dataset
+from mmbench.config import TRAIN_DEFAULTS
 from mmbench.engine.trainer import fit_and_test
 from mmbench.methods import list_methods
 from mmbench.models.resnet import ResNet18Encoder
@@ -22,10 +23,8 @@ def test_method_takes_a_training_step_with_resnet_encoders(name):
     def teacher_fn(teacher, hp):  # untrained teachers: the step, not the teacher, is under test
         return make_method(teacher, data, epochs=1, hp=hp, **RESNET)
 
-    cfg = {**RESNET, **method.__class__.train_overrides}
-    from mmbench.config import TRAIN_DEFAULTS
-
-    out = fit_and_test(method, data, get_pattern("complete"), {**TRAIN_DEFAULTS, "epochs": 1, **cfg},
+    cfg = {**TRAIN_DEFAULTS, "epochs": 1, **RESNET, **method.train_overrides}
+    out = fit_and_test(method, data, get_pattern("complete"), cfg,
                        run_info(data, 1, 4), teacher_fn=teacher_fn)
     assert out["throughput"]["steps"] == 1
     after = encoders.state_dict()
