@@ -10,6 +10,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from mmbench.engine.distributed import global_sum
+
 
 def epoch_bound(value: float, epochs: int) -> float:
     """An epoch bound given as a fraction of the run (``value <= 1``) or an absolute epoch (``> 1``)."""
@@ -39,10 +41,12 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per modality mean over present samples: ``values`` ``[M, B]``, ``mask`` ``[B, M]`` -> ``[M]``.
 
     A modality absent from the whole batch gets the mean of the present modalities' values, so it
-    neither dominates nor lags (no host sync: ``torch.where``)."""
+    neither dominates nor lags (no host sync: ``torch.where``). Under torchrun the sums run over the
+    global batch (all ranks), so every rank derives the same statistic as one process would."""
     present = mask.t().to(values.dtype)  # [M, B]
-    count = present.sum(1)
-    mean = (values * present).sum(1) / count.clamp_min(1.0)
+    sums = global_sum(torch.stack([(values * present).sum(1), present.sum(1)]))  # [2, M]
+    total, count = sums[0], sums[1]
+    mean = total / count.clamp_min(1.0)
     has = count > 0
     fill = (mean * has).sum() / has.sum().clamp_min(1)
     return torch.where(has, mean, fill)

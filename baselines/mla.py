@@ -13,6 +13,7 @@ from torch import nn
 from baselines._balance_utils import masked_ce
 from kernels import modality_stats
 from mmbench.batching import Batch
+from mmbench.engine.distributed import global_sum
 from mmbench.methods.base import Method, register_method
 from mmbench.settings_schema import BACKEND, Setting
 
@@ -206,7 +207,9 @@ class MLA(Method):
             alpha_t = 0.1 ** (1 + self.batch_idx / self.num_batches)
             with torch.no_grad():
                 f = feat.detach()
-                r = (f * present.unsqueeze(1)).sum(0) / present.sum().clamp_min(1.0)
+                # Mean feature of the (global, under torchrun) batch: every rank builds the same P.
+                total = global_sum(torch.cat([(f * present.unsqueeze(1)).sum(0), present.sum().view(1).to(f)]))
+                r = total[:-1] / total[-1].clamp_min(1.0)
                 self.P = owm_update(self.P.to(f), r, alpha_t, self.hp["owm_update"])
                 if head.weight.grad is not None:
                     head.weight.grad = project_gradient(head.weight.grad, self.P, self.hp["projection"])

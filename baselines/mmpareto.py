@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from baselines._balance_utils import masked_ce
 from mmbench.batching import Batch
+from mmbench.engine.distributed import average_tensors
 from mmbench.methods.base import Method, register_method
 from mmbench.models.fusion import unimodal_heads
 from mmbench.settings_schema import NON_NEGATIVE
@@ -79,6 +80,8 @@ class MMPareto(Method):
     name = "mmpareto"
     hparams: Dict[str, Any] = {"gamma": 1.5}
     hparam_schema = {"gamma": NON_NEGATIVE}
+    # Gradients come from torch.autograd.grad, outside the engine's fp16 GradScaler.
+    supports_grad_scaler = False
 
     def build(self) -> None:
         if self.info.num_modalities < 2:
@@ -112,6 +115,8 @@ class MMPareto(Method):
     def training_step(self, batch: Batch, ctx) -> torch.Tensor:
         ctx.zero_grad()
         l_mm, l_u, enc, g_mm, g_u = self.gradients(batch)
+        # Under torchrun: the Pareto weights are computed from the global batch's gradients.
+        g_mm, g_u = average_tensors(g_mm), average_tensors(g_u)
         loss = (l_mm + l_u).detach()
         # ctx.backward is not used (two autograd.grad calls instead): record non-finiteness the same way.
         ctx.nonfinite |= ~torch.isfinite(loss)

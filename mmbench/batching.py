@@ -84,12 +84,17 @@ class SplitTensors:
         shuffle: bool = False,
         generator: Optional[torch.Generator] = None,
         drop_last: bool = False,
+        shard: Tuple[int, int] = (0, 1),
     ) -> Iterator[Batch]:
-        """Yield batches over the split. Evaluation never drops samples (``drop_last=False``)."""
+        """Yield batches over the split. Evaluation never drops samples (``drop_last=False``).
+
+        ``shard=(rank, world)``: keep only this process's contiguous part of each (global) batch.
+        """
         order = torch.randperm(self.num_samples, generator=generator) if shuffle else torch.arange(self.num_samples)
         stop = self.num_samples - (self.num_samples % batch_size if drop_last else 0)
+        rank, world = shard
         for start in range(0, stop, batch_size):
-            chunk = order[start : start + batch_size]
+            chunk = order[start : start + batch_size].tensor_split(world)[rank]
             if len(chunk) == 0:
                 break
             yield self.batch(chunk, mask)

@@ -147,19 +147,29 @@ class Run(Command):
         get_method(args.method)
         load_dataset(args.dataset)
         get_pattern(args.pattern)
+        from mmbench.engine import distributed
+
         spec = RunSpec(args.method, args.dataset, args.pattern, args.seed, parse_overrides(args.set))
         check_specs([spec])  # unknown or bad settings, a pattern's modality: an error now, not a failed run
         train, _ = resolve(spec, get_method(args.method))
         runner = Runner(args.out)
         cached = not args.force and runner.store.is_done(spec.key())
         epochs = int(train["epochs"])
+        # Under torchrun (WORLD_SIZE > 1): one run across the processes; rank 0 writes and prints.
+        dist_info = distributed.init_from_env(train["device"])
+        quiet = args.quiet or not dist_info.is_main
 
         def progress(epoch: int) -> None:
             print(f"  {spec.label()}: epoch {epoch + 1}/{epochs}", file=sys.stderr, flush=True)
 
-        if not cached and not args.quiet:
+        if not cached and not quiet:
             print(f"training {spec.label()} ({epochs} epoch{'s' if epochs != 1 else ''})", file=sys.stderr, flush=True)
-        result = runner.run(spec, force=args.force, progress=None if args.quiet else progress)
+        try:
+            result = runner.run(spec, force=args.force, progress=None if quiet else progress)
+        finally:
+            distributed.shutdown()
+        if not dist_info.is_main:
+            return 0 if result["status"] == "ok" else 1
         where = runner.store.run_path(result["key"])
         if args.json:
             print(json.dumps(result, indent=1, default=str))
@@ -274,11 +284,27 @@ class Steps(Command):
         p.add_argument("--datasets", default="mfeat-pix-mor,mfeat-fou-zer-mor,watch,synthetic",
                        help="data sets (comma list, wildcards; default: those of the default suite)")
         p.add_argument("--epochs", type=positive_int, default=3, help="epochs per timed training (default 3)")
-        p.add_argument("--rounds", type=positive_int, default=5, help="rounds over all methods (default 5)")
+        p.add_argument("--rounds", type=positive_int, default=None,
+                       help="rounds over all methods (default 5; paper scale: 3 on a GPU, 4 on a CPU)")
         p.add_argument("--out", default="results")
+        p.add_argument("--scale", default="suite", choices=["suite", "paper"],
+                       help="suite: the default suite's data sets (default); paper: one step of every method at "
+                            "CREMA-D shapes with ResNet-18s (writes STEPTIME-paper.md / steptime-paper.csv)")
+        p.add_argument("--device", default=None, help="paper scale: cpu or cuda (default: cuda if available)")
+        p.add_argument("--batch", type=int, default=None, help="paper scale: batch (default 64 on a GPU, 4 on a CPU)")
+        p.add_argument("--steps", type=int, default=None, help="paper scale: timed steps per method and round")
+        p.add_argument("--threads", type=int, default=None, help="paper scale: CPU threads (default 1)")
+        p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="paper scale: mixed precision")
+        p.add_argument("--channels-last", action="store_true", help="paper scale: channels-last memory format")
+        p.add_argument("--profile", action="store_true",
+                       help="paper scale: print a torch.profiler table of one step of each method instead of timing")
+        p.add_argument("--clock", choices=["wall", "cpu"], default=None,
+                       help="paper scale on a CPU: time steps by wall clock or process CPU time (default: cpu)")
 
     @staticmethod
     def execute(args) -> int:
+        if args.scale == "paper":
+            return Steps.execute_paper(args)
         from mmbench.data import list_datasets
         from mmbench.methods import list_methods
         from mmbench.steptime import measure, write
@@ -286,9 +312,36 @@ class Steps(Command):
         methods = list_methods(args.methods)
         datasets = list_datasets(args.datasets)
         start = time.time()
-        df = measure(methods, datasets, epochs=args.epochs, rounds=args.rounds, out=args.out,
+        df = measure(methods, datasets, epochs=args.epochs, rounds=args.rounds or 5, out=args.out,
                      progress=lambda line: print(line, flush=True))
         paths = write(df, args.out, args.epochs)
+        print(f"finished in {time.time() - start:.0f} s: {paths['md']}, {paths['csv']}")
+        return 0
+
+
+    @staticmethod
+    def execute_paper(args) -> int:
+        import torch
+
+        from mmbench.methods import list_methods
+        from mmbench.steptime_paper import PaperScale, cpu_defaults, measure, write
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        scale = PaperScale(device=device) if device.startswith("cuda") else cpu_defaults()
+        for field, value in (("rounds", args.rounds), ("batch", args.batch), ("steps", args.steps),
+                             ("threads", args.threads), ("clock", args.clock)):
+            if value is not None:
+                setattr(scale, field, value)
+        scale.device, scale.amp, scale.channels_last = device, args.amp, args.channels_last
+        if args.profile:
+            from mmbench.steptime_paper import profile_step
+
+            for method in list_methods(args.methods):
+                print(f"== {method}\n{profile_step(method, scale)}", flush=True)
+            return 0
+        start = time.time()
+        df = measure(list_methods(args.methods), scale, progress=lambda line: print(line, flush=True))
+        paths = write(df, args.out, scale)
         print(f"finished in {time.time() - start:.0f} s: {paths['md']}, {paths['csv']}")
         return 0
 

@@ -33,8 +33,18 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
     "fill": "zeros",  # zeros | ones: the input fill value under missing=input
     "eval_batch_size": 512,
     "threads": 1,  # torch CPU threads per run: 1 keeps runs deterministic and lets workers run in parallel
-    "device": "cpu",
+    "device": "cpu",  # cpu | cuda | cuda:<i>; cuda without a GPU is an error naming the problem
+    # Paper scale (mmbench/engine/accel.py, mmbench/streaming.py):
+    "encoder": "small",  # small | resnet18 (from-scratch ResNet-18 for image/video modalities; D = 512)
+    "loader": "memory",  # memory (whole splits as tensors) | stream (DataLoader over per-sample arrays)
+    "workers": 0,  # DataLoader worker processes for loader=stream
+    "augment": False,  # loader=stream: RandomResizedCrop + horizontal flip of RGB/video training inputs
+    "amp": "off",  # off | bf16 | fp16 (fp16 with a gradient scaler; bf16 also on CPU)
+    "channels_last": False,  # memory format of image/video inputs and ResNet weights
 }
+
+# The feature width an encoder gives when neither the data set, the method nor the user sets feature_dim.
+ENCODER_FEATURE_DIM: Dict[str, int] = {"resnet18": 512}
 
 # Per data set (fnmatch on the name). Chosen so every data set trains to a plateau on a 2-core CPU
 # within the default suite's budget.
@@ -42,6 +52,9 @@ DATASET_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "mfeat*": {"epochs": 20, "lr": 0.05},
     "watch": {"epochs": 12, "lr": 0.05, "batch_size": 128},
     "synthetic*": {"epochs": 20, "lr": 0.05},
+    # CREMA-D shapes, random values: a paper-scale smoke run (one epoch of every method on a CPU in CI).
+    "synthetic-av-paper": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "eval_batch_size": 8, "encoder": "resnet18",
+                           "loader": "stream", "augment": True},
 }
 
 
@@ -80,7 +93,8 @@ def _match(table: Dict[str, Dict[str, Any]], dataset: str) -> Dict[str, Any]:
 
 def resolve(spec: RunSpec, method_cls) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """``(train_settings, method_hparams)`` for a run, with unknown override keys rejected."""
-    train = {**TRAIN_DEFAULTS, **_match(DATASET_DEFAULTS, spec.dataset), **method_cls.train_overrides}
+    dataset_defaults = _match(DATASET_DEFAULTS, spec.dataset)
+    train = {**TRAIN_DEFAULTS, **dataset_defaults, **method_cls.train_overrides}
     hp = {**method_cls.hparams, **_match(method_cls.dataset_hparams, spec.dataset)}
     for key, value in spec.overrides.items():
         if key in hp:
@@ -93,6 +107,10 @@ def resolve(spec: RunSpec, method_cls) -> Tuple[Dict[str, Any], Dict[str, Any]]:
                 f"({', '.join(sorted(TRAIN_DEFAULTS))}) nor a hyper-parameter of the method "
                 f"({', '.join(sorted(method_cls.hparams)) or 'none'})"
             )
+    explicit_dim = any("feature_dim" in d for d in (dataset_defaults, method_cls.train_overrides, spec.overrides))
+    if not explicit_dim and train["encoder"] in ENCODER_FEATURE_DIM:
+        # A ResNet's own width (512) unless someone asked for another D (then the encoder projects).
+        train["feature_dim"] = ENCODER_FEATURE_DIM[train["encoder"]]
     check_settings(train, hp, method_cls, context=spec.label())  # type, range, choices: before any run starts
     return train, hp
 

@@ -15,6 +15,7 @@ import torch
 
 from mmbench.config import RunSpec, resolve
 from mmbench.data import load_dataset, standardize
+from mmbench.engine import distributed
 from mmbench.engine.context import DivergedError
 from mmbench.engine.trainer import build_method, fit_and_test
 from mmbench.environment import environment
@@ -27,7 +28,8 @@ from mmbench.run_key import identity_key, run_identity, settings_hash
 # Engine settings a teacher inherits from the run that asks for it (so a quick run gets quick teachers).
 # Methods other runs ask for as teachers: their complete-pattern runs keep a checkpoint.
 TEACHER_METHODS = ("joint", "unimodal")
-INHERITED_BY_TEACHERS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "device", "threads", "feature_dim", "missing", "fill")
+INHERITED_BY_TEACHERS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "device", "threads", "feature_dim", "missing",
+                         "fill", "encoder", "loader", "workers", "augment", "amp", "channels_last")
 
 
 def seed_everything(seed: int) -> None:
@@ -60,7 +62,8 @@ class Runner:
             return self.store.load(key)
         save = spec.method in TEACHER_METHODS and spec.pattern == "complete"
         result = self._execute(spec, save_model=save, progress=progress)
-        self.store.save(result)
+        if distributed.info().is_main:  # under torchrun every rank holds the same result; one writes it
+            self.store.save(result)
         return result
 
     # ------------------------------------------------------------------ internals
@@ -108,7 +111,7 @@ class Runner:
                 raise RuntimeError(f"no epoch was selected in {info.epochs} epochs (best epoch -1): not a result")
             result.update(out)
             result["status"] = "ok"
-            if save_model:
+            if save_model and distributed.info().is_main:
                 path = self.store.model_path(key)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -134,12 +137,23 @@ class Runner:
         spec = RunSpec(method, parent.dataset, "complete", parent.seed, {**inherited, **hp})
         key = spec.key()
         path = self.store.model_path(key)
-        with file_lock(self.store.lock_path(key)):
-            if not path.exists():
+        if distributed.active():
+            # All ranks train a missing teacher together (rank 0 writes it); a file lock held by one
+            # rank would leave the others waiting in a collective.
+            if not distributed.broadcast_flag(path.exists()):
                 result = self._execute(spec, save_model=True)
                 if result.get("status") != "ok":
                     raise RuntimeError(f"teacher run {spec.label()} {result.get('status')}: {result.get('error')}")
-                self.store.save(result)
+                if distributed.info().is_main:
+                    self.store.save(result)
+                distributed.barrier()
+        else:
+            with file_lock(self.store.lock_path(key)):
+                if not path.exists():
+                    result = self._execute(spec, save_model=True)
+                    if result.get("status") != "ok":
+                        raise RuntimeError(f"teacher run {spec.label()} {result.get('status')}: {result.get('error')}")
+                    self.store.save(result)
         method_cls, _, train_cfg, t_hp, data, info = self.prepare(spec)
         teacher = build_method(method_cls, data, train_cfg, t_hp, info)
         state = torch.load(path, map_location=train_cfg["device"], weights_only=False)

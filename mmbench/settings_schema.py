@@ -149,6 +149,13 @@ ENGINE_SCHEMA: Dict[str, Setting] = {
     "eval_batch_size": POSITIVE_INT,
     "threads": POSITIVE_INT,
     "device": Setting(str, pattern=r"cpu|cuda(:\d+)?|mps"),
+    # paper scale (mmbench/models/resnet.py, mmbench/streaming.py, mmbench/engine/accel.py)
+    "encoder": Setting(str, choices=("small", "resnet18")),
+    "loader": Setting(str, choices=("memory", "stream")),
+    "workers": Setting(int, low=0),
+    "augment": Setting(bool),
+    "amp": Setting(str, choices=("off", "bf16", "fp16")),
+    "channels_last": Setting(bool),
 }
 
 

@@ -5,7 +5,9 @@
 #   2. run the `gpu`-marked tests: compiled Triton kernels vs float64 references, and
 #      torch.cuda.set_sync_debug_mode("error") zero-host-sync checks of forward + backward of every op;
 #   3. run the benchmark (`python -m mmbench bench`), writing results/kernels.csv and results/KERNELS.md
-#      (written after every op, so a timeout still leaves the finished ops).
+#      (written after every op, so a timeout still leaves the finished ops);
+#   4. the paper-scale step-time table (`python -m mmbench steps --scale paper`), writing
+#      results/STEPTIME-paper.md and results/steptime-paper.csv with the GPU named.
 #
 # Usage: scripts/gpu_check.sh            (PYTHON=/path/to/python to choose the interpreter)
 set -uo pipefail
@@ -40,6 +42,9 @@ timeout 180 "$PY" -m pytest tests/kernels -m gpu -q -rs --junitxml="$OUT/gpu_tes
 
 echo "== 3. benchmark (<= 240 s)"
 timeout 240 "$PY" -m mmbench bench --out "$OUT" 2>&1 | tee "$OUT/gpu_bench.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+echo "== 4. paper-scale step time: every method, two ResNet-18s at CREMA-D shapes, batch 64, kernel and eager paths (<= 300 s)"
+timeout 300 "$PY" -m mmbench steps --scale paper --device cuda --out "$OUT" 2>&1 | tee "$OUT/gpu_steptime_paper.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 echo "gpu_check: done (status $status); results in $OUT/"
 exit $status

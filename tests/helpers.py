@@ -64,3 +64,17 @@ def quick_fit(name: str, data: MultimodalDataset, epochs: int = 2, pattern: str 
                        teacher_fn=teacher_fn)
     out["method"] = method
     return out
+
+
+def tiny_av_dataset(n_train: int = 4, seed: int = 0, num_classes: int = 2) -> MultimodalDataset:
+    """Paper-shaped but tiny: a spectrogram image ``audio`` [1, 32, 32] and a 2-frame RGB ``visual``
+    [2, 3, 32, 32] (kind video); ``n_train`` training samples, 2 validation and 2 test samples."""
+    rng = np.random.default_rng(seed)
+    n = n_train + 4
+    y = (np.arange(n) % num_classes).astype(np.int64)
+    audio = (rng.normal(size=(n, 1, 32, 32)) + y[:, None, None, None]).astype(np.float32)
+    visual = (rng.normal(size=(n, 2, 3, 32, 32)) - y[:, None, None, None, None]).astype(np.float32)
+    specs = [ModalitySpec("audio", "image", (1, 32, 32)), ModalitySpec("visual", "video", (2, 3, 32, 32))]
+    idx = np.arange(n)
+    split = {"train": idx[:n_train], "val": idx[n_train : n_train + 2], "test": idx[n_train + 2 :]}
+    return MultimodalDataset("tiny-av", specs, {"audio": audio, "visual": visual}, y, num_classes, split)

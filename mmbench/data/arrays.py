@@ -20,7 +20,7 @@ def _infer_kind(name: str, arr: np.ndarray) -> str:
     per_sample = arr.ndim - 1
     if per_sample not in _NDIM_KIND:
         raise ValueError(f"modality {name!r}: cannot infer a kind from shape {arr.shape}; give kinds={{{name!r}: ...}} "
-                         f"(vector [N, D], series [N, C, T], image [N, C, H, W])")
+                         f"(vector [N, D], series [N, C, T], image [N, C, H, W], video [N, T, C, H, W])")
     return _NDIM_KIND[per_sample]
 
 

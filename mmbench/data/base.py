@@ -11,7 +11,7 @@ from typing import Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 
-ModalityKind = Literal["vector", "series", "image"]
+ModalityKind = Literal["vector", "series", "image", "video"]
 SPLITS = ("train", "val", "test")
 
 
@@ -22,7 +22,8 @@ class ModalitySpec:
     Attributes:
         name: short modality name, unique within the data set (``"pix"``, ``"accel"``).
         kind: ``"vector"`` (shape ``(D,)``, MLP encoder), ``"series"`` (shape ``(channels, T)``,
-            1-D CNN encoder) or ``"image"`` (shape ``(channels, H, W)``, small CNN encoder).
+            1-D CNN encoder), ``"image"`` (shape ``(channels, H, W)``, small CNN or ResNet-18 encoder)
+            or ``"video"`` (frames ``(T, channels, H, W)``, ResNet-18 per frame, mean over time).
         shape: per-sample shape, without the batch dimension.
     """
 

@@ -12,9 +12,12 @@ STD_FLOOR = 1e-6  # a constant feature (std 0) is centred, not blown up
 
 def _reduce_axes(kind: str, ndim: int) -> tuple:
     """Axes the statistics are pooled over: samples for vectors (per feature); samples and every
-    position for series ``[N, C, T]`` and images ``[N, C, H, W]`` (per channel)."""
+    position for series ``[N, C, T]`` and images ``[N, C, H, W]`` (per channel); samples, frames and
+    positions for videos ``[N, T, C, H, W]`` (per channel: the channel axis is 2)."""
     if kind == "vector":
         return (0,)
+    if kind == "video":
+        return (0, 1) + tuple(range(3, ndim))
     return (0,) + tuple(range(2, ndim))
 
 

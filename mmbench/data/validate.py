@@ -9,8 +9,9 @@ import numpy as np
 
 from mmbench.data.base import SPLITS, MultimodalDataset
 
-# The number of per-sample dimensions each kind has: vector (D,), series (C, T), image (C, H, W).
-KIND_NDIM = {"vector": 1, "series": 2, "image": 3}
+# The number of per-sample dimensions each kind has: vector (D,), series (C, T), image (C, H, W),
+# video (T, C, H, W).
+KIND_NDIM = {"vector": 1, "series": 2, "image": 3, "video": 4}
 
 
 class DatasetError(ValueError):

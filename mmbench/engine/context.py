@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from mmbench.batching import Batch, SplitTensors
+from mmbench.engine import distributed
 from mmbench.methods.base import Method, RunInfo
 
 
@@ -54,6 +55,9 @@ class TrainContext:
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=train.device)
         self.loss_sum = torch.zeros((), device=train.device)
         self.loss_count = 0
+        # amp=fp16: the engine's torch.amp.GradScaler (None otherwise). Gradients seen by a method's
+        # after_backward are then multiplied by the loss scale; the step unscales them.
+        self.scaler: Optional[torch.amp.GradScaler] = None
 
     @property
     def device(self) -> torch.device:
@@ -63,17 +67,32 @@ class TrainContext:
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
 
+    def parameters(self):
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
     def backward(self, loss: torch.Tensor, **kwargs) -> None:
-        """``loss.backward(**kwargs)``, recording (without a host sync) whether it was finite."""
+        """``loss.backward(**kwargs)``, recording (without a host sync) whether it was finite.
+
+        Under torchrun the gradients are then averaged over the processes
+        (:func:`mmbench.engine.distributed.average_gradients`), so whatever a method does to them
+        after this call acts on the gradient of the global batch.
+        """
         self.nonfinite |= ~torch.isfinite(loss.detach())
-        loss.backward(**kwargs)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward(**kwargs)
+        distributed.average_gradients(self.parameters())
 
     def step(self) -> None:
-        """Clip the gradient norm (if configured) and take an optimizer step."""
+        """Clip the gradient norm (if configured) and take an optimizer step (through the fp16 scaler if any)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
         if self.clip_grad:
-            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            params = [p for p in self.parameters() if p.grad is not None]
             nn.utils.clip_grad_norm_(params, self.clip_grad)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skipped when the scaled gradient overflowed
+            self.scaler.update()
+        else:
+            self.optimizer.step()
 
     def log_loss(self, loss: torch.Tensor) -> None:
         self.loss_sum += loss.detach().float()

@@ -12,6 +12,10 @@ import torch
 
 from mmbench.batching import SplitTensors, subset_name
 from mmbench.data.base import MultimodalDataset
+from mmbench.engine import distributed
+from mmbench.engine.accel import (
+    StepTimer, autocast, grad_scaler, peak_memory_mb, reset_peak_memory, resolve_device, use_channels_last,
+)
 from mmbench.engine.context import DivergedError, TrainContext
 from mmbench.engine.evaluate import (
     evaluate_logits, evaluate_missing_rates, evaluate_subsets, extra_subset_metrics, predict_split, subset_logits,
@@ -23,6 +27,7 @@ from mmbench.engine.selection import is_better, selection_start
 from mmbench.methods.base import Method, RunInfo
 from mmbench.models.model import MultimodalModel
 from mmbench.patterns import ROBUSTNESS_RATES, Pattern
+from mmbench.streaming import build_splits
 
 MEASURE_STEPS_PER_EPOCH = 2  # memory is measured on the first steps of each epoch (hooks cost time)
 
@@ -50,13 +55,21 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train: Dict[str, Any]):
     raise ValueError(f"unknown schedule {name!r} (constant, cosine, step)")
 
 
+def run_device(train: Dict[str, Any]) -> torch.device:
+    """The run's device (``cuda`` -> this process's GPU under torchrun); an error if it is absent."""
+    return resolve_device(distributed.shard_device(train["device"]))
+
+
 def build_method(method_cls, data: MultimodalDataset, train: Dict[str, Any], hp: Dict[str, Any], info: RunInfo) -> Method:
+    device = run_device(train)
     model = MultimodalModel(
         data.specs, data.num_classes, fusion=train["fusion"], feature_dim=train["feature_dim"],
-        missing=train["missing"], fill=train["fill"],
-    ).to(train["device"])
+        missing=train["missing"], fill=train["fill"], encoder=train.get("encoder", "small"),
+    ).to(device)
     method = method_cls(model, hp, info)
-    method.extra.to(train["device"])
+    method.extra.to(device)
+    if train.get("channels_last"):
+        use_channels_last(method.modules())
     return method
 
 
@@ -95,25 +108,32 @@ def fit_and_test(
     Returns ``{"metrics": ..., "throughput": ..., "history": [...]}``. Raises
     :class:`DivergedError` when the loss becomes non-finite.
     """
-    device = torch.device(train_cfg["device"])
-    tr, va, te = (SplitTensors(data, s, device) for s in ("train", "val", "test"))
+    device = run_device(train_cfg)
+    tr, va, te = build_splits(data, train_cfg, device)
+    dist_info = distributed.info()
+    distributed.check_batch_size(train_cfg["batch_size"])
+    amp = train_cfg.get("amp", "off")
+    scaler = grad_scaler(device, amp)
+    if scaler is not None and not getattr(method, "supports_grad_scaler", True):
+        raise ValueError(f"amp=fp16 needs a gradient scaler, which method {method.name!r} cannot use "
+                         "(it takes gradients with torch.autograd.grad); use amp=bf16 or amp=off")
     train_mask_fixed, test_mask_fixed = fixed_masks
     generator = torch.Generator().manual_seed(info.seed)
     optimizer = build_optimizer(method, train_cfg)
     scheduler = build_scheduler(optimizer, train_cfg)
     bs, ebs = train_cfg["batch_size"], train_cfg["eval_batch_size"]
     ctx = TrainContext(method, info, optimizer, tr, va, generator, train_cfg["clip_grad"], ebs, teacher_fn)
+    ctx.scaler = scaler
     meter = SavedTensorMeter()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    timer = StepTimer(device)
+    reset_peak_memory(device)
+    # Under torchrun every rank takes its equal share of each global batch (partial batches dropped).
+    shard = (dist_info.rank, dist_info.world_size)
 
     method.on_fit_start(ctx)
     best, best_epoch, best_state = -math.inf, -1, None
     first_eligible = selection_start(method, info.epochs)  # warm-up epochs are evaluated but never kept
     history: List[Dict[str, float]] = []
-    # Step durations (seconds) of the plain steps, and of those slowed by the memory hooks (kept apart).
-    plain_steps: List[float] = []
-    hooked_steps: List[float] = []
     train_seconds, samples = 0.0, 0  # wall time of the training epochs, epoch hooks included
     for epoch in range(info.epochs):
         ctx.epoch = epoch
@@ -123,24 +143,24 @@ def fit_and_test(
         method.modules().train()
         epoch_start = time.perf_counter()
         method.on_epoch_start(ctx)
-        for i, batch in enumerate(tr.iterate(bs, ctx.train_mask, shuffle=True, generator=generator, drop_last=len(tr) > bs)):
+        drop_last = len(tr) > bs or dist_info.world_size > 1
+        for i, batch in enumerate(tr.iterate(bs, ctx.train_mask, shuffle=True, generator=generator,
+                                             drop_last=drop_last, shard=shard)):
             hooked = i < MEASURE_STEPS_PER_EPOCH and device.type == "cpu"
-            start = time.perf_counter()
-            if hooked:
-                with meter.measure():
+            timer.start()
+            with autocast(device, amp):
+                if hooked:
+                    with meter.measure():
+                        loss = method.training_step(batch, ctx)
+                else:
                     loss = method.training_step(batch, ctx)
-            else:
-                loss = method.training_step(batch, ctx)
             if loss is not None:
                 ctx.log_loss(loss)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            (hooked_steps if hooked else plain_steps).append(time.perf_counter() - start)
-            samples += len(batch)
+            timer.stop("hooked" if hooked else "plain")
+            samples += len(batch) * dist_info.world_size
             ctx.step_count += 1
         method.on_epoch_end(ctx)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        timer.flush()  # synchronises a GPU once per epoch
         train_seconds += time.perf_counter() - epoch_start
         if bool(ctx.nonfinite):
             raise DivergedError(f"non-finite training loss in epoch {epoch}")
@@ -164,10 +184,10 @@ def fit_and_test(
                            data.meta.get("extra_metrics"))
     metrics.update({"val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible})
     if device.type == "cuda":
-        peak_mb, mem_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+        peak_mb, mem_kind = peak_memory_mb(device), "cuda_max_allocated"
     else:
         peak_mb, mem_kind = meter.peak_bytes / 2**20, "autograd_saved_per_step"
-    step_seconds = plain_steps or hooked_steps  # a tiny data set may have only hooked steps
+    step_seconds = timer.seconds["plain"] or timer.seconds["hooked"]  # a tiny data set may have only hooked steps
     throughput = {
         # samples over the training epochs' wall time: the methods' between-epoch work (prototypes,
         # mining, stage switches) counts; the validation passes of model selection do not.
@@ -180,6 +200,8 @@ def fit_and_test(
         "peak_mem_mb": peak_mb,
         "mem_kind": mem_kind,
         "params": sum(p.numel() for p in method.modules().parameters()),
+        "world_size": dist_info.world_size,  # processes of a torchrun run (samples/s counts them all)
+        "amp": amp,
     }
     return {"metrics": metrics, "throughput": throughput, "history": history, "outcomes": outcomes}
 

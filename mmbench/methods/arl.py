@@ -14,6 +14,7 @@ import torch
 
 import kernels
 from mmbench.batching import Batch
+from mmbench.engine.distributed import global_mean
 from mmbench.methods.base import Method, register_method
 from mmbench.settings_schema import BACKEND, FRACTION, NON_NEGATIVE, POSITIVE, Setting
 
@@ -201,8 +202,11 @@ class ARL(Method):
             loss, stats = kernels.weighted_multimodal_ce(
                 logits, batch.labels, weights, backend=backend, return_stats=True
             )
-            w = kernels.arl_coefficients(  # [M]; rows 1.. are the unimodal logits, row 0 the fused one
-                stats.entropy_mean[1:], stats.abs_logit_mean[1:], self.hp["temperature"], floor=self.hp["floor"]
+            # [M]; rows 1.. are the unimodal logits, row 0 the fused one. Under torchrun the batch
+            # means are averaged over the ranks first, so every rank scales by the global batch's w.
+            w = kernels.arl_coefficients(
+                global_mean(stats.entropy_mean[1:]), global_mean(stats.abs_logit_mean[1:]),
+                self.hp["temperature"], floor=self.hp["floor"],
             ).to(scale.dtype)
         else:  # released: the warm-up value w = 0.5 is never overwritten
             loss = kernels.weighted_multimodal_ce(logits, batch.labels, weights, backend=backend)

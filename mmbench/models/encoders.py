@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from mmbench.data.base import ModalitySpec
+from mmbench.models.resnet import ResNet18Encoder
 
 
 class MLPEncoder(nn.Module):
@@ -66,8 +67,28 @@ class ImageEncoder(nn.Module):
         return self.fc(self.conv(x).flatten(1))
 
 
-def build_encoder(spec: ModalitySpec, feature_dim: int = 64) -> nn.Module:
-    """The encoder for one modality: MLP for vectors, 1-D CNN for series, small CNN for images."""
+ENCODERS = ("small", "resnet18")
+
+
+def build_encoder(spec: ModalitySpec, feature_dim: int = 64, encoder: str = "small") -> nn.Module:
+    """The encoder for one modality.
+
+    ``encoder="small"`` (default): MLP for vectors, 1-D CNN for series, small CNN for images.
+    ``encoder="resnet18"``: a from-scratch ResNet-18 (:mod:`mmbench.models.resnet`) for images
+    ``(C, H, W)`` (C = 1 spectrograms, C = 3 frames / depth / IR) and frame stacks ``(T, C, H, W)``;
+    vectors and series keep their small encoders (no 2-D structure for a ResNet to use).
+    Frame stacks (kind ``"video"``) always get the ResNet: no small encoder pools over time.
+    """
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder={encoder!r}: expected one of {', '.join(ENCODERS)}")
+    if spec.kind == "video":
+        if len(spec.shape) != 4:
+            raise ValueError(f"video modality {spec.name!r} needs shape (T, C, H, W), got {spec.shape}")
+        return ResNet18Encoder(spec.shape[1], frames=True, feature_dim=feature_dim)
+    if spec.kind == "image" and encoder == "resnet18":
+        if len(spec.shape) != 3:
+            raise ValueError(f"image modality {spec.name!r} needs shape (C, H, W), got {spec.shape}")
+        return ResNet18Encoder(spec.shape[0], feature_dim=feature_dim)
     if spec.kind == "vector":
         return MLPEncoder(int(torch.Size(spec.shape).numel()), feature_dim)
     if spec.kind == "series":
@@ -76,4 +97,4 @@ def build_encoder(spec: ModalitySpec, feature_dim: int = 64) -> nn.Module:
         if len(spec.shape) != 3 or min(spec.shape[1:]) < 4:
             raise ValueError(f"image modality {spec.name!r} needs shape (channels, H, W) with H, W >= 4, got {spec.shape}")
         return ImageEncoder(spec.shape[0], feature_dim, image_hw=spec.shape[1:])
-    raise ValueError(f"modality {spec.name!r} has unknown kind {spec.kind!r} (expected vector, series or image)")
+    raise ValueError(f"modality {spec.name!r} has unknown kind {spec.kind!r} (expected vector, series, image or video)")

@@ -16,7 +16,7 @@ FILL_VALUES = ("zeros", "ones")
 
 
 class MultimodalModel(nn.Module):
-    """Encoders (one per modality, by kind) and a fusion head.
+    """Encoders (one per modality, by kind and the ``encoder`` setting) and a fusion head.
 
     Args:
         specs: the data set's modality specs, in order.
@@ -29,6 +29,7 @@ class MultimodalModel(nn.Module):
             zero-padding).
         fill: the value of a missing input under ``missing="input"``: ``"zeros"`` or ``"ones"``
             (inputs are standardised, so zeros is the training mean).
+        encoder: ``"small"`` or ``"resnet18"`` (paper scale), see :func:`~mmbench.models.encoders.build_encoder`.
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class MultimodalModel(nn.Module):
         feature_dim: int = 64,
         missing: str = "feature",
         fill: str = "zeros",
+        encoder: str = "small",
     ):
         super().__init__()
         if missing not in MISSING_MODES:
@@ -48,7 +50,7 @@ class MultimodalModel(nn.Module):
         self.modalities = tuple(s.name for s in specs)
         self.num_classes, self.feature_dim = num_classes, feature_dim
         self.missing, self.fill = missing, fill
-        self.encoders = nn.ModuleDict({s.name: build_encoder(s, feature_dim) for s in specs})
+        self.encoders = nn.ModuleDict({s.name: build_encoder(s, feature_dim, encoder) for s in specs})
         self.head: FusionHead = build_fusion(fusion, len(specs), feature_dim, num_classes)
 
     @property

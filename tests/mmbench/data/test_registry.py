@@ -15,13 +15,13 @@ from mmbench.data import (
 from mmbench.data.splits import random_split
 
 BUILTIN = ["avmnist", "mfeat", "mfeat-fac-kar", "mfeat-fou-zer", "mfeat-fou-zer-mor", "mfeat-pix-mor",
-           "synthetic", "synthetic-3", "watch"]
+           "synthetic", "synthetic-3", "synthetic-av-paper", "watch"]
 
 
 def test_builtins_are_listed_with_wildcards():
     assert set(BUILTIN) <= set(list_datasets())
     assert list_datasets("mfeat-fou-*") == ["mfeat-fou-zer", "mfeat-fou-zer-mor"]
-    assert list_datasets("watch,synth*") == ["watch", "synthetic", "synthetic-3"]
+    assert list_datasets("watch,synth*") == ["watch", "synthetic", "synthetic-3", "synthetic-av-paper"]
     assert all(dataset_info(n) for n in BUILTIN)
 
 
