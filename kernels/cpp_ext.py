@@ -114,12 +114,12 @@ class WeightedCECpp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, holder, labels, weights, *xs):
-        lse, ce, ent, pt, sums = get_extension().stats_forward(list(xs), labels, weights)
+        lse, ce, ent, pt, sums, state = get_extension().stats_forward(list(xs), labels, weights)
         holder.append((lse, ce, ent, pt, sums))
-        ctx.save_for_backward(labels, weights, lse, *xs)
+        ctx.save_for_backward(labels, weights, state, *xs)  # state: [2, M, B] row max and log-sum
         return sums[-1]
 
     @staticmethod
     def backward(ctx, grad_loss):
-        labels, weights, lse, *xs = ctx.saved_tensors
-        return (None, None, None, *get_extension().ce_backward(xs, labels, weights, lse, grad_loss))
+        labels, weights, state, *xs = ctx.saved_tensors
+        return (None, None, None, *get_extension().ce_backward(xs, labels, weights, state, grad_loss))

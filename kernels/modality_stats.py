@@ -71,7 +71,7 @@ def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "aut
 
             # The extension range-checks CPU labels itself before computing (ValueError): saves a pass here.
             check_labels(labels, info, check, range_check=info[4].type != "cpu" and check)
-            lse, ce, ent, pt, sums = get_extension().stats_forward(_as_list(logits), labels, None)
+            lse, ce, ent, pt, sums = get_extension().stats_forward(_as_list(logits), labels, None)[:5]
             return _stats_from_buffers(lse, ce, ent, pt, sums, info[0])
         check_labels(labels, info, check)
         x = _stacked(logits)
@@ -79,7 +79,7 @@ def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "aut
             return modality_stats_reference(x, labels)
         from .stats_triton import stats_forward
 
-        lse, ce, ent, pt, sums = stats_forward(x, labels)
+        lse, ce, ent, pt, sums = stats_forward(x, labels)[:5]
         return _stats_from_buffers(lse, ce, ent, pt, sums, info[0])
 
 
@@ -124,7 +124,7 @@ def weighted_multimodal_ce(
         else:  # no graph needed: skip the autograd.Function machinery (host overhead)
             from .cpp_ext import get_extension
 
-            holder.append(get_extension().stats_forward(xs, labels, weights.detach()))
+            holder.append(get_extension().stats_forward(xs, labels, weights.detach())[:5])
             loss = holder[0][4][-1]
     else:
         check_labels(labels, info, check)
@@ -143,7 +143,7 @@ def weighted_multimodal_ce(
         else:  # no graph needed: skip the autograd.Function machinery (host overhead)
             from .stats_triton import stats_forward
 
-            holder.append(stats_forward(x, labels, w2d))
+            holder.append(stats_forward(x, labels, w2d)[:5])
             loss = holder[0][4][-1]
     if return_stats:
         return loss, _stats_from_buffers(*holder[0], M)
