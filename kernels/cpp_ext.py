@@ -61,6 +61,54 @@ def _build():
     )
 
 
+def wheel_cuda_include_dirs():
+    """Include folders of the pip ``nvidia`` wheels holding ``cusparse.h`` (torch's CUDA headers include it;
+    a bare nvcc toolkit such as /usr/local/cuda-13.0 may lack the library headers). Empty if none."""
+    import glob
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    roots = list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
+    return sorted({os.path.dirname(h) for r in roots for h in glob.glob(os.path.join(r, "*", "include", "cusparse.h"))})
+
+
+def build_cuda_extension(build_directory: str, archs: str = "8.0;9.0", verbose: bool = False):
+    """Compile the CPU and CUDA sources (``-DWITH_CUDA``) for ``archs`` whether or not a GPU is present.
+
+    This is the compile check of ``csrc/modality_stats_cuda.cu`` (tests, ``scripts/gpu_check.sh``):
+    without a GPU torch cannot pick the architectures itself, so ``TORCH_CUDA_ARCH_LIST`` is set for
+    the build; ``CUDA_HOME`` must name the nvcc toolkit matching ``torch.version.cuda``. The build is
+    incremental in ``build_directory`` (ninja): a rebuild with unchanged sources takes seconds.
+
+    Returns:
+        The path of the built shared library (it is not imported: loading needs a CUDA driver).
+    """
+    from torch.utils.cpp_extension import load
+
+    os.makedirs(build_directory, exist_ok=True)
+    old = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+    name = "mmbench_modality_stats_cuda_check"
+    try:
+        load(
+            name=name,
+            sources=[os.path.join(_CSRC, "modality_stats.cpp"), os.path.join(_CSRC, "modality_stats_cuda.cu")],
+            extra_cflags=["-O3", "-ffast-math", "-DWITH_CUDA"] + _simd_flags(),
+            extra_cuda_cflags=["-O3", "-DWITH_CUDA"],
+            extra_include_paths=wheel_cuda_include_dirs(),
+            build_directory=build_directory,
+            with_cuda=True,
+            is_python_module=False,  # build only: importing would need libcuda
+            verbose=verbose,
+        )
+    finally:
+        if old is None:
+            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+        else:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = old
+    return os.path.join(build_directory, f"{name}.so")
+
+
 def get_extension():
     """Build (once per process) and return the extension module, or None if the build fails."""
     with _LOCK:

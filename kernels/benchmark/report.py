@@ -5,6 +5,9 @@ import os
 
 import pandas as pd
 
+#: Static resources of the compiled kernels (``python -m mmbench bench --compile-only``), next to kernels.csv.
+STATIC_CSV = "kernels_static.csv"
+
 #: Columns of ``results/kernels.csv`` (one row per measured metric, long format).
 COLUMNS = ["op", "provider", "mode", "shape", "dtype", "metric", "value", "unit", "note", "device", "torch", "triton", "timestamp"]
 
@@ -78,6 +81,12 @@ def markdown(df: pd.DataFrame) -> str:
 def write_markdown(df: pd.DataFrame, path: str) -> str:
     """Write :func:`markdown` to ``path``."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = markdown(df) if not df.empty else "# Kernel benchmarks\n\nNo timings in this folder yet.\n"
+    static = os.path.join(os.path.dirname(os.path.abspath(path)), STATIC_CSV)
+    if os.path.exists(static):  # the compile-only table survives timing reruns, and vice versa
+        from kernels.compile_check import static_markdown
+
+        text += "\n" + static_markdown(pd.read_csv(static).to_dict("records"))
     with open(path, "w") as fh:
-        fh.write(markdown(df))
+        fh.write(text)
     return path

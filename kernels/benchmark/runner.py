@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from . import registry
-from .report import COLUMNS, write_csv, write_markdown
+from .report import COLUMNS, STATIC_CSV, write_csv, write_markdown
 from .timing import copy_bandwidth_gbs, device_name, peak_memory_mb, time_fn, time_providers
 
 #: Shapes at or below this many logits elements are launch-bound: also timed with CUDA graphs.
@@ -170,12 +170,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (torch.set_num_threads); 1 avoids OpenMP stalls on a busy CPU. Default: torch's")
     p.add_argument("--list", action="store_true", help="list registered ops and exit")
+    p.add_argument("--compile-only", action="store_true",
+                   help="no timing: compile every Triton kernel variant for sm_80 and sm_90 (no GPU needed) and "
+                        "write <out>/kernels_static.csv plus the static table of <out>/KERNELS.md")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI entry point; writes ``<out>/kernels.csv`` and ``<out>/KERNELS.md``. Returns 0."""
     return execute(build_parser().parse_args(argv))
+
+
+def _compile_only(out: str, csv: str, md: str, verbose: bool = False) -> int:
+    """Compile every kernel variant (:func:`kernels.compile_check.compile_all`), write the static CSV and
+    re-render KERNELS.md from the timing CSV already in ``out`` (if any) plus the static table."""
+    from kernels.compile_check import compile_all
+
+    rows = compile_all(verbose=verbose)
+    static = os.path.join(out, STATIC_CSV)
+    os.makedirs(out, exist_ok=True)
+    pd.DataFrame(rows).to_csv(static, index=False)
+    timings = pd.read_csv(csv) if os.path.exists(csv) else pd.DataFrame(columns=COLUMNS)
+    write_markdown(timings, md)
+    print(f"wrote {static} ({len(rows)} compiled variants) and {md}")
+    return 0
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -190,6 +208,8 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     registry.discover()
     csv, md = os.path.join(args.out, "kernels.csv"), os.path.join(args.out, "KERNELS.md")
+    if args.compile_only:
+        return _compile_only(args.out, csv, md, verbose=args.verbose)
     frames = []
     # One op at a time, rewriting both files after each, so a run cut short still leaves results.
     for op in registry.list_ops(split(args.ops)):
