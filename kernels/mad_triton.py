@@ -238,7 +238,8 @@ def _config(n: int, d_s: int, device: torch.device, backward: bool = False, prec
     """Block sizes and grid split. Heuristic, not autotuned (the interpreter cannot autotune).
 
     * ``tl.dot`` needs every block dimension >= 16.
-    * GPU forward: 64 x 64 Gram tiles for large N (more reuse per loaded K-slice), 32 x 32 otherwise.
+    * GPU forward: 32 x 32 Gram tiles, 8 warps (64 x 64 tiles would reuse each K-slice more, but spill on
+      sm_80 with the ten float64 row accumulators).
     * GPU backward, tf32 (tensor cores): 32 x 32 tiles and up to 4 accumulators of ``[32, 128]`` fp32
       (64 registers per thread at 8 warps), so one Gram recomputation covers 512 output columns: D = 512
       costs one. ieee (the default: fp32 matmuls without TF32): 16 x 16 tiles and 2 accumulators, the
@@ -258,8 +259,8 @@ def _config(n: int, d_s: int, device: torch.device, backward: bool = False, prec
         # (results/KERNELS.md, static table); D = 512 then costs 2 Gram recomputations instead of 1.
         block_m, block_k, block_do = 16, 32, 128
     else:
-        block_m = 64 if (n >= 4096 and not backward) else 32
-        block_k, block_do = 32, 128
+        # 32 x 32 Gram tiles: 64 x 64 forward tiles (more reuse per K-slice) spilled 24-320 B on sm_80.
+        block_m, block_k, block_do = 32, 32, 128
     block_m = block_n = max(16, min(block_m, triton.next_power_of_2(n)))
     block_do = max(16, min(block_do, triton.next_power_of_2(d_s)))
     max_do = 2 if (backward and precision == "ieee" and not interpret) else 4
@@ -273,7 +274,11 @@ def _config(n: int, d_s: int, device: torch.device, backward: bool = False, prec
         sms = _sm_count(device)
         programs = row_blocks * (d_programs if backward else 1)
         splits = max(1, min(col_blocks, triton.cdiv(4 * sms, programs)))
-    return dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_DO=block_do, NUM_DO=num_do, num_warps=8,
+    # 16 x 16 tiles (ieee backward) hold one tile entry per thread at 4 warps; at 8 warps ptxas capped the
+    # small-D variants at 64-80 registers and spilled 8-24 B.
+    num_warps = 4 if block_m == 16 and backward and not interpret else 8
+    return dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_DO=block_do, NUM_DO=num_do,
+                num_warps=num_warps,
                 d_programs=d_programs, splits=splits, row_blocks=row_blocks)
 
 

@@ -133,3 +133,20 @@ def test_gpu_cpp_cuda_out_of_range_label_reads_nothing(ext, C):
     want = modality_stats(x[:, ok].double(), y[ok], backend="eager")
     torch.testing.assert_close(st.ce[:, ok].cpu().double(), want.ce, rtol=2e-5, atol=2e-5)
     torch.testing.assert_close(st.lse.cpu().double()[:, ok], want.lse, rtol=2e-5, atol=2e-5)
+
+
+def test_auto_backend_on_cpu_is_the_cpp_extension(ext, monkeypatch):
+    """Issue 9 item 10: backend="auto" picks the C++ extension on the CPU (fp32/16-bit), eager for fp64."""
+    from kernels.modality_stats import _backend_for
+
+    monkeypatch.delenv("MMBENCH_KERNELS_BACKEND", raising=False)
+    assert _backend_for(torch.device("cpu"), "auto", torch.float32) == "cpp"
+    assert _backend_for(torch.device("cpu"), "auto", torch.float64) == "eager"
+    assert _backend_for(torch.device("cpu"), "eager", torch.float32) == "eager"
+    calls = []
+    real = ext.stats_forward
+    monkeypatch.setattr(cpp_ext, "get_extension", lambda: type("E", (), {
+        "stats_forward": staticmethod(lambda *a: calls.append(1) or real(*a))})())
+    x, y = _make(2, 8, 5)
+    modality_stats(x, y)  # auto
+    assert calls == [1]
