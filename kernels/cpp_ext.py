@@ -57,6 +57,7 @@ def _build():
         sources=sources,
         extra_cflags=flags,
         extra_cuda_cflags=cuda_flags or None,
+        extra_include_paths=wheel_cuda_include_dirs() if with_cuda else None,  # cusparse.h for torch's headers
         verbose=False,
     )
 
