@@ -257,7 +257,8 @@ def _config(n: int, d_s: int, device: torch.device, backward: bool = False, prec
         # in registers: 32 x 32 tiles with 4 [32, 128] accumulators spilled 1.5 KB per thread (ptxas -v,
         # sm_90), 2 accumulators still 440 B. 16 x 16 tiles with 2 accumulators: 186 registers, no spill
         # (results/KERNELS.md, static table); D = 512 then costs 2 Gram recomputations instead of 1.
-        block_m, block_k, block_do = 16, 32, 128
+        # (BLOCK_K 16 for D <= 32: with 32, ptxas capped the D = 32 variant at 96 registers and spilled 20 B.)
+        block_m, block_k, block_do = 16, (16 if d_s <= 32 else 32), 128
     else:
         # 32 x 32 Gram tiles: 64 x 64 forward tiles (more reuse per K-slice) spilled 24-320 B on sm_80.
         block_m, block_k, block_do = 32, 32, 128
