@@ -163,7 +163,8 @@ def _spec_key(launch: Launch, target: Any) -> Tuple[str, Any]:
     kwargs = dict(launch.kwargs, debug=False)
     bound_args, specialization, options = binder(*launch.args, **kwargs)
     packed = fn._pack_args(backend, kwargs, bound_args, specialization, options)
-    key = f"{fn.fn.__name__}{specialization}{sorted((k, v) for k, v in launch.kwargs.items() if not hasattr(v, 'shape'))}"
+    scalars = sorted((k, v) for k, v in launch.kwargs.items() if not hasattr(v, "shape"))
+    key = f"{fn.fn.__name__}{specialization}{scalars}"
     return key, packed
 
 
@@ -302,11 +303,19 @@ def static_markdown(rows: List[Dict[str, Any]]) -> str:
 
     if not rows:
         return ""
-    df = pd.DataFrame(rows).drop_duplicates(["kernel", "target", "constexprs", "num_warps"])
+    full = pd.DataFrame(rows)
+    full["dtype"] = full.origin.str.split().str[-1]
+    # Merge rows that differ only in argument specialisation or dtype, keeping the worst (most registers
+    # and spills) of each, and the dtypes that reach it.
+    dtypes = full.groupby(["kernel", "target", "constexprs", "num_warps"]).dtype.agg(lambda d: "/".join(sorted(set(d))))
+    df = full.sort_values(["spill_store_bytes", "registers"], ascending=False)
+    df = df.drop_duplicates(["kernel", "target", "constexprs", "num_warps"]).drop(columns="dtype")
+    df = df.join(dtypes, on=["kernel", "target", "constexprs", "num_warps"])
     df = df.sort_values(["kernel", "constexprs", "target"])
-    cols = ["kernel", "target", "constexprs", "num_warps", "registers", "spill_store_bytes", "spill_load_bytes",
+    cols = ["kernel", "target", "constexprs", "dtype", "num_warps", "registers", "spill_store_bytes",
+            "spill_load_bytes",
             "shared_bytes"]
-    spilled = df[df.spill_store_bytes > 0]
+    spilled = full[full.spill_store_bytes > 0]
     lines = [
         "## Static resources per kernel variant (compiled without a GPU)",
         "",
@@ -317,9 +326,10 @@ def static_markdown(rows: List[Dict[str, Any]]) -> str:
         "block) and warps from the compiled kernel's metadata. Rows that differ only in argument "
         "specialisation (divisibility of sizes and strides) are merged.",
         "",
-        f"Variants that spill: {len(spilled)}"
-        + (" (" + ", ".join(sorted(set(spilled.kernel + ' ' + spilled.constexprs.str.extract(r'(PRECISION=\w+)')[0]
-                                       .fillna('')))) + ")" if len(spilled) else "") + ".",
+        f"Compilations that spill: {len(spilled)}"
+        + (" (" + "; ".join(sorted(set(spilled.kernel + " " + spilled.target + " " + spilled.dtype + " "
+                                       + spilled.spill_store_bytes.astype(str) + " B, " + spilled.origin.str.split(
+                                           " ", n=1).str[1]))) + ")" if len(spilled) else "") + ".",
         "",
         BLOCK_SIZE_NOTES,
         "",

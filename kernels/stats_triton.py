@@ -173,7 +173,8 @@ def _ce_bwd_kernel(
     scale = w * g * inv_B
     x_base = x_ptr + m * stride_xm + rows64[:, None] * stride_xb
     dx_base = dx_ptr + (m * B + rows64[:, None]) * C
-    # 2. Recompute p chunk by chunk, max and log-sum kept apart (module docstring); the -1 at the label is applied in fp32 so
+    # 2. Recompute p chunk by chunk, max and log-sum kept apart (module docstring); the -1 at the label
+    #    is applied in fp32 so
     #    p_y -> 1 does not cancel catastrophically before the cast to a 16-bit dtype.
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)

@@ -60,7 +60,8 @@ def markdown(df: pd.DataFrame) -> str:
                 for _, r in t.iterrows()
             ])
             table = t.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="cell", aggfunc="first", sort=False)
-            vs = d[d.metric == "speedup"].groupby(["shape", "dtype", "mode"], sort=False).note.first().str.replace("vs ", "")
+            vs = d[d.metric == "speedup"].groupby(["shape", "dtype", "mode"], sort=False).note.first()
+            vs = vs.str.replace("vs ", "")
             table = table.join(vs.rename("vs"))
             lines += ["Median time per call (speedup over the fastest eager formulation, named in *vs*):", "",
                       table.reset_index().to_markdown(index=False), ""]
@@ -85,8 +86,8 @@ def markdown(df: pd.DataFrame) -> str:
                 if not sp.empty:
                     tb = sp.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="value",
                                         aggfunc="first", sort=False)
-                    lines += [f"% of {gpu.upper()} spec bandwidth:", "", tb.reset_index().to_markdown(index=False,
-                                                                                                     floatfmt=".1f"), ""]
+                    lines += [f"% of {gpu.upper()} spec bandwidth:", "",
+                              tb.reset_index().to_markdown(index=False, floatfmt=".1f"), ""]
         mem = d[d.metric == "peak_mem_mb"]
         if not mem.empty:
             table = mem.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="value", aggfunc="first", sort=False)

@@ -17,7 +17,8 @@ def _cuda_home():
     home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     if not home and shutil.which("nvcc"):
         home = os.path.dirname(os.path.dirname(os.path.realpath(shutil.which("nvcc"))))
-    if home and not os.path.exists(os.path.join(home, "include", "cuda_runtime.h")) and os.path.exists("/usr/local/cuda"):
+    has_headers = home and os.path.exists(os.path.join(home, "include", "cuda_runtime.h"))
+    if home and not has_headers and os.path.exists("/usr/local/cuda"):
         home = "/usr/local/cuda"  # /usr/local/bin/nvcc is a link; the toolkit lives in /usr/local/cuda
     return home
 
