@@ -13,15 +13,33 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
-from baselines._balance_utils import device_generator, masked_mean, noise_like, window_active, window_start_epoch
+from baselines._balance_utils import device_generator, noise_like, window_active, window_start_epoch
 from kernels import modality_stats, ogm_ge_coefficients
 from mmbench.batching import Batch
+from mmbench.engine.distributed import global_logsumexp, global_sum
 from mmbench.methods.base import Method, register_method
 from mmbench.models.fusion import ConcatFusion, SumFusion
 from mmbench.settings_schema import BACKEND, FRACTION, NON_NEGATIVE, Setting
 
 RULES = ("auto", "pair", "min", "mean")
 MODULATE = ("conv", "weights", "all")
+
+
+def masked_log_mean_exp(log_values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``log(masked_mean(exp(log_values), mask))`` computed in log space (no underflow).
+
+    ``log_values`` ``[M, B]``, ``mask`` ``[B, M]`` -> ``[M]``. As :func:`masked_mean`, a modality absent
+    from the whole batch gets the mean of the present modalities' values; no host sync. Under torchrun
+    the sums run over the global batch (all ranks), as :func:`masked_mean` does.
+    """
+    present = mask.t() > 0  # [M, B]
+    neg_inf = torch.full_like(log_values, float("-inf"))
+    count = global_sum(present.sum(1).to(log_values.dtype))
+    log_sum = global_logsumexp(torch.logsumexp(torch.where(present, log_values, neg_inf), 1))
+    log_mean = log_sum - count.clamp_min(1.0).log()
+    has = count > 0
+    log_fill = torch.logsumexp(torch.where(has, log_mean, neg_inf[:, 0]), 0) - has.sum().clamp_min(1).log()
+    return torch.where(has, log_mean, log_fill)
 
 
 def unimodal_logits_ogm(head: nn.Module, feats: List[torch.Tensor]) -> torch.Tensor:
@@ -163,9 +181,11 @@ class OGMGE(Method):
         """``k`` ``[M]`` from detached features (device tensor, no host sync)."""
         with torch.no_grad():
             z = unimodal_logits_ogm(self.model.head, [f.detach() for f in feats])  # [M, B, C]
-            p_true = modality_stats(z, batch.labels, backend=self.hp["backend"]).p_true  # [M, B]
-            score = masked_mean(p_true, batch.mask)  # [M]
-            return ogm_ge_coefficients(score, self.hp["alpha"], rule=self.rule)
+            ce = modality_stats(z, batch.labels, backend=self.hp["backend"]).ce  # [M, B]
+            # Scores in log space (log p_true = -ce): a confident, wrong modality has p_true = 0 in
+            # fp32 while -ce is still exact, so the score ratios survive saturation.
+            log_score = masked_log_mean_exp(-ce, batch.mask)  # [M]
+            return ogm_ge_coefficients(log_score, self.hp["alpha"], rule=self.rule, log_scores=True)
 
     def compute_loss(self, batch: Batch, ctx) -> torch.Tensor:
         feats = self.model.encode(batch)

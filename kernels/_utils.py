@@ -151,7 +151,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
     "auto" is Triton on CUDA tensors and eager otherwise; on CPU it is Triton only when both
     ``TRITON_INTERPRET=1`` and ``MMBENCH_KERNELS_BACKEND=triton`` are set (the interpreter is slow,
-    it is a correctness path, not a performance path).
+    it is a correctness path, not a performance path). Op 1 (which has a C++ extension) then turns an
+    "eager" on the CPU into "cpp" when the extension builds (:func:`kernels.modality_stats._backend_for`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")

@@ -57,8 +57,57 @@ def _build():
         sources=sources,
         extra_cflags=flags,
         extra_cuda_cflags=cuda_flags or None,
+        extra_include_paths=wheel_cuda_include_dirs() if with_cuda else None,  # cusparse.h for torch's headers
         verbose=False,
     )
+
+
+def wheel_cuda_include_dirs():
+    """Include folders of the pip ``nvidia`` wheels holding ``cusparse.h`` (torch's CUDA headers include it;
+    a bare nvcc toolkit such as /usr/local/cuda-13.0 may lack the library headers). Empty if none."""
+    import glob
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    roots = list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
+    return sorted({os.path.dirname(h) for r in roots for h in glob.glob(os.path.join(r, "*", "include", "cusparse.h"))})
+
+
+def build_cuda_extension(build_directory: str, archs: str = "8.0;9.0", verbose: bool = False):
+    """Compile the CPU and CUDA sources (``-DWITH_CUDA``) for ``archs`` whether or not a GPU is present.
+
+    This is the compile check of ``csrc/modality_stats_cuda.cu`` (tests, ``scripts/gpu_check.sh``):
+    without a GPU torch cannot pick the architectures itself, so ``TORCH_CUDA_ARCH_LIST`` is set for
+    the build; ``CUDA_HOME`` must name the nvcc toolkit matching ``torch.version.cuda``. The build is
+    incremental in ``build_directory`` (ninja): a rebuild with unchanged sources takes seconds.
+
+    Returns:
+        The path of the built shared library (it is not imported: loading needs a CUDA driver).
+    """
+    from torch.utils.cpp_extension import load
+
+    os.makedirs(build_directory, exist_ok=True)
+    old = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+    name = "mmbench_modality_stats_cuda_check"
+    try:
+        load(
+            name=name,
+            sources=[os.path.join(_CSRC, "modality_stats.cpp"), os.path.join(_CSRC, "modality_stats_cuda.cu")],
+            extra_cflags=["-O3", "-ffast-math", "-DWITH_CUDA"] + _simd_flags(),
+            extra_cuda_cflags=["-O3", "-DWITH_CUDA"],
+            extra_include_paths=wheel_cuda_include_dirs(),
+            build_directory=build_directory,
+            with_cuda=True,
+            is_python_module=False,  # build only: importing would need libcuda
+            verbose=verbose,
+        )
+    finally:
+        if old is None:
+            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+        else:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = old
+    return os.path.join(build_directory, f"{name}.so")
 
 
 def get_extension():
@@ -114,12 +163,12 @@ class WeightedCECpp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, holder, labels, weights, *xs):
-        lse, ce, ent, pt, sums = get_extension().stats_forward(list(xs), labels, weights)
+        lse, ce, ent, pt, sums, state = get_extension().stats_forward(list(xs), labels, weights)
         holder.append((lse, ce, ent, pt, sums))
-        ctx.save_for_backward(labels, weights, lse, *xs)
+        ctx.save_for_backward(labels, weights, state, *xs)  # state: [2, M, B] row max and log-sum
         return sums[-1]
 
     @staticmethod
     def backward(ctx, grad_loss):
-        labels, weights, lse, *xs = ctx.saved_tensors
-        return (None, None, None, *get_extension().ce_backward(xs, labels, weights, lse, grad_loss))
+        labels, weights, state, *xs = ctx.saved_tensors
+        return (None, None, None, *get_extension().ce_backward(xs, labels, weights, state, grad_loss))

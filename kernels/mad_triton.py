@@ -228,13 +228,22 @@ def mad_grad_kernel(
 _FORCE_SPLITS = None  # tests set this to cover the split column loop on CPU
 
 
-def _config(n: int, d_s: int, device: torch.device, backward: bool = False) -> dict:
+def _sm_count(device: torch.device):
+    """Streaming multiprocessors of a CUDA ``device`` (None otherwise). The one device query of
+    :func:`_config`; :mod:`kernels.compile_check` answers it per compile target instead."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else None
+
+
+def _config(n: int, d_s: int, device: torch.device, backward: bool = False, precision: str = "ieee") -> dict:
     """Block sizes and grid split. Heuristic, not autotuned (the interpreter cannot autotune).
 
     * ``tl.dot`` needs every block dimension >= 16.
-    * GPU forward: 64 x 64 Gram tiles for large N (more reuse per loaded K-slice), 32 x 32 otherwise.
-    * GPU backward: 32 x 32 tiles and up to 4 accumulators of ``[32, 128]`` fp32 (64 registers per
-      thread at 8 warps), so one Gram recomputation covers 512 output columns: D = 512 costs one.
+    * GPU forward: 32 x 32 Gram tiles, 8 warps (64 x 64 tiles would reuse each K-slice more, but spill on
+      sm_80 with the ten float64 row accumulators).
+    * GPU backward, tf32 (tensor cores): 32 x 32 tiles and up to 4 accumulators of ``[32, 128]`` fp32
+      (64 registers per thread at 8 warps), so one Gram recomputation covers 512 output columns: D = 512
+      costs one. ieee (the default: fp32 matmuls without TF32): 16 x 16 tiles and 2 accumulators, the
+      largest setting that compiles without register spills for sm_80 and sm_90 (see below).
     * The column loop is split so that about four programs per SM are in flight.
     * Under the interpreter every program instance costs milliseconds: large tiles, no split; the
       backward uses 32-wide chunks so that small test shapes still cover several accumulators.
@@ -243,22 +252,34 @@ def _config(n: int, d_s: int, device: torch.device, backward: bool = False) -> d
     interpret = interpreting()
     if interpret:
         block_m, block_k, block_do = 64, max(16, min(64, triton.next_power_of_2(d_s))), 32
+    elif backward and precision == "ieee":
+        # ieee fp32 tl.dot runs on FMA units in a blocked layout that keeps whole K-slices of both operands
+        # in registers: 32 x 32 tiles with 4 [32, 128] accumulators spilled 1.5 KB per thread (ptxas -v,
+        # sm_90), 2 accumulators still 440 B. 16 x 16 tiles with 2 accumulators: 186 registers, no spill
+        # (results/KERNELS.md, static table); D = 512 then costs 2 Gram recomputations instead of 1.
+        # (BLOCK_K 16 for D <= 32: with 32, ptxas capped the D = 32 variant at 96 registers and spilled 20 B.)
+        block_m, block_k, block_do = 16, (16 if d_s <= 32 else 32), 128
     else:
-        block_m = 64 if (n >= 4096 and not backward) else 32
-        block_k, block_do = 32, 128
+        # 32 x 32 Gram tiles: 64 x 64 forward tiles (more reuse per K-slice) spilled 24-320 B on sm_80.
+        block_m, block_k, block_do = 32, 32, 128
     block_m = block_n = max(16, min(block_m, triton.next_power_of_2(n)))
     block_do = max(16, min(block_do, triton.next_power_of_2(d_s)))
-    num_do = min(4, triton.next_power_of_2(triton.cdiv(d_s, block_do)))
+    max_do = 2 if (backward and precision == "ieee" and not interpret) else 4
+    num_do = min(max_do, triton.next_power_of_2(triton.cdiv(d_s, block_do)))
     d_programs = triton.cdiv(d_s, block_do * num_do)
     row_blocks, col_blocks = triton.cdiv(n, block_m), triton.cdiv(n, block_n)
     splits = 1
     if _FORCE_SPLITS is not None:  # test hook: exercise the split-and-reduce path under the interpreter
         splits = min(_FORCE_SPLITS, col_blocks)
-    elif not interpret and device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
+    elif not interpret and _sm_count(device) is not None:
+        sms = _sm_count(device)
         programs = row_blocks * (d_programs if backward else 1)
         splits = max(1, min(col_blocks, triton.cdiv(4 * sms, programs)))
+    # 16 x 16 tiles (ieee backward) hold one tile entry per thread at 4 warps; at 8 warps ptxas capped the
+    # small-D variants at 64-80 registers and spilled 8-24 B.
+    num_warps = 4 if block_m == 16 and backward and not interpret else 8
     return dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_DO=block_do, NUM_DO=num_do,
+                num_warps=num_warps,
                 d_programs=d_programs, splits=splits, row_blocks=row_blocks)
 
 
@@ -282,7 +303,7 @@ def _row_stats(student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tens
     O(N) epilogue.
     """
     n, d_s = student.shape
-    cfg = _config(n, d_s, student.device)
+    cfg = _config(n, d_s, student.device, precision=_precision())
     splits = cfg["splits"]
     part = torch.empty((splits, 10, n), dtype=torch.float64, device=student.device)
     mad_stats_kernel[(cfg["row_blocks"], splits)](
@@ -323,7 +344,7 @@ class MADLossFunction(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
         n, d_s = student.shape
-        cfg = _config(n, d_s, student.device, backward=True)
+        cfg = _config(n, d_s, student.device, backward=True, precision=_precision())
         splits = cfg["splits"]
         grad = grad_loss.reshape(1).to(torch.float32)
         part = torch.empty((splits, n, d_s), dtype=torch.float32, device=student.device)
@@ -333,7 +354,7 @@ class MADLossFunction(torch.autograd.Function):
             n, d_s, teacher.shape[1], student.stride(0), teacher.stride(0), ctx.split,
             ROW_WEIGHT=ctx.row_weight, EPS=EPS, SPLITS=splits, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
             BLOCK_K=cfg["BLOCK_K"], BLOCK_DO=cfg["BLOCK_DO"], NUM_DO=cfg["NUM_DO"], PRECISION=_precision(),
-            num_warps=8,
+            num_warps=cfg["num_warps"],
         )
         grad_student = (part[0] if splits == 1 else part.sum(0)).to(student.dtype)
         return grad_student, None, None, None, None

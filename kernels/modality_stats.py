@@ -4,7 +4,8 @@
 >>> k = ogm_ge_coefficients(stats.p_true_sum, alpha=0.8)          # device tensor, no host sync
 >>> loss = weighted_multimodal_ce([z_audio, z_visual], labels, k)  # scalar, differentiable
 
-Backends: "auto" (Triton for CUDA tensors, eager otherwise -- see :func:`kernels._utils.resolve_backend`),
+Backends: "auto" (the fastest correct provider: Triton for CUDA tensors; on the CPU the C++ extension when it
+builds, eager for fp64 or when it does not -- :func:`_backend_for`),
 "eager" (the specification, :mod:`kernels.stats_reference`), "triton" (:mod:`kernels.stats_triton`),
 "cpp" (:mod:`kernels.cpp_ext`, falls back to eager with one warning if the extension cannot be built).
 """
@@ -25,8 +26,15 @@ def _stats_from_buffers(lse, ce, ent, pt, sums, M: int) -> ModalityStats:
     return ModalityStats(lse, ce, ent, pt, *sums[: 4 * M].view(4, M).unbind(0))
 
 
-def _backend_for(device: torch.device, backend: str) -> str:
+def _backend_for(device: torch.device, backend: str, dtype: torch.dtype = torch.float32) -> str:
+    """Concrete backend of op 1. "auto" = the fastest correct provider of the device: Triton on CUDA; on
+    the CPU the C++ extension when it builds (``MMBENCH_NO_CPP=1`` opts out), eager otherwise and for
+    fp64 logits (the extension computes in fp32)."""
     name = resolve_backend(backend, device)
+    if backend == "auto" and name == "eager" and torch.device(device).type == "cpu" and dtype != torch.float64:
+        from .cpp_ext import get_extension
+
+        return "cpp" if get_extension() is not None else "eager"  # built once, cached on disk by torch
     if name == "cpp":
         from .cpp_ext import load_extension_or_warn
 
@@ -65,13 +73,13 @@ def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "aut
     """
     with torch.no_grad():
         info = check_logits(logits)
-        name = _backend_for(info[4], backend)
+        name = _backend_for(info[4], backend, info[3])
         if name == "cpp":
             from .cpp_ext import get_extension
 
             # The extension range-checks CPU labels itself before computing (ValueError): saves a pass here.
             check_labels(labels, info, check, range_check=info[4].type != "cpu" and check)
-            lse, ce, ent, pt, sums = get_extension().stats_forward(_as_list(logits), labels, None)
+            lse, ce, ent, pt, sums = get_extension().stats_forward(_as_list(logits), labels, None)[:5]
             return _stats_from_buffers(lse, ce, ent, pt, sums, info[0])
         check_labels(labels, info, check)
         x = _stacked(logits)
@@ -79,7 +87,7 @@ def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "aut
             return modality_stats_reference(x, labels)
         from .stats_triton import stats_forward
 
-        lse, ce, ent, pt, sums = stats_forward(x, labels)
+        lse, ce, ent, pt, sums = stats_forward(x, labels)[:5]
         return _stats_from_buffers(lse, ce, ent, pt, sums, info[0])
 
 
@@ -112,7 +120,7 @@ def weighted_multimodal_ce(
     info = check_logits(logits)
     M, B = info[0], info[1]
     check_weights(weights, M, B, info[4])
-    name = _backend_for(info[4], backend)
+    name = _backend_for(info[4], backend, info[3])
     if name == "cpp":
         from .cpp_ext import WeightedCECpp
 
@@ -124,7 +132,7 @@ def weighted_multimodal_ce(
         else:  # no graph needed: skip the autograd.Function machinery (host overhead)
             from .cpp_ext import get_extension
 
-            holder.append(get_extension().stats_forward(xs, labels, weights.detach()))
+            holder.append(get_extension().stats_forward(xs, labels, weights.detach())[:5])
             loss = holder[0][4][-1]
     else:
         check_labels(labels, info, check)
@@ -143,7 +151,7 @@ def weighted_multimodal_ce(
         else:  # no graph needed: skip the autograd.Function machinery (host overhead)
             from .stats_triton import stats_forward
 
-            holder.append(stats_forward(x, labels, w2d))
+            holder.append(stats_forward(x, labels, w2d)[:5])
             loss = holder[0][4][-1]
     if return_stats:
         return loss, _stats_from_buffers(*holder[0], M)

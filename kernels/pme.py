@@ -32,6 +32,9 @@ from ._utils import resolve_backend
 
 Seed = Union[int, torch.Tensor]
 _BLOCK = 1024
+#: Warps of the backward launch (8: 4 elements per thread; at 4 warps, 8 per thread, ptxas spilled 4 B on
+#: sm_90 for bf16; see the static table of results/KERNELS.md).
+_BWD_WARPS = 8
 
 
 def _use_triton(backend: str, device: torch.device) -> bool:
@@ -255,6 +258,6 @@ class PMEFunction(torch.autograd.Function):
         pme_bwd_kernel[(triton.cdiv(n, _BLOCK),)](
             mu, logvar, seed_ptr, seed_value, gz, gkl, dmu, dlv, n, 1.0 / mu.shape[0],
             SEED_FROM_PTR=from_ptr, TRAINING=ctx.training, HAS_GZ=has_gz, HAS_GKL=grad_kl is not None,
-            BLOCK=_BLOCK, num_warps=4,
+            BLOCK=_BLOCK, num_warps=_BWD_WARPS,
         )
         return dmu, dlv, None, None

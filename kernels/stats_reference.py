@@ -45,6 +45,15 @@ class ModalityStats(NamedTuple):
     p_true_sum: torch.Tensor
     abs_logit_mean: torch.Tensor
 
+    @property
+    def log_p_true_sum(self) -> torch.Tensor:
+        """``[M]`` ``log sum_b p_true = logsumexp_b(-ce)``: the OGM-GE score in log space.
+
+        Finite when ``p_true_sum`` underflows to 0 (saturated wrong predictions, ``ce > 104``), so
+        ``ogm_ge_coefficients(stats.log_p_true_sum, alpha, log_scores=True)`` keeps the ratios.
+        """
+        return torch.logsumexp(-self.ce, dim=1)
+
 
 def _row_terms(x: torch.Tensor, labels: torch.Tensor):
     """Differentiable per-row ``(lse, ce, entropy, p_true)`` of ``x`` ``[M, B, C]`` (already upcast)."""

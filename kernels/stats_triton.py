@@ -16,8 +16,12 @@ Design (``docs/kernels-and-style.md`` §2.8 and §5):
   already scaled (by ``1/B`` for means), so the returned ``ce_mean`` etc. are views -- no extra
   launch. fp32 atomics make the last bits of those sums order-dependent (non-deterministic across
   runs on a GPU); the per-row outputs are deterministic.
-* **Backward** recomputes ``p = exp(z - lse)`` from the logits and the saved ``lse`` and writes
+* **Backward** recomputes ``p = exp((z - max) - log_s)`` from the logits and the row max and
+  log-sum saved *apart* by the forward (``[2, M, B]`` "row state"), and writes
   ``w * (p - onehot) / B * grad_out`` into a **new** buffer; the caller's logits are never written.
+  Why apart: ``exp(z - lse)`` with ``lse = max + log_s`` rounded to fp32 has an absolute error of
+  ``|lse| * 2^-24`` in the exponent (logits ``1e4 + 0.3, 1e4 - 0.2`` gave gradients off by 3e-4 and
+  rows that no longer sum to 0); ``z - max`` is exact for nearby values and ``log_s <= log C``.
 """
 from __future__ import annotations
 
@@ -54,7 +58,7 @@ def launch_config(B: int, C: int) -> Tuple[int, int, int]:
 @triton.jit
 def _stats_fwd_kernel(
     x_ptr, y_ptr, w_ptr,
-    lse_ptr, ce_ptr, ent_ptr, pt_ptr, sums_ptr,
+    lse_ptr, ce_ptr, ent_ptr, pt_ptr, sums_ptr, state_ptr,
     B, C,
     stride_xm, stride_xb, stride_xc, stride_y, stride_wm, stride_wb,
     inv_B,
@@ -69,6 +73,7 @@ def _stats_fwd_kernel(
         lse_ptr, ce_ptr, ent_ptr, pt_ptr: fp32 ``[M, B]`` contiguous outputs.
         sums_ptr: fp32 ``[4 * M + 1]`` zeroed accumulator laid out ``[4, M]``: rows ce_mean,
             entropy_mean, p_true_sum, abs_logit_mean; then the weighted loss ``sum_m mean_b w * ce``.
+        state_ptr: fp32 ``[2, M, B]`` output: row max, then ``log sum exp(z - max)`` (for the backward).
         B, C: batch and class counts. inv_B: ``1 / B``.
     """
     # 1. Locate the row block and the modality; offsets in int64 (M*B*C may exceed 2^31).
@@ -120,10 +125,12 @@ def _stats_fwd_kernel(
     tl.store(ce_ptr + out, ce, mask=row_mask)
     tl.store(ent_ptr + out, ent, mask=row_mask)
     tl.store(pt_ptr + out, pt, mask=row_mask)
+    M = tl.num_programs(1)
+    tl.store(state_ptr + out, mx_safe, mask=row_mask)
+    tl.store(state_ptr + M * B + out, log_s, mask=row_mask)
 
     # 4. Per-modality partial sums, pre-scaled so the buffer holds the final means/sums.
     #    Layout [4, M] (+ loss slot) so the host splits it with one unbind.
-    M = tl.num_programs(1)
     ce_z = tl.where(row_mask, ce, 0.0)
     tl.atomic_add(sums_ptr + 0 * M + m, tl.sum(ce_z, axis=0) * inv_B)
     tl.atomic_add(sums_ptr + 1 * M + m, tl.sum(tl.where(row_mask, ent, 0.0), axis=0) * inv_B)
@@ -137,7 +144,7 @@ def _stats_fwd_kernel(
 
 @triton.jit
 def _ce_bwd_kernel(
-    x_ptr, y_ptr, w_ptr, lse_ptr, g_ptr, dx_ptr,
+    x_ptr, y_ptr, w_ptr, state_ptr, g_ptr, dx_ptr,
     B, C,
     stride_xm, stride_xb, stride_xc, stride_y, stride_wm, stride_wb,
     inv_B,
@@ -146,7 +153,8 @@ def _ce_bwd_kernel(
     """``dx[m, b, c] = w[m, b] * (p[m, b, c] - [c == y_b]) / B * grad_out`` into a new ``[M, B, C]`` buffer.
 
     Args:
-        x_ptr: logits ``[M, B, C]`` (read only). lse_ptr: fp32 ``[M, B]`` saved by the forward.
+        x_ptr: logits ``[M, B, C]`` (read only). state_ptr: fp32 ``[2, M, B]`` row max and log-sum
+            saved by the forward.
         g_ptr: the scalar upstream gradient (a 1-element fp32 tensor: no host read).
         dx_ptr: contiguous ``[M, B, C]`` output in the logits dtype.
     """
@@ -157,20 +165,23 @@ def _ce_bwd_kernel(
     row_mask = rows < B
     rows64 = rows.to(tl.int64)
     labels = tl.load(y_ptr + rows64 * stride_y, mask=row_mask, other=0).to(tl.int32)
-    lse = tl.load(lse_ptr + m * B + rows64, mask=row_mask, other=0.0)
+    M = tl.num_programs(1)
+    mx = tl.load(state_ptr + m * B + rows64, mask=row_mask, other=0.0)
+    log_s = tl.load(state_ptr + M * B + m * B + rows64, mask=row_mask, other=0.0)
     w = tl.load(w_ptr + m * stride_wm + rows64 * stride_wb, mask=row_mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr).to(tl.float32)
     scale = w * g * inv_B
     x_base = x_ptr + m * stride_xm + rows64[:, None] * stride_xb
     dx_base = dx_ptr + (m * B + rows64[:, None]) * C
-    # 2. Recompute p from the saved lse chunk by chunk; the -1 at the label is applied in fp32 so
+    # 2. Recompute p chunk by chunk, max and log-sum kept apart (module docstring); the -1 at the label
+    #    is applied in fp32 so
     #    p_y -> 1 does not cancel catastrophically before the cast to a 16-bit dtype.
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         mask = row_mask[:, None] & (cols < C)[None, :]
         cols64 = cols[None, :].to(tl.int64)
         z = tl.load(x_base + cols64 * stride_xc, mask=mask, other=0.0).to(tl.float32)
-        p = tl.exp2((z - lse[:, None]) * LOG2E)
+        p = tl.exp2(((z - mx[:, None]) - log_s[:, None]) * LOG2E)
         grad = (p - tl.where(cols[None, :] == labels[:, None], 1.0, 0.0)) * scale[:, None]
         tl.store(dx_base + cols64, grad.to(dx_ptr.dtype.element_ty), mask=mask)
 
@@ -182,37 +193,40 @@ def stats_forward(x: torch.Tensor, labels: torch.Tensor, w2d: torch.Tensor = Non
         x: ``[M, B, C]`` logits. labels: ``[B]``. w2d: optional ``[M, B]`` weights (any strides).
 
     Returns:
-        ``(lse, ce, entropy, p_true, sums)``: four fp32 ``[M, B]`` tensors and the fp32 ``[M*4+1]``
+        ``(lse, ce, entropy, p_true, sums, state)``: four fp32 ``[M, B]`` tensors, the fp32 ``[M*4+1]``
         buffer (``sums[:4M].view(4, M)`` rows = ce_mean, entropy_mean, p_true_sum, abs_logit_mean; then
-        the weighted loss, 0 when ``w2d`` is None).
+        the weighted loss, 0 when ``w2d`` is None) and the fp32 ``[2, M, B]`` row state (max, log-sum)
+        the backward needs.
     """
     M, B, C = x.shape
     f32 = dict(dtype=torch.float32, device=x.device)
     lse, ce, ent, pt = (torch.empty((M, B), **f32) for _ in range(4))
     sums = torch.zeros(M * 4 + 1, **f32)
+    state = torch.empty((2, M, B), **f32)
     has_w = w2d is not None
     w = w2d if has_w else lse  # dummy pointer, never read when HAS_WEIGHT is False
     block_b, block_c, num_warps = launch_config(B, C)
     grid = (triton.cdiv(B, block_b), M)
     _stats_fwd_kernel[grid](
-        x, labels, w, lse, ce, ent, pt, sums, B, C,
+        x, labels, w, lse, ce, ent, pt, sums, state, B, C,
         x.stride(0), x.stride(1), x.stride(2), labels.stride(0),
         w.stride(0) if has_w else 0, w.stride(1) if has_w else 0,
         1.0 / B,
         HAS_WEIGHT=has_w, BLOCK_B=block_b, BLOCK_C=block_c, num_warps=num_warps,
     )
-    return lse, ce, ent, pt, sums
+    return lse, ce, ent, pt, sums, state
 
 
-def ce_backward(x: torch.Tensor, labels: torch.Tensor, w2d: torch.Tensor, lse: torch.Tensor, grad_out: torch.Tensor):
-    """Launch the backward kernel; returns a new ``[M, B, C]`` gradient in ``x.dtype``."""
+def ce_backward(x: torch.Tensor, labels: torch.Tensor, w2d: torch.Tensor, state: torch.Tensor, grad_out: torch.Tensor):
+    """Launch the backward kernel (``state``: the forward's ``[2, M, B]`` row max and log-sum); returns a
+    new ``[M, B, C]`` gradient in ``x.dtype``."""
     M, B, C = x.shape
     dx = torch.empty((M, B, C), dtype=x.dtype, device=x.device)
     g = grad_out.detach().to(torch.float32).reshape(1)
     block_b, block_c, num_warps = launch_config(B, C)
     grid = (triton.cdiv(B, block_b), M)
     _ce_bwd_kernel[grid](
-        x, labels, w2d, lse, g, dx, B, C,
+        x, labels, w2d, state, g, dx, B, C,
         x.stride(0), x.stride(1), x.stride(2), labels.stride(0), w2d.stride(0), w2d.stride(1),
         1.0 / B,
         BLOCK_B=block_b, BLOCK_C=block_c, num_warps=num_warps,
@@ -229,12 +243,12 @@ class WeightedCETriton(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, holder, x, labels, w2d):
-        lse, ce, ent, pt, sums = stats_forward(x, labels, w2d)
+        lse, ce, ent, pt, sums, state = stats_forward(x, labels, w2d)
         holder.append((lse, ce, ent, pt, sums))
-        ctx.save_for_backward(x, labels, w2d, lse)
+        ctx.save_for_backward(x, labels, w2d, state)
         return sums[-1]
 
     @staticmethod
     def backward(ctx, grad_loss):
-        x, labels, w2d, lse = ctx.saved_tensors
-        return None, ce_backward(x, labels, w2d, lse, grad_loss), None, None
+        x, labels, w2d, state = ctx.saved_tensors
+        return None, ce_backward(x, labels, w2d, state, grad_loss), None, None

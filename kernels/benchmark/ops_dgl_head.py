@@ -96,9 +96,11 @@ _REALISTIC = [{"M": m, "B": 64, "D": 512, "C": c} for m in (2, 3) for c in (6, 2
 register_op(BenchOp(
     name="dgl_head",
     providers=[
-        Provider("eager", _single_backward(lambda f, w, b: dgl_concat_head(f, w, b, backend="eager")), baseline=True),
-        Provider("released", _make_released),
-        Provider("compile", _single_backward(lazily_compiled(dgl_concat_head_reference)), available=needs_cuda),
+        Provider("eager", _single_backward(lambda f, w, b: dgl_concat_head(f, w, b, backend="eager")), baseline=True,
+                 reference=True),
+        Provider("released", _make_released, reference=True),
+        Provider("compile", _single_backward(lazily_compiled(dgl_concat_head_reference)), available=needs_cuda,
+                 reference=True),
         Provider("triton", _single_backward(lambda f, w, b: dgl_concat_head(f, w, b, backend="triton")),
                  available=needs_cuda),
     ],

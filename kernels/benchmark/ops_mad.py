@@ -60,7 +60,7 @@ def _provider(backend: str, tf32: bool = False) -> Callable[[Dict[str, Any], str
 register_op(BenchOp(
     name="mad_loss",
     providers=[
-        Provider("eager", _provider("eager"), baseline=True),
+        Provider("eager", _provider("eager"), baseline=True, reference=True),
         Provider("triton", _provider("triton"), available=needs_cuda),
         Provider("eager_tf32", _provider("eager", tf32=True), available=needs_cuda),
         Provider("triton_tf32", _provider("triton", tf32=True), available=needs_cuda),

@@ -75,8 +75,8 @@ def model_bytes(shape: Dict[str, Any], mode: str) -> int:
 register_op(BenchOp(
     name="pme_sample_kl",
     providers=[
-        Provider("eager", _provider(_eager), baseline=True),
-        Provider("compile", _provider(lazily_compiled(_eager)), available=needs_cuda),
+        Provider("eager", _provider(_eager), baseline=True, reference=True),
+        Provider("compile", _provider(lazily_compiled(_eager)), available=needs_cuda, reference=True),
         Provider("triton", _provider(_triton), available=needs_cuda),
     ],
     make_inputs=make_inputs,

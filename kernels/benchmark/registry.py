@@ -74,6 +74,9 @@ class Provider:
         baseline: speedups of the op are computed relative to this provider.
         modes: the modes this provider supports.
         heavy: expensive to set up (e.g. ``torch.compile``); skipped by ``--quick`` runs.
+        reference: an eager formulation a user would otherwise run (our eager reference, the released
+            code, ``torch.compile`` of either): speedups are reported against the fastest of these in
+            each cell, never against a slow straw man.
     """
 
     name: str
@@ -82,6 +85,7 @@ class Provider:
     baseline: bool = False
     modes: Tuple[str, ...] = MODES
     heavy: bool = False
+    reference: bool = False
 
 
 def _default_backward(out: Any, inputs: Inputs) -> None:

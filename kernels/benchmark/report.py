@@ -5,6 +5,9 @@ import os
 
 import pandas as pd
 
+#: Static resources of the compiled kernels (``python -m mmbench bench --compile-only``), next to kernels.csv.
+STATIC_CSV = "kernels_static.csv"
+
 #: Columns of ``results/kernels.csv`` (one row per measured metric, long format).
 COLUMNS = ["op", "provider", "mode", "shape", "dtype", "metric", "value", "unit", "note", "device", "torch", "triton", "timestamp"]
 
@@ -36,9 +39,14 @@ def markdown(df: pd.DataFrame) -> str:
     if not bw.empty:
         lines += [f"Measured copy bandwidth: {bw.value.iloc[0]:.1f} GB/s (used for the % of copy column).", ""]
     lines += [
-        "Times are medians per call (CPU: wall clock; CUDA: `triton.testing.do_bench`). Speedup is against",
-        "the op's baseline provider in the same run. GB/s counts minimal model bytes (each tensor read or",
-        "written once) and is only meaningful for the large shapes; small shapes are launch-bound.",
+        "Times are medians per call (CPU: wall clock; CUDA: `triton.testing.do_bench`). Every speedup is",
+        "against the **fastest eager formulation** a user would otherwise run, in the same cell of the same",
+        "run: our eager reference (`eager`), the released code (`released`: for the CE the per-modality",
+        "`F.cross_entropy` loop), or `torch.compile` of either (`compile`, `released_compile`); the",
+        "*vs* column names which one it was. Roofline: the minimal bytes each op must move (each tensor",
+        "read or written once) and the time that takes at the copy bandwidth measured in this run; `% of",
+        "limit` is that time over the measured time (100% = bandwidth-bound at copy speed). Small shapes",
+        "are launch-bound, so their percentages are small by construction.",
         "",
     ]
     for op in [o for o in df.op.unique() if o != "_device"]:
@@ -52,7 +60,11 @@ def markdown(df: pd.DataFrame) -> str:
                 for _, r in t.iterrows()
             ])
             table = t.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="cell", aggfunc="first", sort=False)
-            lines += ["Median time per call (speedup over baseline):", "", table.reset_index().to_markdown(index=False), ""]
+            vs = d[d.metric == "speedup"].groupby(["shape", "dtype", "mode"], sort=False).note.first()
+            vs = vs.str.replace("vs ", "")
+            table = table.join(vs.rename("vs"))
+            lines += ["Median time per call (speedup over the fastest eager formulation, named in *vs*):", "",
+                      table.reset_index().to_markdown(index=False), ""]
         g = d[d.metric == "gbps"]
         if not g.empty:
             pct = d[d.metric == "pct_copy_bw"].set_index(["shape", "dtype", "mode", "provider"]).value
@@ -61,6 +73,21 @@ def markdown(df: pd.DataFrame) -> str:
             ])
             table = g.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="cell", aggfunc="first", sort=False)
             lines += ["Model GB/s (% of measured copy bandwidth):", "", table.reset_index().to_markdown(index=False), ""]
+            nb = d[d.metric == "model_bytes"].groupby(["shape", "dtype", "mode"], sort=False).value.first()
+            lim = d[d.metric == "roofline_ms"].groupby(["shape", "dtype", "mode"], sort=False).value.first()
+            pct_t = d[d.metric == "pct_copy_bw"].pivot_table(index=["shape", "dtype", "mode"], columns="provider",
+                                                              values="value", aggfunc="first", sort=False)
+            roof = pd.DataFrame({"bytes": nb.map(lambda v: f"{v / 1e6:.3f} MB"),
+                                 "limit at copy BW": lim.map(_fmt_time)}).join(pct_t.map(lambda v: f"{v:.1f}%"))
+            lines += ["Roofline (bytes the op must move, time at the measured copy bandwidth, measured time as % "
+                      "of that limit):", "", roof.reset_index().to_markdown(index=False), ""]
+            for gpu in ("h100", "h200"):
+                sp = d[d.metric == f"pct_{gpu}_spec_bw"]
+                if not sp.empty:
+                    tb = sp.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="value",
+                                        aggfunc="first", sort=False)
+                    lines += [f"% of {gpu.upper()} spec bandwidth:", "",
+                              tb.reset_index().to_markdown(index=False, floatfmt=".1f"), ""]
         mem = d[d.metric == "peak_mem_mb"]
         if not mem.empty:
             table = mem.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="value", aggfunc="first", sort=False)
@@ -78,6 +105,12 @@ def markdown(df: pd.DataFrame) -> str:
 def write_markdown(df: pd.DataFrame, path: str) -> str:
     """Write :func:`markdown` to ``path``."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = markdown(df) if not df.empty else "# Kernel benchmarks\n\nNo timings in this folder yet.\n"
+    static = os.path.join(os.path.dirname(os.path.abspath(path)), STATIC_CSV)
+    if os.path.exists(static):  # the compile-only table survives timing reruns, and vice versa
+        from kernels.compile_check import static_markdown
+
+        text += "\n" + static_markdown(pd.read_csv(static).to_dict("records"))
     with open(path, "w") as fh:
-        fh.write(markdown(df))
+        fh.write(text)
     return path

@@ -19,8 +19,11 @@ import pandas as pd
 import torch
 
 from . import registry
-from .report import COLUMNS, write_csv, write_markdown
+from .report import COLUMNS, STATIC_CSV, write_csv, write_markdown
 from .timing import copy_bandwidth_gbs, device_name, peak_memory_mb, time_fn, time_providers
+
+#: Spec HBM bandwidth (GB/s) the GPU percentages are also given against: H100 SXM5 3.35 TB/s, H200 4.8 TB/s.
+SPEC_BANDWIDTH_GBS = {"h100": 3350.0, "h200": 4800.0}
 
 #: Shapes at or below this many logits elements are launch-bound: also timed with CUDA graphs.
 LAUNCH_BOUND_ELEMS = 1 << 16
@@ -96,7 +99,6 @@ def run(
         for shape in shapes:
             for dtype in op.dtypes:
                 for mode in op_modes:
-                    base_ms = None
                     ordered = sorted(op.providers, key=lambda p: not p.baseline)  # baseline first
                     fns, keys = {}, {}
                     for prov in ordered:
@@ -118,6 +120,18 @@ def run(
                             add(*key, "not_available", float("nan"), note=f"not available: failed: {_short(exc)}")
                     # All providers of this cell timed together (interleaved rounds on CPU).
                     times = time_providers(fns, dev, quick=quick)
+                    # Speedups are against the fastest eager formulation a user would otherwise run
+                    # (providers marked reference: our eager reference, the released code, torch.compile).
+                    refs = {p.name: times[p.name]["median_ms"] for p in ordered
+                            if (p.reference or p.baseline) and isinstance(times.get(p.name), dict)}
+                    base_name = min(refs, key=refs.get) if refs else None
+                    base_ms = refs.get(base_name)
+                    nbytes = None
+                    if op.model_bytes is not None:
+                        try:
+                            nbytes = op.model_bytes(shape, mode, dtype)
+                        except TypeError:
+                            nbytes = op.model_bytes(shape, mode)
                     for prov in ordered:
                         if prov.name not in fns:
                             continue
@@ -127,18 +141,20 @@ def run(
                             continue
                         for q in ("median_ms", "p20_ms", "p80_ms"):
                             add(*key, q, t[q], "ms")
-                        if prov.baseline:
-                            base_ms = t["median_ms"]
                         if base_ms:
-                            add(*key, "speedup", base_ms / t["median_ms"], "x")
-                        if op.model_bytes is not None:
-                            try:
-                                nbytes = op.model_bytes(shape, mode, dtype)
-                            except TypeError:
-                                nbytes = op.model_bytes(shape, mode)
+                            add(*key, "speedup", base_ms / t["median_ms"], "x", note=f"vs {base_name}")
+                        if nbytes is not None:
+                            # Roofline: the time the op's minimal bytes take at the copy bandwidth measured
+                            # in this run (and, on a GPU, at the H100/H200 spec bandwidth); the measured
+                            # time as a percentage of that limit.
                             gbps = nbytes / (t["median_ms"] * 1e-3) / 1e9
+                            add(*key, "model_bytes", nbytes, "B")
                             add(*key, "gbps", gbps, "GB/s")
+                            add(*key, "roofline_ms", nbytes / (copy_bw * 1e9) * 1e3, "ms")
                             add(*key, "pct_copy_bw", 100.0 * gbps / copy_bw, "%")
+                            if dev.type == "cuda":
+                                for gpu, spec in SPEC_BANDWIDTH_GBS.items():
+                                    add(*key, f"pct_{gpu}_spec_bw", 100.0 * gbps / spec, "%")
                         if dev.type == "cuda":
                             add(*key, "peak_mem_mb", peak_memory_mb(fn, dev), "MB")
                             numel = shape.get("M", 1) * shape.get("B", 1) * shape.get("C", 1)
@@ -171,12 +187,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (torch.set_num_threads); 1 avoids OpenMP stalls on a busy CPU. Default: torch's")
     p.add_argument("--list", action="store_true", help="list registered ops and exit")
+    p.add_argument("--compile-only", action="store_true",
+                   help="no timing: compile every Triton kernel variant for sm_80 and sm_90 (no GPU needed) and "
+                        "write <out>/kernels_static.csv plus the static table of <out>/KERNELS.md")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI entry point; writes ``<out>/kernels.csv`` and ``<out>/KERNELS.md``. Returns 0."""
     return execute(build_parser().parse_args(argv))
+
+
+def _compile_only(out: str, csv: str, md: str, verbose: bool = False) -> int:
+    """Compile every kernel variant (:func:`kernels.compile_check.compile_all`), write the static CSV and
+    re-render KERNELS.md from the timing CSV already in ``out`` (if any) plus the static table."""
+    from kernels.compile_check import compile_all
+
+    rows = compile_all(verbose=verbose)
+    static = os.path.join(out, STATIC_CSV)
+    os.makedirs(out, exist_ok=True)
+    pd.DataFrame(rows).to_csv(static, index=False)
+    timings = pd.read_csv(csv) if os.path.exists(csv) else pd.DataFrame(columns=COLUMNS)
+    write_markdown(timings, md)
+    print(f"wrote {static} ({len(rows)} compiled variants) and {md}")
+    return 0
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -191,6 +225,8 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     registry.discover()
     csv, md = os.path.join(args.out, "kernels.csv"), os.path.join(args.out, "KERNELS.md")
+    if args.compile_only:
+        return _compile_only(args.out, csv, md, verbose=args.verbose)
     frames = []
     # One op at a time, rewriting both files after each, so a run cut short still leaves results.
     ops = registry.list_ops(split(args.ops))

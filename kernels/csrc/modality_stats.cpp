@@ -16,7 +16,7 @@
 
 #ifdef WITH_CUDA
 std::vector<torch::Tensor> stats_forward_cuda(torch::Tensor x, torch::Tensor labels, c10::optional<torch::Tensor> w);
-torch::Tensor ce_backward_cuda(torch::Tensor x, torch::Tensor labels, torch::Tensor w, torch::Tensor lse,
+torch::Tensor ce_backward_cuda(torch::Tensor x, torch::Tensor labels, torch::Tensor w, torch::Tensor state,
                                torch::Tensor grad_out);
 #endif
 
@@ -89,9 +89,13 @@ std::vector<torch::Tensor> stats_forward_cpu(const std::vector<torch::Tensor>& x
   for (int64_t b = 0; b < B; ++b)
     TORCH_CHECK_VALUE(yp[b] >= 0 && yp[b] < C, "labels out of range: need 0 <= label < C = ", C, "; got ", yp[b]);
   auto opts = labels.options().dtype(torch::kFloat32);
-  auto out = torch::empty({5, M, B}, opts);  // lse, ce, entropy, p_true, |z| row sums: one allocation
+  // lse, ce, entropy, p_true, |z| row sums, row max, log-sum: one allocation. The last two are the
+  // backward's row state, kept apart: exp(z - lse) with lse rounded to fp32 loses |lse| * 2^-24 in
+  // the exponent (3e-4 at |z| ~ 1e4), exp((z - max) - log_s) does not.
+  auto out = torch::empty({7, M, B}, opts);
   float* op = out.data_ptr<float>();
   float *lp = op, *cp = op + M * B, *ep = op + 2 * M * B, *pp = op + 3 * M * B, *ap = op + 4 * M * B;
+  float *mp = op + 5 * M * B, *sp_row = op + 6 * M * B;
 
   // 2. Per-row pass: max, then one fused loop for sum exp, sum exp * t (entropy numerator), sum |z|.
   at::parallel_for(0, M * B, grain_rows(C), [&](int64_t begin, int64_t end) {
@@ -114,6 +118,8 @@ std::vector<torch::Tensor> stats_forward_cpu(const std::vector<torch::Tensor>& x
       ep[r] = log_s - a / s;            // entropy relative to the max: no cancellation for large |z|
       pp[r] = std::exp(-cp[r]);
       ap[r] = ab;
+      mp[r] = mx;
+      sp_row[r] = log_s;
     }
   });
 
@@ -141,19 +147,19 @@ std::vector<torch::Tensor> stats_forward_cpu(const std::vector<torch::Tensor>& x
   }
   sp[4 * M] = static_cast<float>(loss);
   auto parts = out.unbind(0);
-  return {parts[0], parts[1], parts[2], parts[3], sums};
+  return {parts[0], parts[1], parts[2], parts[3], sums, out.narrow(0, 5, 2)};
 }
 
 std::vector<torch::Tensor> ce_backward_cpu(const std::vector<torch::Tensor>& xs, torch::Tensor labels_in,
-                                           torch::Tensor w_in, torch::Tensor lse, torch::Tensor grad_out) {
+                                           torch::Tensor w_in, torch::Tensor state, torch::Tensor grad_out) {
   Logits L = view_logits(xs);
   const int64_t M = L.M, B = L.B, C = L.C;
   auto labels = labels_in.to(torch::kInt64).contiguous();
   Weights W = view_weights(w_in);
-  auto l = lse.to(torch::kFloat32).contiguous();
+  auto st = state.to(torch::kFloat32).contiguous();  // [2, M, B]: row max, log-sum
   // 1. New output buffers (never the caller's logits), one per modality for list input so each
   //    list element gets its own gradient without a split; the upstream scalar is on the CPU.
-  auto opts = l.options();
+  auto opts = st.options();
   std::vector<torch::Tensor> dxs;
   std::vector<float*> dbase;
   if (L.stacked) {
@@ -166,17 +172,20 @@ std::vector<torch::Tensor> ce_backward_cpu(const std::vector<torch::Tensor>& xs,
     }
   }
   const float g = grad_out.to(torch::kFloat32).item<float>();
-  const float* lp = l.data_ptr<float>();
+  const float* mxp = st.data_ptr<float>();
+  const float* lsp = mxp + M * B;
   const int64_t* yp = labels.data_ptr<int64_t>();
-  // 2. dx = w * g / B * (exp(z - lse) - onehot), one vectorised loop per row.
+  // 2. dx = w * g / B * (exp(z - max) / s - onehot), one vectorised loop per row. Written as
+  //    exp(z - max) * (scale * exp(-log_s)), not exp((z - max) - log_s): under -ffast-math the compiler
+  //    may reassociate the latter into exp(z - (max + log_s)), which is the imprecise exp(z - lse) again.
   at::parallel_for(0, M * B, grain_rows(C), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t m = r / B, b = r % B;
       const float scale = W.p[m * W.sm + b * W.sb] * g / static_cast<float>(B);
       const float* z = L.base[m] + b * C;
       float* d = dbase[m] + b * C;
-      const float lr = lp[r];
-      for (int64_t c = 0; c < C; ++c) d[c] = std::exp(z[c] - lr) * scale;
+      const float mx = mxp[r], scale_over_s = scale * std::exp(-lsp[r]);
+      for (int64_t c = 0; c < C; ++c) d[c] = std::exp(z[c] - mx) * scale_over_s;
       d[yp[b]] -= scale;
     }
   });
@@ -201,19 +210,19 @@ std::vector<torch::Tensor> stats_forward(std::vector<torch::Tensor> xs, torch::T
 }
 
 std::vector<torch::Tensor> ce_backward(std::vector<torch::Tensor> xs, torch::Tensor labels, torch::Tensor w,
-                                       torch::Tensor lse, torch::Tensor grad_out) {
+                                       torch::Tensor state, torch::Tensor grad_out) {
 #ifdef WITH_CUDA
   if (xs[0].is_cuda()) {
     const bool stacked = xs.size() == 1 && xs[0].dim() == 3;
     auto x = stacked ? xs[0] : torch::stack(xs);
     auto w2 = w.dim() == 1 ? w.unsqueeze(1).expand({x.size(0), x.size(1)}) : w;
-    auto dx = ce_backward_cuda(x, labels, w2, lse, grad_out);
+    auto dx = ce_backward_cuda(x, labels, w2, state, grad_out);
     if (stacked) return {dx};
     return dx.unbind(0);
   }
 #endif
   TORCH_CHECK(xs[0].device().is_cpu(), "modality_stats cpp extension was built without CUDA support");
-  return ce_backward_cpu(xs, labels, w, lse, grad_out);
+  return ce_backward_cpu(xs, labels, w, state, grad_out);
 }
 
 }  // namespace

@@ -92,6 +92,19 @@ def global_sum(value: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def global_logsumexp(value: torch.Tensor) -> torch.Tensor:
+    """``log(sum over ranks of exp(value))`` element-wise, without overflow or underflow (shift by the
+    global max); ``value`` itself on one process. ``-inf`` entries contribute nothing."""
+    if not active():
+        return value
+    peak = value.detach().clone()
+    dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    shift = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    total = (value.detach() - shift).exp()
+    dist.all_reduce(total)
+    return total.log() + shift
+
+
 @torch.no_grad()
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     """All-reduce (mean) the ``.grad`` of ``params`` in one flattened collective.

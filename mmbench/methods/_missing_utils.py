@@ -88,10 +88,35 @@ def sample_combinations(mask: torch.Tensor, generator: torch.Generator) -> torch
     return table[pick].to(mask.dtype) * mask
 
 
-def step_seed(generator: torch.Generator, device=None) -> torch.Tensor:
-    """An int64 ``[1]`` seed from the run generator, on ``device`` (the Triton PME kernel reads it there,
-    so there is no host sync; the eager CPU path reads it on the host, which is free)."""
-    return torch.randint(0, 2**31 - 1, (1,), generator=generator).to(device)
+#: MINSTD (Park-Miller) generator: ``state * 48271 < 2**47``, so int64 arithmetic never overflows on any device.
+_SEED_MUL, _SEED_MOD = 48271, 2**31 - 1
+
+
+class StepSeeds:
+    """Per-step int64 ``[1]`` seeds made on the device, for the Triton PME kernel (which reads them there).
+
+    Drawing each seed from the run's CPU generator and copying it (``.to(device)``) cost a pageable
+    host-to-device copy per step, which synchronises on CUDA. Here the run generator is read once,
+    at construction (one copy per fit), and every later seed is the next state of a MINSTD sequence
+    ``s <- s * 48271 mod (2**31 - 1)``, computed by tensor ops on the device (Python-int operands
+    are kernel arguments, not copies). Philox (``tl.randn``) keys on the seed, so distinct seeds give
+    independent noise; the period is ``2**31 - 2`` steps. Same generator state -> same seeds.
+    """
+
+    def __init__(self, generator: torch.Generator, device) -> None:
+        self.state = torch.randint(1, _SEED_MOD, (1,), generator=generator).to(device)  # once per fit
+
+    @property
+    def device(self) -> torch.device:
+        return self.state.device
+
+    def next(self) -> torch.Tensor:
+        """The next seed, a new ``[1]`` int64 tensor on the device in ``[1, 2**31 - 1)``.
+
+        Out of place: the PME autograd node keeps the returned tensor to regenerate eps in backward.
+        """
+        self.state = self.state * _SEED_MUL % _SEED_MOD
+        return self.state
 
 
 def concat_features(feats: List[torch.Tensor]) -> torch.Tensor:

@@ -19,7 +19,7 @@ from mmbench.methods._missing_utils import (
     mask_to_code,
     parse_combination,
     sample_combinations,
-    step_seed,
+    StepSeeds,
 )
 from mmbench.methods.base import Method, register_method
 from mmbench.settings_schema import FRACTION, NON_NEGATIVE, Setting
@@ -63,7 +63,8 @@ class DMRNet(Method):
          modalities (``batch.mask``); the model zeroes the dropped modalities' encoder features;
       2. ``h = [x_1; ...; x_M]`` (masked features, ``[B, M*D]``); PME head (``self.extra["pme"]``)
          ``mu, logvar = BN1d(W_mu h + b), BN1d(W_l h + b)`` ``[B, L]``;
-      3. ``z, KL = pme_sample_kl(mu, logvar, seed)`` (fused kernel; seed drawn from ``ctx.generator``),
+      3. ``z, KL = pme_sample_kl(mu, logvar, seed)`` (fused kernel; the seed is made on the device by
+         ``StepSeeds``, seeded once per fit from ``ctx.generator``),
          ``KL = (1/B) sum_i sum_d 1/2 (sigma^2 + mu^2 - log sigma^2 - 1)``;
       4. logits ``o = W_out z + b`` (``self.extra["classifier"]``; the model's fusion head is unused
          and left out of the optimizer);
@@ -196,6 +197,7 @@ class DMRNet(Method):
 
     # ----------------------------------------------------------------- training
     def on_fit_start(self, ctx) -> None:
+        self._seeds = StepSeeds(ctx.generator, ctx.device)  # per-step PME seeds, made on the device
         self.hard_lookup = self.hard_lookup.to(ctx.device)
         self.variance_sum = torch.zeros(self.info.num_modalities, device=ctx.device)
         self._reset_epoch_stats(ctx.device)
@@ -207,7 +209,10 @@ class DMRNet(Method):
         mask = sample_combinations(batch.mask, ctx.generator)  # [B, M]
         codes = mask_to_code(mask)  # [B]
         mu, logvar = self.embed(batch.with_mask(mask))
-        z, kl = pme_sample_kl(mu, logvar, step_seed(ctx.generator, mu.device), training=True)
+        seeds = getattr(self, "_seeds", None)
+        if seeds is None or seeds.device != mu.device:  # compute_loss without on_fit_start (tests)
+            seeds = self._seeds = StepSeeds(ctx.generator, mu.device)
+        z, kl = pme_sample_kl(mu, logvar, seeds.next(), training=True)
         logits = self.extra["classifier"](z)
         if self.hp["hcr_target"] == "weak" and ctx.epoch < self.select_epochs:
             self._record_variance(logvar.detach(), codes)

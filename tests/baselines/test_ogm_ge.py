@@ -195,3 +195,17 @@ def test_end_to_end(three, pattern):
     assert np.isfinite(m["test_acc"]) and m["test_acc"] > 0.3
     assert all(np.isfinite(h["loss"]) for h in out["history"])
     assert len(out["method"].k_history) >= 1
+
+
+def test_log_space_score_matches_masked_mean_and_survives_underflow():
+    """OGM-GE scores in log space: log of the masked mean where fp32 can hold it, finite where it cannot."""
+    from baselines._balance_utils import masked_mean
+    from baselines.ogm_ge import masked_log_mean_exp
+
+    g = torch.Generator().manual_seed(0)
+    ce = torch.rand(3, 6, generator=g, dtype=torch.float64) * 5
+    mask = torch.tensor([[1, 1, 0]] * 3 + [[1, 0, 0]] * 3, dtype=torch.float64)  # modality 2 absent: fill
+    torch.testing.assert_close(masked_log_mean_exp(-ce, mask), masked_mean((-ce).exp(), mask).log())
+    ce32 = torch.tensor([[300.0, 310.0], [200.0, 205.0]])  # exp(-ce) = 0 in fp32 for every entry
+    log_s = masked_log_mean_exp(-ce32, torch.ones(2, 2))
+    assert torch.isfinite(log_s).all() and float(log_s[1] - log_s[0]) > 90  # modality 1 is ahead by e^95

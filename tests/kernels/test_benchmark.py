@@ -59,7 +59,9 @@ def test_discover_registers_modality_stats_ops():
     names = {op.name for op in list_ops(["modality_stats", "weighted_multimodal_ce", "ogm_arl_step"])}
     assert names == {"modality_stats", "weighted_multimodal_ce", "ogm_arl_step"}
     op = get_op("weighted_multimodal_ce")
-    assert [p.name for p in op.providers] == ["eager", "released", "compile", "triton", "cpp"]
+    assert [p.name for p in op.providers] == ["eager", "released", "compile", "released_compile", "triton", "cpp"]
+    # Speedups are against the fastest of the formulations a user would otherwise run.
+    assert [p.name for p in op.providers if p.reference] == ["eager", "released", "compile", "released_compile"]
     ok, reason = op.provider("triton").available(torch.device("cpu"))
     assert not ok and "no CUDA" in reason
     inputs = op.make_inputs({"M": 2, "B": 8, "C": 5}, torch.device("cpu"), torch.float32)
@@ -140,3 +142,36 @@ def test_time_providers_interleaves_rounds_on_cpu_and_keeps_failures_apart():
     assert first_b < last_a
     runs = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
     assert runs == ["a", "b"] * timing.CPU_ROUNDS
+
+
+def test_speedup_is_against_the_fastest_reference_and_roofline_is_reported():
+    """Issue 9 items 8-9: a slow eager baseline cannot inflate speedups; bytes and % of limit are recorded."""
+    import time as _time
+
+    def slow(inputs, mode):
+        return lambda: _time.sleep(2e-3)
+
+    def quick_ref(inputs, mode):
+        return lambda: (inputs["x"] * 2).sum()
+
+    op = BenchOp(
+        name="_toy_refs",
+        providers=[Provider("eager", slow, baseline=True, reference=True),
+                   Provider("released", quick_ref, reference=True), Provider("fused", quick_ref)],
+        make_inputs=lambda shape, device, dtype: {"x": torch.randn(shape["N"])},
+        model_bytes=lambda shape, mode: shape["N"] * 8,
+        shapes={"quick": [{"N": 4096}]},
+        modes=("fwd",),
+    )
+    register_op(op)
+    df = runner.run(["_toy_refs"], quick=True, device="cpu")
+    sp = df[df.metric == "speedup"].set_index("provider")
+    assert set(sp.note) == {"vs released"}
+    assert float(sp.value["eager"]) < 0.5 and 0.2 < float(sp.value["fused"]) < 5  # fused ~ released, not >> 1
+    nb = df[(df.metric == "model_bytes") & (df.provider == "fused")].value
+    assert float(nb.iloc[0]) == 4096 * 8
+    bw = float(df[df.metric == "copy_bandwidth"].value.iloc[0])
+    lim = float(df[(df.metric == "roofline_ms") & (df.provider == "fused")].value.iloc[0])
+    assert lim == pytest.approx(4096 * 8 / (bw * 1e9) * 1e3)
+    md = markdown(df)
+    assert "Roofline" in md and "released" in md

@@ -114,3 +114,39 @@ def test_cpp_label_range_checked_before_compute(ext, labels):
         weighted_multimodal_ce([x[0], x[1]], labels, torch.ones(2), backend="cpp")
     with pytest.raises(ValueError):
         weighted_multimodal_ce(x, torch.zeros(4, dtype=torch.long), torch.ones(3), backend="cpp")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("C", [6, 31, 309, 1000])
+def test_gpu_cpp_cuda_out_of_range_label_reads_nothing(ext, C):
+    """Issue 9 bug 3: the .cu forward compares class indices with the label instead of reading z[y]:
+    an unchecked out-of-range label (check=False, no host sync) gives a NaN CE for that row only,
+    never an out-of-bounds read (run under compute-sanitizer to see the difference)."""
+    if not cpp_ext._STATE.get("with_cuda"):
+        pytest.skip("extension built without CUDA")
+    x, y = _make(2, 5, C)
+    y[2] = C + 1000
+    st = modality_stats(x.cuda(), y.cuda(), backend="cpp")
+    torch.cuda.synchronize()
+    assert torch.isnan(st.ce[:, 2]).all()
+    ok = torch.tensor([0, 1, 3, 4])
+    want = modality_stats(x[:, ok].double(), y[ok], backend="eager")
+    torch.testing.assert_close(st.ce[:, ok].cpu().double(), want.ce, rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(st.lse.cpu().double()[:, ok], want.lse, rtol=2e-5, atol=2e-5)
+
+
+def test_auto_backend_on_cpu_is_the_cpp_extension(ext, monkeypatch):
+    """Issue 9 item 10: backend="auto" picks the C++ extension on the CPU (fp32/16-bit), eager for fp64."""
+    from kernels.modality_stats import _backend_for
+
+    monkeypatch.delenv("MMBENCH_KERNELS_BACKEND", raising=False)
+    assert _backend_for(torch.device("cpu"), "auto", torch.float32) == "cpp"
+    assert _backend_for(torch.device("cpu"), "auto", torch.float64) == "eager"
+    assert _backend_for(torch.device("cpu"), "eager", torch.float32) == "eager"
+    calls = []
+    real = ext.stats_forward
+    monkeypatch.setattr(cpp_ext, "get_extension", lambda: type("E", (), {
+        "stats_forward": staticmethod(lambda *a: calls.append(1) or real(*a))})())
+    x, y = _make(2, 8, 5)
+    modality_stats(x, y)  # auto
+    assert calls == [1]

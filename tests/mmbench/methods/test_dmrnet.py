@@ -9,7 +9,7 @@ from helpers import make_method, quick_fit, toy_dataset
 
 import mmbench.methods.dmrnet as dmr
 from mmbench.batching import SplitTensors
-from mmbench.methods._missing_utils import mask_to_code, sample_combinations, subset_table
+from mmbench.methods._missing_utils import StepSeeds, mask_to_code, sample_combinations, subset_table
 
 
 def _ctx(epoch=0, epochs=10, seed=0):
@@ -187,3 +187,61 @@ def test_quick_fit(three, pattern):
     assert all(math.isfinite(v) for v in metrics["subset_acc"].values())
     assert metrics["test_acc"] > 0.5
     assert out["method"].weak_modality >= 0  # selection ran (select_epochs = 1 of 2)
+
+
+# ----------------------------------------------------------------- per-step seeds stay on the device
+class _RecordOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records every aten op with the devices of its tensor inputs and outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        leaves = torch.utils._pytree.tree_leaves((args, kwargs, out))
+        self.ops.append((str(func), {t.device.type for t in leaves if isinstance(t, torch.Tensor)}))
+        return out
+
+
+def test_step_seeds_are_made_on_the_device_without_a_host_copy():
+    """Issue 9 bug 4. "meta" stands in for an accelerator (the only non-CPU device here): every op of
+    a step must run on it; a host draw copied over (the old step_seed) shows up as a CPU op + _to_copy."""
+    seeds = StepSeeds(torch.Generator().manual_seed(0), "meta")  # the one copy per fit
+    with _RecordOps() as rec:
+        for _ in range(3):
+            s = seeds.next()
+    assert s.device.type == "meta" and s.dtype == torch.int64 and s.shape == (1,)
+    assert rec.ops and all(devices == {"meta"} for _, devices in rec.ops), rec.ops
+    assert not any("copy" in op for op, _ in rec.ops), rec.ops
+
+
+def test_step_seeds_reproducible_distinct_and_in_range():
+    a = StepSeeds(torch.Generator().manual_seed(3), "cpu")
+    b = StepSeeds(torch.Generator().manual_seed(3), "cpu")
+    sa = [int(a.next()) for _ in range(200)]
+    assert sa == [int(b.next()) for _ in range(200)]  # same generator state -> same seeds
+    assert len(set(sa)) == 200 and all(0 < v < 2**31 - 1 for v in sa)
+    first = a.next()
+    second = a.next()
+    assert int(first) != int(second)  # out of place: a seed kept for backward is never overwritten
+
+
+def test_dmrnet_step_moves_no_seed_to_the_device_after_the_first(data, monkeypatch):
+    """The step calls ``.to(device)`` on a host-drawn seed at most once per fit (was: every step)."""
+    method = make_method("dmrnet", data)
+    batch = _batch(data)
+    ctx = _ctx()
+    method.on_fit_start(ctx)
+    moved = []
+    real_to = torch.Tensor.to
+
+    def spy_to(self, *args, **kwargs):
+        if self.dtype == torch.int64 and self.numel() == 1 and self.device.type == "cpu":
+            moved.append(args)
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", spy_to)
+    for _ in range(3):
+        method.compute_loss(batch, ctx)
+    assert moved == []
