@@ -15,7 +15,7 @@ def write_fake_results(root: Path) -> Path:
     for dataset in ("alpha", "beta"):
         for method, acc in METHODS.items():
             for seed in (0, 1):
-                for pattern, eta in (("complete", 0.0), ("missing-0.5", 0.5)):
+                for pattern, eta in (("complete", 0.0), ("missing-0.3", 0.3), ("missing-0.5", 0.5)):
                     base = acc - 0.1 * eta + 0.01 * seed + (0.02 if dataset == "beta" else 0.0)
                     result = {
                         "key": f"{k:016x}", "status": "ok", "label": f"{method}/{dataset}/{pattern}/seed{seed}",

@@ -31,8 +31,8 @@ def test_robustness_frame_matched_and_complete_trained(tmp_path):
     frame = inputs.robustness_frame(runs, "alpha")
     joint = frame[frame.method == "joint"]
     matched = joint[joint.kind == "matched"].set_index("eta").acc
-    # complete counts as eta 0 (its fused accuracy); missing-0.5 tested at 0.5
-    assert sorted(matched.index) == [0.0, 0.5]
+    # complete counts as eta 0 (its fused accuracy); missing-0.3 tested at 0.3, missing-0.5 at 0.5
+    assert sorted(matched.index) == [0.0, 0.3, 0.5]
     np.testing.assert_allclose(matched[0.0], 100 * np.mean([0.80, 0.81]))
     np.testing.assert_allclose(matched[0.5], 100 * np.mean([0.80 - 0.05 - 0.05, 0.81 - 0.05 - 0.05]))
     curve = joint[joint.kind == "complete-trained"].set_index("eta").acc
