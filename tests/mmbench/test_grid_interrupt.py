@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _start_all(out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # 40 epochs a run: the grid must still be running when the signal comes (2-epoch quick runs can all
+    # finish between the first result and the signal on a fast, idle machine)
     argv = [sys.executable, "-m", "mmbench", "all", "--suite", "quick", "--out", str(out), "--workers", "2",
-            "--no-table"]
+            "--no-table", "--set", "epochs=40"]
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # its own process group, as a terminal gives a command
 
