@@ -55,6 +55,16 @@ DATASET_DEFAULTS: Dict[str, Dict[str, Any]] = {
     # CREMA-D shapes, random values: a paper-scale smoke run (one epoch of every method on a CPU in CI).
     "synthetic-av-paper": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "eval_batch_size": 8, "encoder": "resnet18",
                            "loader": "stream", "augment": True},
+    # Data sets prepared from disk (mmbench.prepare, GBs as memory maps): streamed from disk, never loaded
+    # whole into RAM; RGB frames augmented as the papers do (RandomResizedCrop + flip). The embedded
+    # data sets above stay on loader=memory (their run keys do not change).
+    "crema-d*": {"loader": "stream", "augment": True},
+    "ave": {"loader": "stream", "augment": True},
+    "kinetics-sounds": {"loader": "stream", "augment": True},
+    "vggsound": {"loader": "stream", "augment": True},
+    "ucf101": {"loader": "stream", "augment": True},  # the rgb frames; flow is never augmented
+    "casia-surf": {"loader": "stream"},
+    "cmu-mosei*": {"loader": "stream"},  # feature series: nothing to crop
 }
 
 

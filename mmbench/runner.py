@@ -72,7 +72,8 @@ class Runner:
         method_cls = get_method(spec.method)
         pattern = get_pattern(spec.pattern)
         train_cfg, hp = resolve(spec, method_cls)
-        data = standardize(load_dataset(spec.dataset))
+        # loader=stream standardises per item (a memory-mapped data set is never copied whole into RAM)
+        data = standardize(load_dataset(spec.dataset), lazy=train_cfg.get("loader") == "stream")
         pattern.check_modalities(data.modalities)
         info = RunInfo(
             dataset=spec.dataset, specs=tuple(data.specs), num_classes=data.num_classes,

@@ -27,30 +27,59 @@ LOADERS = ("memory", "stream")
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def paper_augmentation(spec: ModalitySpec) -> Optional[Transform]:
+def paper_augmentation(spec: ModalitySpec, rgb: Optional[bool] = None) -> Optional[Transform]:
     """The papers' training augmentation of one modality, or ``None``.
 
-    RGB-like inputs (video frames ``[T, 3, H, W]`` and 3-channel images: frames, depth/IR) get
-    ``RandomResizedCrop`` back to their own size and a horizontal flip (one draw per sample, so all
-    frames of a clip share the crop). Spectrograms and other 1-channel images are not augmented
-    (the papers do not: a crop or a flip of a spectrogram moves frequencies and reverses time).
+    RGB inputs get ``RandomResizedCrop`` back to their own size and a horizontal flip, one draw per
+    sample, so all frames of a clip share the crop: video frames ``[T, 3, H, W]``, and frames stacked
+    on the channel axis ``[3 * T, H, W]`` (how ``prepare`` stores CREMA-D, AVE, Kinetics-Sounds,
+    VGGSound and UCF101 frames), which are cropped as ``[T, 3, H, W]`` and stacked back.
+    Spectrograms are not augmented (the papers do not: a crop or a flip of a spectrogram moves
+    frequencies and reverses time), nor is optical flow (a flip would need its u component negated).
+
+    Args:
+        rgb: whether the modality holds RGB frames, as its data set declares (``meta["rgb_modalities"]``
+            of a prepared data set). ``None``: guessed from the spec (a video, or a 3-channel image), for
+            data sets that declare nothing; a channel count cannot tell a ``[6, H, W]`` stack of two RGB
+            frames from three stacked (u, v) flow fields, so prepared data sets declare it.
     """
-    rgb = spec.kind == "video" or (spec.kind == "image" and spec.shape[0] == 3)
+    if rgb is None:
+        rgb = spec.kind == "video" or (spec.kind == "image" and spec.shape[0] == 3)
     if not rgb:
         return None
+    stacked = spec.kind == "image"
+    if stacked and spec.shape[0] % 3:
+        raise ValueError(f"modality {spec.name!r} is declared RGB but its {spec.shape[0]} channels are not "
+                         "a stack of 3-channel frames [3 * T, H, W]")
     h, w = spec.shape[-2:]
     import_torchvision("augment=true")
     from torchvision.transforms import v2  # a submodule: not loaded by "import torchvision"
 
-    return v2.Compose([v2.RandomResizedCrop((h, w), antialias=True), v2.RandomHorizontalFlip()])
+    crop_flip = v2.Compose([v2.RandomResizedCrop((h, w), antialias=True), v2.RandomHorizontalFlip()])
+    if not stacked:
+        return crop_flip
+    return StackedFrames(crop_flip)
+
+
+class StackedFrames:
+    """``transform`` of ``[T, 3, H, W]`` frames applied to a ``[3 * T, H, W]`` stack (a class, not a
+    lambda: DataLoader workers started with ``spawn`` receive it pickled)."""
+
+    def __init__(self, transform: Transform):
+        self.transform = transform
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[3 * T, H, W]`` -> ``[3 * T, H, W]``, the same draw for every frame."""
+        return self.transform(x.reshape(-1, 3, *x.shape[-2:])).reshape(x.shape)
 
 
 class ArraySamples(Dataset):
     """Map-style data set over per-modality arrays: item ``i`` is ``({m: x_m [*shape]}, label, i)``.
 
     Args:
-        arrays: modality -> ``[N, *shape]`` array (``np.ndarray``, ``np.memmap`` or anything indexable
-            by an int that ``np.asarray`` reads); only row ``rows[i]`` is read for item ``i``.
+        arrays: modality -> ``[N, *shape]`` array (``np.ndarray``, ``np.memmap``, a lazily standardised
+            :class:`~mmbench.data.standardized_array.StandardizedArray` or anything indexable by an int
+            that ``np.asarray`` reads); only row ``rows[i]`` is read for item ``i``.
         labels: int ``[N]``.
         rows: ``[n]`` the rows of this split (item ``i`` is row ``rows[i]``).
         transforms: modality -> transform of one float32 sample tensor (training augmentation).
@@ -153,7 +182,10 @@ def stream_split(data: MultimodalDataset, split: str, device: torch.device | str
     plain = ArraySamples(data.arrays, data.labels, rows)
     samples = plain
     if augment:
-        samples = ArraySamples(data.arrays, data.labels, rows, {s.name: paper_augmentation(s) for s in data.specs})
+        declared = data.meta.get("rgb_modalities")  # prepared data sets say which modalities are RGB frames
+        rgb = {s.name: None if declared is None else s.name in declared for s in data.specs}
+        samples = ArraySamples(data.arrays, data.labels, rows,
+                               {s.name: paper_augmentation(s, rgb[s.name]) for s in data.specs})
     return StreamSplit(samples, data.modalities, data.labels[rows], device, workers, plain=plain)
 
 

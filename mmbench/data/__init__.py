@@ -9,6 +9,7 @@ Public API::
     register_arrays(name, modalities, labels, ...)       # in-memory data
     load_folder(path) / save_folder(dataset, path)       # folder format; MMBENCH_DATA -> "user:<folder>"
     standardize(dataset) -> MultimodalDataset            # train-split statistics
+    standardize(dataset, lazy=True)                      # per-read views: memory maps stay on disk
     validate(dataset)                                    # raises DatasetError
     make_synthetic(...), bayes_optimal_logits(...)       # Gaussian toy with a closed-form optimum
 

@@ -42,6 +42,8 @@ def load_prepared(name: str, split_seed: int = 0) -> MultimodalDataset:
         split=split, class_names=list(meta["class_names"]),
         source=f"{preparer.name} prepared from {meta['settings']['src']} into {cache.folder}",
         meta={"fingerprint": meta["fingerprint"], "cache": str(cache.folder), "settings": meta["settings"],
+              # every row was checked finite as prepare wrote it: validate does not rescan GBs per run
+              "checked_finite": True, "rgb_modalities": list(preparer.rgb_modalities),
               # the data set's extra evaluation metrics (mmbench.metrics), e.g. CASIA-SURF's anti-spoofing rates
               **({"extra_metrics": preparer.extra_metrics} if getattr(preparer, "extra_metrics", None) else {})},
     )

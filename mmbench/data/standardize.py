@@ -6,6 +6,8 @@ import dataclasses
 import numpy as np
 
 from mmbench.data.base import MultimodalDataset
+from mmbench.data.standardize_cache import load_stats, save_stats, stats_path
+from mmbench.data.standardized_array import StandardizedArray
 
 STD_FLOOR = 1e-6  # a constant feature (std 0) is centred, not blown up
 
@@ -21,27 +23,42 @@ def _reduce_axes(kind: str, ndim: int) -> tuple:
     return (0,) + tuple(range(2, ndim))
 
 
-def standardize(dataset: MultimodalDataset) -> MultimodalDataset:
+def standardize(dataset: MultimodalDataset, lazy: bool = False) -> MultimodalDataset:
     """A copy of ``dataset`` with every modality shifted and scaled to zero mean, unit std on TRAIN.
 
     Vectors ``[N, D]`` get per-feature statistics, series ``[N, C, T]`` and images ``[N, C, H, W]``
     per-channel statistics, all computed on ``split["train"]`` only and applied to every sample.
     std is floored at 1e-6. The input is not modified. ``meta["standardize"]`` holds, per modality,
     the ``(mean, std)`` float32 arrays used (broadcastable to one sample).
+
+    ``lazy=False``: each modality becomes a standardised float32 array in memory. ``lazy=True``
+    (``loader=stream``): each becomes a :class:`StandardizedArray` that standardises the rows it is
+    indexed with, so a memory-mapped data set is never copied; the values are bit-identical.
+    The statistics of a prepared data set are stored beside its cache (:mod:`mmbench.data.standardize_cache`).
     """
     train = np.sort(dataset.split["train"])  # sorted: chunked reads of a memmap go forward
-    arrays, stats = {}, {}
+    path = stats_path(dataset, train, STD_FLOOR)
+    stats = load_stats(path, dataset.modalities)
+    if stats is None:
+        stats = {}
+        for spec in dataset.specs:
+            x = dataset.arrays[spec.name]
+            stats[spec.name] = _train_stats(x, train, _reduce_axes(spec.kind, x.ndim))
+        save_stats(path, stats)
+    arrays = {}
     for spec in dataset.specs:
-        x = dataset.arrays[spec.name]
-        axes = _reduce_axes(spec.kind, x.ndim)
-        mean, std = _train_stats(x, train, axes)
-        out = np.empty(x.shape, dtype=np.float32)
-        for start in range(0, x.shape[0], _chunk_rows(x)):  # never a float64 copy of the whole array
-            rows = slice(start, start + _chunk_rows(x))
-            out[rows] = (x[rows] - mean) / std
-        arrays[spec.name] = out
-        stats[spec.name] = (mean[0].astype(np.float32), std[0].astype(np.float32))
-    return dataclasses.replace(dataset, arrays=arrays, meta={**dataset.meta, "standardize": stats})
+        x, (mean, std) = dataset.arrays[spec.name], stats[spec.name]
+        arrays[spec.name] = StandardizedArray(x, mean, std) if lazy else _materialize(x, mean, std)
+    used = {m: (mean[0].astype(np.float32), std[0].astype(np.float32)) for m, (mean, std) in stats.items()}
+    return dataclasses.replace(dataset, arrays=arrays, meta={**dataset.meta, "standardize": used})
+
+
+def _materialize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    out = np.empty(x.shape, dtype=np.float32)
+    for start in range(0, x.shape[0], _chunk_rows(x)):  # never a float64 copy of the whole array
+        rows = slice(start, start + _chunk_rows(x))
+        out[rows] = (x[rows] - mean) / std
+    return out
 
 
 CHUNK_BYTES = 256 << 20  # float64 working set per chunk: data sets from disk (CREMA-D frames, 4.5 GB)

@@ -83,6 +83,7 @@ class AudioVisual(ScannedPreparer):
     """Shared by AVE, Kinetics-Sounds and VGGSound (module docstring for the settings)."""
 
     scan_settings = ("min_frames",)
+    rgb_modalities = ("visual",)  # frames [3 * n_frames, size, size]
 
     def check(self, settings: Dict[str, Any]) -> None:
         if settings["frame_pick"] not in FRAME_PICKS:

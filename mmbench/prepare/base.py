@@ -102,6 +102,9 @@ class Preparer(abc.ABC):
     datasets: ClassVar[Dict[str, str]] = {}
     # registered data-set name -> one line for ``mmbench list datasets``
     dataset_descriptions: ClassVar[Dict[str, str]] = {}
+    # modalities holding RGB frames stacked as ``[3 * n_frames, H, W]``: what ``augment=true`` crops and
+    # flips (mmbench.streaming.paper_augmentation); spectrograms, optical flow, depth and IR are not RGB
+    rgb_modalities: ClassVar[Tuple[str, ...]] = ()
 
     def settings(self, overrides: Dict[str, Any]) -> Dict[str, Any]:
         """The defaults updated with ``overrides``; an unknown key is an error listing the known ones."""

@@ -36,6 +36,7 @@ class CasiaSurf(ScannedPreparer):
     extra_metrics = "anti_spoofing"
     defaults = {"size": 112, "normalize": False, "val_fraction": 0.1}
     datasets = {"casia-surf": "lists"}
+    rgb_modalities = ("rgb",)
     dataset_descriptions = {"casia-surf": "CASIA-SURF (prepared cache): rgb [3,112,112] + depth + ir [1,112,112], "
                                           "live/spoof, APCER/BPCER/ACER per modality combination"}
 

@@ -91,6 +91,7 @@ class CremaD(Preparer):
     defaults = {"layout": "auto", "lists": "", "sample_rate": 22050, "seconds": 3.0, "n_fft": 512, "hop": 353,
                 "fps": 1.0, "n_frames": 1, "size": 224, "normalize": True}
     datasets = {"crema-d": "published", "crema-d-speaker": "speaker"}
+    rgb_modalities = ("visual",)
     dataset_descriptions = {
         "crema-d": "CREMA-D (prepared cache), published OGM-GE split 6,698 / 744, val carved from train",
         "crema-d-speaker": "CREMA-D (prepared cache), speaker-disjoint split (20% test, 10% val speakers)",

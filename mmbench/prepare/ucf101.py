@@ -37,6 +37,7 @@ class UCF101(ScannedPreparer):
     defaults = {"split": 1, "val_groups": 2, "n_frames": 1, "flow_frames": 10, "size": 224, "normalize": True,
                 "min_frames": 1}
     datasets = {"ucf101": "lists"}
+    rgb_modalities = ("rgb",)  # not flow: a flipped flow field would need its u component negated
     dataset_descriptions = {"ucf101": "UCF101 (prepared cache): rgb + stacked TV-L1 flow, 101 classes, "
                                       "official split (setting split=1|2|3), group-disjoint val"}
 

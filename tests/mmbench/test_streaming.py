@@ -91,3 +91,28 @@ def test_unknown_loader_and_bad_workers_are_named():
     with pytest.raises(ValueError, match="workers=-1"):
         StreamSplit(ArraySamples(data.arrays, data.labels, data.split["train"]), data.modalities,
                     data.labels[data.split["train"]], workers=-1)
+
+
+def test_stacked_rgb_frames_are_cropped_alike_and_declared_flow_is_not_augmented():
+    """Prepared data sets store frames as [3 * T, H, W] (CREMA-D, UCF101 rgb): one crop / flip for all
+    T frames; a 6-channel flow stack is not RGB although its channels are a multiple of 3."""
+    frame = torch.rand(3, 32, 32)
+    stack = torch.cat([frame, frame])  # [6, 32, 32]: two identical RGB frames
+    aug = paper_augmentation(ModalitySpec("visual", "image", (6, 32, 32)), rgb=True)
+    torch.manual_seed(0)
+    outs = [aug(stack) for _ in range(4)]
+    assert all(o.shape == stack.shape for o in outs)
+    assert any(not torch.allclose(o, stack) for o in outs)
+    assert all(torch.equal(o[:3], o[3:]) for o in outs)  # the frames stay aligned
+    assert paper_augmentation(ModalitySpec("flow", "image", (6, 32, 32)), rgb=False) is None
+    assert paper_augmentation(ModalitySpec("rgb", "image", (3, 32, 32)), rgb=False) is None  # declared: not guessed
+    with pytest.raises(ValueError, match="'flow' is declared RGB but its 4 channels"):
+        paper_augmentation(ModalitySpec("flow", "image", (4, 32, 32)), rgb=True)
+
+
+def test_a_data_set_declaring_its_rgb_modalities_gets_only_those_augmented(memmapped):
+    _, mapped = memmapped
+    mapped.meta["rgb_modalities"] = []  # declares the video frames not RGB: nothing is augmented
+    plain = next(stream_split(mapped, "train").iterate(4))
+    aug = next(stream_split(mapped, "train", augment=True).iterate(4))
+    assert all(torch.equal(plain.inputs[m], aug.inputs[m]) for m in plain.inputs)

@@ -73,3 +73,35 @@ def test_a_memory_mapped_modality_is_standardised_in_chunks(tmp_path, monkeypatc
     ref = np.asarray(x, dtype=np.float64)[d.split["train"]]
     mean, std = ref.mean(axis=(0, 2, 3), keepdims=True), ref.std(axis=(0, 2, 3), keepdims=True)
     np.testing.assert_allclose(z.arrays["i"], (np.asarray(x) - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_prepared_statistics_are_stored_beside_the_cache_and_reused(tmp_path, monkeypatch):
+    """A prepared data set's statistics (two passes over GBs) are computed once per cache and split."""
+    import sys
+
+    module = sys.modules["mmbench.data.standardize"]
+    d = toy()
+    d.meta.update(cache=str(tmp_path), fingerprint="abc-123")
+    first = standardize(d)
+    stored = list((tmp_path / "standardize").glob("*.json"))
+    assert len(stored) == 1
+
+    def no_recompute(*_):
+        raise AssertionError("statistics recomputed although stored")
+
+    monkeypatch.setattr(module, "_train_stats", no_recompute)
+    again = standardize(d, lazy=True)
+    for m in d.arrays:  # the stored floats round-trip exactly: bit-identical standardised values
+        np.testing.assert_array_equal(again.arrays[m][:], first.arrays[m])
+    monkeypatch.undo()
+    other_split = random_split(len(d.labels), seed=1)
+    standardize(type(d)(d.name, d.specs, d.arrays, d.labels, 2, other_split, meta=dict(d.meta)))
+    d.meta["fingerprint"] = "abc-456"  # another cache content
+    standardize(d)
+    assert len(list((tmp_path / "standardize").glob("*.json"))) == 3  # a new split or cache: a new file
+
+
+def test_data_sets_without_a_prepared_cache_store_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    standardize(toy())
+    assert not any(tmp_path.rglob("*.json"))

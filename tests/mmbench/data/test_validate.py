@@ -42,3 +42,18 @@ def test_errors_name_the_problem(breaker, message):
     breaker(d)
     with pytest.raises(DatasetError, match=message):
         validate(d)
+
+
+def test_non_finite_values_are_counted_over_row_chunks_and_prepared_caches_are_not_rescanned(monkeypatch):
+    """The NaN/inf scan of a memory-mapped modality goes in row chunks (no whole-array temporary); a
+    prepared cache, whose rows prepare checked as it wrote them, is not rescanned at every load."""
+    import sys
+
+    module = sys.modules["mmbench.data.validate"]
+    monkeypatch.setattr(module, "FINITE_CHUNK_BYTES", 4 * 10 * 3)  # 3 rows of series [2, 5] per chunk
+    d = toy()
+    d.arrays["b"][[0, 4, 29], 1, 2] = [np.nan, np.inf, -np.inf]  # in three different chunks
+    with pytest.raises(DatasetError, match="modality 'b': 3 NaN/inf"):
+        validate(d)
+    d.meta["checked_finite"] = True
+    assert validate(d) is d
