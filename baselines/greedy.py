@@ -94,6 +94,10 @@ class Greedy(Method):
     one normal step, ..." (measured with eps = 0.01 on watch / mfeat-fou-zer / synthetic-3:
     ~75% of all steps are re-balancing steps, i.e. nearly every step after the start epoch).
 
+    Traces (``history[e]["coefficients"]``): ``rebalanced:m``, the share of the epoch's steps that
+    re-balanced modality m (its bypass frozen; ``1 - sum_m`` = share of normal steps); ``bdr:m``,
+    ``BDR_m`` from the epoch's accumulators at its end (absent in an epoch without normal steps).
+
     Hyper-parameters (official ModelNet40 / BalanceMM / harness default):
         eps: 0.01 / 1e-3 / 0.01.
         q (re-balancing window): 5 / 5 / 5.
@@ -142,6 +146,12 @@ class Greedy(Method):
         self.m_main.zero_()
         self.m_bypass.zero_()
 
+    def on_epoch_end(self, ctx) -> None:
+        # Between epochs (a host sync is fine): the epoch's BDR, only when it had normal steps (with
+        # none, both accumulators are 0 and the BDR would be a meaningless 0).
+        if bool((self.m_main > 0).all()):
+            self.log_coefficients({"bdr": bdr(self.m_main, self.m_bypass)})
+
     def start_epoch(self, epochs: int) -> int:
         s = self.hp["start"]
         return round(s * epochs) if s < 1 else int(s)
@@ -164,6 +174,7 @@ class Greedy(Method):
         M = self.info.num_modalities
         rebalancing = self.remaining > 0  # device bool
         use_avg = rebalancing & (torch.arange(M, device=rebalancing.device) == self.caring)
+        self.log_coefficients({"rebalanced": use_avg.float()})  # [M] device; epoch mean = share of steps
         ctx.zero_grad()
         feats = self.model.encode(batch)
         out, gates = self.excited(feats, use_avg)

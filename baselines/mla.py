@@ -116,6 +116,9 @@ class MLA(Method):
     (``gate="fixed"``: ``fixed_weights`` per modality, default uniform; official av_alpha 0.5 or
     a/v/t 0.35/0.25/0.4), renormalised over each sample's present modalities.
 
+    Trace (``history[e]["coefficients"]``): ``gate:m``, the epoch mean of the weight this gate gives
+    modality m on the training batches (:meth:`gate_share`; the M shares sum to 1).
+
     Hyper-parameters (released code -> harness default):
 
     * ``projection``: ``"replace"`` (authors: ``G P^T``) -> ``"replace"``; ``"add"`` is
@@ -201,7 +204,9 @@ class MLA(Method):
         head = self.extra["head"]
         ctx.zero_grad()
         feat = self.encode_one(batch, m)  # [B, D], only this encoder runs (the others get no grad)
-        loss = masked_ce(head(feat), batch.labels, present.to(feat.dtype))
+        logits = head(feat)
+        loss = masked_ce(logits, batch.labels, present.to(feat.dtype))
+        self.step_logits = logits.detach()  # [B, C], for the gate trace of training_step
         ctx.backward(loss)
         if self.hp["projection"] != "none" and self.steps > 0:
             alpha_t = 0.1 ** (1 + self.batch_idx / self.num_batches)
@@ -218,9 +223,28 @@ class MLA(Method):
         return loss.detach()
 
     def training_step(self, batch: Batch, ctx) -> torch.Tensor:
-        losses = [self.modality_step(batch, m, ctx) for m in range(self.info.num_modalities)]
+        losses, logits = [], []
+        for m in range(self.info.num_modalities):
+            losses.append(self.modality_step(batch, m, ctx))
+            logits.append(self.step_logits)
         self.batch_idx += 1
+        self.log_coefficients({"gate": self.gate_share(torch.stack(logits), batch)})
         return torch.stack(losses).mean()
+
+    @torch.no_grad()
+    def gate_share(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """``[M]`` batch mean of the fusion weights the gate gives the training batch (a trace, device only).
+
+        MLA's only balancing coefficient is its test-time gate; training never uses it. Tracing what
+        it would give each modality on the training batches shows how the balance moves as the
+        alternating steps train each encoder. ``logits`` ``[M, B, C]``: each modality's logits from
+        its own step (so before the later modalities' head updates of that batch). Averaged over the
+        samples with at least one present modality, so the M shares sum to 1.
+        """
+        w = self.fusion_weights(logits.float(), batch)  # [M, B]
+        has_any = batch.mask.sum(1) > 0  # [B]; a sample with nothing present has NaN weights: left out
+        w = torch.where(has_any, w, torch.zeros_like(w))
+        return w.sum(1) / has_any.sum().clamp_min(1)
 
     # ----------------------------------------------------------------- evaluation
     def unimodal_logits(self, batch: Batch) -> List[torch.Tensor]:

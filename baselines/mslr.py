@@ -71,6 +71,9 @@ class MSLR(Method):
         patience: MSES patience in epochs; official 80 epochs (of a few hundred). Harness: a
             fraction of ``ctx.epochs`` when < 1 (default 0.25, i.e. 5 of 20 epochs), else epochs.
 
+    Traces (``history[e]["coefficients"]``): ``lr_mult:m``, the multiplier set at the epoch's end;
+    with MSES also ``stopped:m`` (1 once m's encoder is frozen).
+
     Departures: the official code applies multipliers to gradients of its two encoders; here they
     are learning-rate multipliers of per-encoder parameter groups (identical for plain SGD; with
     momentum and weight decay the weight-decay term is scaled too). Accuracies come from the
@@ -141,6 +144,8 @@ class MSLR(Method):
                 self.mult[m] = 0.0
         self.mult_history.append(list(self.mult))
         self.log_coefficients({"lr_mult": torch.tensor(self.mult)})
+        if self.hp["early_stop"]:  # MSES: 1 from the epoch whose end froze m's encoder
+            self.log_coefficients({"stopped": torch.tensor(self.stopped, dtype=torch.float32)})
 
     def on_epoch_end(self, ctx) -> None:
         from mmbench.engine.evaluate import evaluate_logits, unimodal_split

@@ -20,6 +20,13 @@ from mmbench.settings_schema import NON_NEGATIVE, POSITIVE, Setting
 REDUCTIONS = ("sum", "mean")
 
 
+def boost_weights(ensemble: torch.Tensor, labels: torch.Tensor, w1: float, w2: float) -> torch.Tensor:
+    """Per-sample weights ``w1 - w2 q_i`` ``[B]`` of the boosted learner's CE, ``q_i = softmax(F_i)[y_i]``
+    (``ensemble`` ``F`` ``[B, C]``, detached here): samples the other learners already fit count less."""
+    q = F.softmax(ensemble.detach(), dim=1).gather(1, labels[:, None]).squeeze(1)  # [B]
+    return w1 - w2 * q
+
+
 def reconboost_loss(logits_m: torch.Tensor, ensemble: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
                     w1: float, w2: float, reduce_k: str = "sum") -> torch.Tensor:
     """Phase-1 loss of the learner being boosted, averaged over the samples where it is present.
@@ -34,9 +41,8 @@ def reconboost_loss(logits_m: torch.Tensor, ensemble: torch.Tensor, labels: torc
         ensemble: ``[B, C]`` logits ``F`` of the other learners; detached here regardless.
         labels: ``[B]``; present: ``[B]`` float, 1 where the learner's modality is present.
     """
-    q = F.softmax(ensemble.detach(), dim=1).gather(1, labels[:, None]).squeeze(1)  # [B]
     logp = F.log_softmax(logits_m, dim=1).gather(1, labels[:, None]).squeeze(1)  # [B]
-    per_sample = -(w1 - w2 * q) * logp
+    per_sample = -boost_weights(ensemble, labels, w1, w2) * logp
     if reduce_k == "mean":
         per_sample = per_sample / logits_m.shape[1]
     return (per_sample * present).sum() / present.sum().clamp_min(1.0)
@@ -59,6 +65,11 @@ class ReconBoost(Method):
     epoch): a cycle is ``round(epochs_per_stage * S)`` phase-1 steps of one modality followed by
     ``round(correct_epochs * S)`` phase-2 steps (each >= 1, phase 2 may be 0 when
     ``correct_epochs=0``); the modality goes round-robin ``0, 1, ..., M-1, 0, ...``.
+
+    Traces (``history[e]["coefficients"]``): ``stage:m`` and ``rectify``, the shares of the epoch's
+    steps that boosted m and that rectified (they sum to 1); ``boost_weight:m``, the mean weight
+    ``w1 - w2 softmax(F)_y`` of m's boosting steps in the epoch (before the ``/ C`` of
+    ``reduce_k="mean"``; absent in an epoch without a stage of m).
 
     Hyper-parameters (official CREMA-D / BalanceMM / harness default):
         w1, w2: 5 / 1 (4 / 1 on AVE) / BalanceMM 5, 1 / harness 5, 1.
@@ -169,6 +180,10 @@ class ReconBoost(Method):
             F_other = self.ensemble([z if z is not None else torch.zeros_like(prev) for z in others], batch.mask, exclude=m)
         z_m = self.learner_logits(batch, m)
         present = batch.mask[:, m]
+        with torch.no_grad():  # trace: the stage's mean sample weight over the samples having m
+            w = boost_weights(F_other, batch.labels, self.hp["w1"], self.hp["w2"])
+            self.log_coefficients({f"boost_weight:{self.info.modalities[m]}":
+                                   (w * present).sum() / present.sum().clamp_min(1.0)})
         loss = reconboost_loss(z_m, F_other, batch.labels, present, self.hp["w1"], self.hp["w2"], self.hp["reduce_k"])
         if self.hp["ga"]:
             gap = (F.softmax(z_m, 1) - F.softmax(prev, 1)).pow(2).mean(1)
@@ -178,6 +193,9 @@ class ReconBoost(Method):
     def training_step(self, batch: Batch, ctx) -> torch.Tensor:
         phase, m = self.phase(self.t)
         self.t += 1
+        # Trace of the schedule (host values, no sync): epoch shares of boosting m and rectifying (sum 1).
+        self.log_coefficients({"stage": torch.eye(self.info.num_modalities)[m] * (phase == 1),
+                               "rectify": float(phase == 2)})
         ctx.zero_grad()
         if phase == 1:
             loss = self.stage_loss(batch, m)

@@ -80,6 +80,11 @@ class DMRNet(Method):
     returns ``classifier(mu)`` (deterministic, BN in eval mode) for whatever ``batch.mask`` holds, so
     the harness's per-subset evaluation is the paper's fixed-combination test.
 
+    Traces (``history[e]["coefficients"]``): ``variance:m``, the selection epochs' mean predicted
+    variance of the combination {m} (the argmax is m*); ``weak:m``, m* one-hot from the epoch that
+    selected it on; ``hcr_share``, the share of the epoch's samples whose combination is hard (while
+    HCR is active, every ``hcr_target``).
+
     Hyper-parameters (official defaults from the released code, docs §3 (b); harness default):
       * ``alpha`` KL weight: 1e-3 (AV, SURF, NYUv2); harness 1e-3.
       * ``beta`` HCR weight: 0.20-0.25 CREMA-D, 0.3 KS, 0.3 CASIA-SURF (best logged mean ACER; 0.5, 0.7
@@ -216,7 +221,10 @@ class DMRNet(Method):
         logits = self.extra["classifier"](z)
         if self.hp["hcr_target"] == "weak" and ctx.epoch < self.select_epochs:
             self._record_variance(logvar.detach(), codes)
-        weights = self.hcr_weights(codes, self.hcr_active(ctx.epoch))
+        active = self.hcr_active(ctx.epoch)
+        weights = self.hcr_weights(codes, active)
+        if active:  # trace: share of the batch whose combination is hard (CE up-weighted by beta)
+            self.log_coefficients({"hcr_share": self.hard_lookup.to(codes.device)[codes].mean()})
         # sum over the single "modality" row of mean_b w_i * CE_i = CE + beta * L_HCR.
         loss = weighted_multimodal_ce(logits.unsqueeze(0), batch.labels, weights.unsqueeze(0))
         self.last_weights = weights  # for inspection and tests
@@ -232,11 +240,16 @@ class DMRNet(Method):
         self._var_steps += (count > 0).float()
 
     def on_epoch_end(self, ctx) -> None:
-        if self.hp["hcr_target"] != "weak" or ctx.epoch >= self.select_epochs:
+        if self.hp["hcr_target"] != "weak":
             return
-        self.variance_sum = self.variance_sum + self._var_step_sum / self._var_steps.clamp_min(1)
-        if ctx.epoch == self.select_epochs - 1:
-            self.select_weak_modality()
+        if ctx.epoch < self.select_epochs:
+            epoch_variance = self._var_step_sum / self._var_steps.clamp_min(1)  # [M]
+            self.log_coefficients({"variance": epoch_variance})
+            self.variance_sum = self.variance_sum + epoch_variance
+            if ctx.epoch == self.select_epochs - 1:
+                self.select_weak_modality()
+        if self.weak_modality >= 0:  # trace: the selected weak modality, one-hot, from its selection on
+            self.log_coefficients({"weak": torch.eye(self.info.num_modalities)[self.weak_modality]})
 
     def select_weak_modality(self) -> int:
         """``m* = argmax_m`` accumulated variance; HCR then targets the combination {m*} (between epochs)."""

@@ -83,6 +83,11 @@ class MMANet(Method):
     Weak set = ``c* = argmax_c delta_c`` plus the single-modality combinations inside ``c*`` (for
     M = 3: a pair and its two modalities, as released; for M = 2: the weaker single modality).
 
+    Traces (``history[e]["coefficients"]``): ``score_without:m``, a mining epoch's score of the
+    combination that lacks m (the candidate with the largest sum over the mining epochs is the weak
+    combination); ``mar_share``, the share of the epoch's samples whose drawn combination is in the
+    weak set (MAR epochs only).
+
     Hyper-parameters (official; harness default):
       * ``lambda_mad``: 30 (CASIA-SURF, CeFA), 4.0 segmentation (kd_scale); harness 30 (the released
         classification value). Why it transfers although the features differ (8192-d layer4 maps there,
@@ -186,6 +191,7 @@ class MMANet(Method):
             return torch.nn.functional.cross_entropy(logits, batch.labels)
         # MAR: the regularisation network's CE on the samples whose combination is in the weak set.
         weak = self.weak_lookup[mask_to_code(mask)]  # [B] 0/1
+        self.log_coefficients({"mar_share": weak.mean()})  # trace: share of the batch that gets the MAR loss
         reg_logits = self.extra["reg"](f_s)
         weights = torch.stack([torch.ones_like(weak), self.hp["lambda_mar"] * weak])  # [2, B]
         loss = weighted_multimodal_ce(torch.stack([logits, reg_logits]), batch.labels, weights)
@@ -199,7 +205,9 @@ class MMANet(Method):
 
     def on_epoch_end(self, ctx) -> None:
         if self.mining_epoch(ctx.epoch):
-            self.mine(ctx)
+            scores = self.mine(ctx)
+            # Trace, keyed by the modality each candidate lacks (candidate k drops modality M-1-k).
+            self.log_coefficients({"score_without": scores.flip(0)})
         if ctx.epoch == self.begin_epoch - 1 and self.weak_set == []:
             self.select_weak_set()
 

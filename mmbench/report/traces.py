@@ -1,4 +1,4 @@
-"""Coefficient traces of balancing methods (OGM-GE's k, ARL's w, AGM's k, MSLR's lr multipliers, ...).
+"""Coefficient traces of balancing methods (OGM-GE's k, ARL's w, AGM's k, MSLR's lr multipliers, MLA's gate, ...).
 
 Each run's history holds, per epoch, the epoch means of what its method logged through
 :meth:`mmbench.methods.base.Method.log_coefficients`. Here they are averaged over the seeds of a cell
@@ -61,9 +61,16 @@ def traces_section(runs: pd.DataFrame, pattern: str = "complete") -> List[str]:
         "",
         "Epoch means of each method's own coefficients, mean over seeds: OGM-GE and AGM `k:m` (gradient scale "
         "of modality m), ARL `w:m`, MMPareto `w_mm:m` / `w_uni:m` (weights of the multimodal and unimodal "
-        "gradients), MSLR `lr_mult:m`, PMR `slower:m` (1 = m gets the prototype loss). Every epoch is in "
-        "`LEADERBOARD.json` (`coefficient_traces`) and in each run's `history`; `-` = not logged in that epoch "
-        "(warm-up, outside the modulation window).",
+        "gradients), MSLR `lr_mult:m` (MSES also `stopped:m`), PMR `slower:m` (1 = m gets the prototype loss), "
+        "MLA `gate:m` (the entropy gate's weight of m on the training batches), Greedy `rebalanced:m` (share of "
+        "steps re-balancing m) and `bdr:m` (its log10 bypass / main learning-speed ratio), ReconBoost "
+        "`stage:m` / `rectify` (shares of steps boosting m / rectifying) and `boost_weight:m` (mean sample "
+        "weight w1 - w2 q), DMRNet `variance:m` (selection variance of {m}), `weak:m` (selected weak "
+        "modality) and `hcr_share` (share of samples up-weighted), MMANet `score_without:m` (mining score of "
+        "the combination lacking m) and `mar_share` (share of samples with the MAR loss). Methods with "
+        "constant weights (DGL, UMT, ...) log none. Every epoch is in `LEADERBOARD.json` "
+        "(`coefficient_traces`) and in each run's `history`; `-` = not logged in that epoch "
+        "(warm-up, outside the modulation window, no stage of m).",
         "",
         tabulate(rows, headers=["method", "dataset", "coefficient", "first epoch", "middle epoch", "last epoch"],
                  tablefmt="github", disable_numparse=True),

@@ -129,3 +129,20 @@ def test_end_to_end(three, pattern):
     m = out["metrics"]
     assert np.isfinite(m["test_acc"]) and m["test_acc"] > 0.3
     assert all(np.isfinite(h["loss"]) for h in out["history"])
+
+
+# ----------------------------------------------------------------- coefficient traces
+def test_two_epoch_run_traces_rebalancing_share_and_bdr():
+    """eps = 0 triggers after every normal step, so with q = 3 and 5 steps per epoch the schedule is
+    N R R R N | R R R N R: re-balancing shares 3/5 then 4/5, summed over the caring modalities."""
+    out = quick_fit("greedy", toy_dataset(), epochs=2, hp={"eps": 0.0, "q": 3, "start": 0})
+    traces = [h["coefficients"] for h in out["history"]]
+    for c, share in zip(traces, (0.6, 0.8)):
+        assert set(c) == {"rebalanced:a", "rebalanced:b", "bdr:a", "bdr:b"}
+        assert 0 <= c["rebalanced:a"] <= 1 and 0 <= c["rebalanced:b"] <= 1
+        assert c["rebalanced:a"] + c["rebalanced:b"] == pytest.approx(share)
+        assert np.isfinite(c["bdr:a"]) and np.isfinite(c["bdr:b"]) and c["bdr:a"] != c["bdr:b"]
+    assert out["method"].rebalance_steps.item() == 7
+    # before the start epoch nothing is re-balanced
+    late = quick_fit("greedy", toy_dataset(), epochs=2, hp={"eps": 0.0, "q": 3, "start": 1})["history"][0]
+    assert late["coefficients"]["rebalanced:a"] == 0 and late["coefficients"]["rebalanced:b"] == 0

@@ -198,3 +198,32 @@ def test_released_options_train_and_predict():
     assert 0 <= out["metrics"]["test_acc"] <= 1
     with pytest.raises(ValueError, match="owm_update"):
         make_method("mla", data, hp={"owm_update": "bogus"})
+
+
+# ----------------------------------------------------------------- coefficient trace
+def test_gate_share_is_batch_mean_of_the_gate_over_samples_with_a_modality():
+    method = make_method("mla", toy_dataset(three=True))
+    logits = torch.tensor([[[5.0, 0.0, 0.0]], [[0.3, 0.2, 0.1]], [[0.0, 9.0, 0.0]]]).repeat(1, 3, 1)  # [3, 3, 3]
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])  # sample 2 has nothing
+    labels = torch.zeros(3, dtype=torch.long)
+
+    class FakeBatch:
+        pass
+
+    batch = FakeBatch()
+    batch.mask, batch.labels = mask, labels
+    share = method.gate_share(logits, batch)
+    w = gate_weights(logits[:, :2], mask[:2], labels[:2])  # the two samples that have a modality
+    torch.testing.assert_close(share, w.mean(1))
+    torch.testing.assert_close(share.sum(), torch.tensor(1.0))
+
+
+def test_two_epoch_run_traces_the_gate_share_per_modality():
+    history = quick_fit("mla", toy_dataset(), epochs=2)["history"]
+    for h in history:
+        c = h["coefficients"]
+        assert set(c) == {"gate:a", "gate:b"}
+        assert all(0 <= v <= 1 for v in c.values())
+        assert c["gate:a"] + c["gate:b"] == pytest.approx(1.0, abs=1e-5)
+    # a is the strong (confident) modality of the toy data: the entropy gate favours it once trained
+    assert history[-1]["coefficients"]["gate:a"] > 0.5

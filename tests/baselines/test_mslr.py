@@ -114,3 +114,26 @@ def test_end_to_end(three, pattern, hp):
     m = out["metrics"]
     assert np.isfinite(m["test_acc"]) and m["test_acc"] > 0.3
     assert len(out["method"].mult_history) == 2
+
+
+def test_mses_traces_the_stop_decision_with_the_zero_multiplier():
+    method, ctx, opt, sched = setup(toy_dataset(), hp={"early_stop": True, "patience": 2})
+    traces = []
+    for losses in ([1.0, 1.0], [0.9, 1.1], [0.8, 1.0], [0.7, 0.1]):  # b stalls twice, then stays stopped
+        method.update_multipliers([0.5, 0.5], losses, 20)
+        traces.append(method.pop_coefficients())
+    assert [t["stopped:b"] for t in traces] == [0, 0, 1, 1] and all(t["stopped:a"] == 0 for t in traces)
+    assert [t["lr_mult:b"] == 0 for t in traces] == [False, False, True, True]
+    # MSLR alone (no early stopping) has no stop decision to trace
+    plain, *_ = setup(toy_dataset())
+    plain.update_multipliers([0.5, 0.5], [1.0, 1.0], 20)
+    assert set(plain.pop_coefficients()) == {"lr_mult:a", "lr_mult:b"}
+
+
+def test_two_epoch_mses_run_records_the_stop_series():
+    history = quick_fit("mslr", toy_dataset(), epochs=2, hp={"early_stop": True})["history"]
+    for h in history:
+        c = h["coefficients"]
+        assert set(c) == {"lr_mult:a", "lr_mult:b", "stopped:a", "stopped:b"}
+        assert all(c[f"stopped:{m}"] in (0.0, 1.0) for m in "ab")
+        assert all(c[f"lr_mult:{m}"] == 0 for m in "ab" if c[f"stopped:{m}"] == 1)

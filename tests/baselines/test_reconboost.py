@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.reconboost import reconboost_loss
+from baselines.reconboost import boost_weights, reconboost_loss
 from helpers import make_method, quick_fit, toy_dataset
 from mmbench.batching import SplitTensors
 from mmbench.config import TRAIN_DEFAULTS
@@ -144,3 +144,22 @@ def test_end_to_end(three, pattern):
     m = out["metrics"]
     assert np.isfinite(m["test_acc"]) and m["test_acc"] > 0.3
     assert all(np.isfinite(h["loss"]) for h in out["history"])
+
+
+# ----------------------------------------------------------------- coefficient traces
+def test_two_epoch_run_traces_stage_shares_and_boost_weights():
+    """Toy data: 5 steps per epoch, stages of 2 boosting steps + 1 rectification step, so the schedule is
+    a a R b b | R a a R b: shares (stage:a, stage:b, rectify) = (2, 2, 1)/5 then (2, 1, 2)/5."""
+    history = quick_fit("reconboost", toy_dataset(), epochs=2)["history"]
+    for h, shares in zip(history, ((0.4, 0.4, 0.2), (0.4, 0.2, 0.4))):
+        c = h["coefficients"]
+        assert set(c) == {"stage:a", "stage:b", "rectify", "boost_weight:a", "boost_weight:b"}
+        assert (c["stage:a"], c["stage:b"], c["rectify"]) == pytest.approx(shares)
+        # w1 - w2 q with q in [0, 1]: between 4 and 5 under the defaults w1 = 5, w2 = 1
+        assert 4.0 <= c["boost_weight:a"] <= 5.0 and 4.0 <= c["boost_weight:b"] <= 5.0
+
+
+def test_boost_weights_are_the_loss_weights():
+    ens = torch.tensor([[3.0, 0.0], [0.0, 3.0]])
+    q0, q1 = 1 / (1 + math.exp(-3)), 1 / (1 + math.exp(3))
+    torch.testing.assert_close(boost_weights(ens, torch.tensor([0, 0]), 5.0, 1.0), torch.tensor([5 - q0, 5 - q1]))

@@ -189,6 +189,25 @@ def test_quick_fit(three, pattern):
     assert out["method"].weak_modality >= 0  # selection ran (select_epochs = 1 of 2)
 
 
+def test_two_epoch_run_traces_selection_variance_weak_modality_and_hcr_share():
+    out = quick_fit("dmrnet", toy_dataset(), epochs=2)  # select_epochs = 1: selection in epoch 0, HCR in epoch 1
+    first, second = (h["coefficients"] for h in out["history"])
+    assert set(first) == {"variance:a", "variance:b", "weak:a", "weak:b"}
+    assert set(second) == {"weak:a", "weak:b", "hcr_share"}
+    assert first["variance:a"] > 0 and first["variance:b"] > 0
+    m_star = out["method"].info.modalities[out["method"].weak_modality]
+    # the weak modality is the larger selection variance, one-hot in every epoch from its selection on
+    assert m_star == max(("a", "b"), key=lambda m: first[f"variance:{m}"])
+    for c in (first, second):
+        assert c[f"weak:{m_star}"] == 1 and c["weak:a"] + c["weak:b"] == 1
+    # {m*} is one of the 3 combinations drawn uniformly: about a third of the 160 samples are hard
+    assert 0.15 < second["hcr_share"] < 0.55
+    # hcr_target="missing": every combination but the full one is hard (about 2/3); no selection, no variance
+    missing = quick_fit("dmrnet", toy_dataset(), epochs=2, hp={"hcr_target": "missing"})["history"]
+    assert "coefficients" not in missing[0]  # HCR off in the warm-up epoch, nothing else to trace
+    assert set(missing[1]["coefficients"]) == {"hcr_share"} and 0.5 < missing[1]["coefficients"]["hcr_share"] < 0.85
+
+
 # ----------------------------------------------------------------- per-step seeds stay on the device
 class _RecordOps(torch.utils._python_dispatch.TorchDispatchMode):
     """Records every aten op with the devices of its tensor inputs and outputs."""

@@ -201,3 +201,17 @@ def test_quick_fit(three, pattern):
     assert all(math.isfinite(v) for v in metrics["subset_acc"].values())
     assert metrics["test_acc"] > 0.5
     assert out["method"].weak_set  # mined after epoch 0, MAR/MAD active in epoch 1
+
+
+def test_two_epoch_run_traces_mining_scores_and_mar_share():
+    out = quick_fit("mmanet", toy_dataset(three=True), epochs=2)  # begin_epoch 1: mining after epoch 0, MAR in 1
+    first, second = (h["coefficients"] for h in out["history"])
+    assert set(first) == {"score_without:a", "score_without:b", "score_without:c"}
+    assert set(second) == {"mar_share"}
+    assert all(v >= 0 for v in first.values())  # KL of label histograms
+    # the weak set is the combination lacking the modality with the largest score, plus its two single modalities
+    dropped = max("abc", key=lambda m: first[f"score_without:{m}"])
+    pair = [m for m in "abc" if m != dropped]
+    assert set(out["method"].weak_names()) == {*pair, "+".join(pair)}
+    # 3 of the 7 combinations, drawn uniformly, are in the weak set: about 3/7 of the 160 samples
+    assert 0.25 < second["mar_share"] < 0.6
