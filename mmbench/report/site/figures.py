@@ -138,7 +138,8 @@ def gap_bars(gaps: pd.DataFrame, dataset: str):
 
 
 def coefficient_traces(traces: Dict[str, Dict[str, List[float]]], dataset: str):
-    """Balancing coefficients over training: one panel per method, one line per coefficient.
+    """Balancing coefficients over training: one panel per method, one line per coefficient (values in
+    [0, 1] solid on the left axis, other scales dashed on a right axis).
 
     ``traces``: method -> coefficient name -> values per epoch (mean over the epoch's steps).
     """
@@ -150,12 +151,22 @@ def coefficient_traces(traces: Dict[str, Dict[str, List[float]]], dataset: str):
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 2.8 * rows), squeeze=False)
     for ax, (method, series) in zip(axes.flat, sorted(traces.items())):
-        for name, values in sorted(series.items()):
-            ax.plot(range(len(values)), values, lw=1.2, label=name)
+        # shares and weights in [0, 1] on the left axis; anything else (variances, boost weights, log
+        # ratios) dashed on a right axis of its own, so neither scale flattens the other
+        unit = {n: v for n, v in series.items() if all(0.0 <= x <= 1.0 for x in v)}
+        other = {n: v for n, v in series.items() if n not in unit}
+        lines = []
+        for name, values in sorted(unit.items()):
+            lines += ax.plot(range(len(values)), values, lw=1.2, label=name)
+        if other:
+            right = ax.twinx() if unit else ax
+            for name, values in sorted(other.items()):
+                lines += right.plot(range(len(values)), values, "--", lw=1.2, label=name)
+            right.tick_params(labelsize=7)
         ax.set_title(method, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=6)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(f"{dataset}: coefficients over training (seed 0)", fontsize=10)
