@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SCANNED = ("baselines", "kernels", "mmbench", "tests", "scripts")
-# ``docs/name.md`` optionally followed (within a few characters) by "section 3.5" or "§6.2".
+# ``docs/<file>.md`` optionally followed (within a few characters) by "section 3.5" or "§6.2".
 REFERENCE = re.compile(r"docs/([\w.-]+\.md)(?:\W{0,4}(?:section |§ ?)(\d+(?:\.\d+)?))?")
 
 

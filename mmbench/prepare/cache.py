@@ -32,7 +32,7 @@ from mmbench.prepare.base import PreparedCache
 from mmbench.results_store import write_json_atomic, write_text_atomic
 
 ENV_VAR = "MMBENCH_CACHE"
-STATUS_TODO, STATUS_DONE, STATUS_SKIPPED = 0, 1, 2
+STATUS_PENDING, STATUS_DONE, STATUS_SKIPPED = 0, 1, 2
 
 
 def cache_root() -> Path:

@@ -27,7 +27,7 @@ from mmbench.prepare.frontends import require
 from mmbench.prepare.cache import (
     STATUS_DONE,
     STATUS_SKIPPED,
-    STATUS_TODO,
+    STATUS_PENDING,
     cache_folder,
     content_hash,
     mark_current,
@@ -137,7 +137,7 @@ def _open(folder: Path, record: Dict[str, Any], items: List[Item], shapes: Dict[
     changed += [i for i in np.flatnonzero(status == STATUS_SKIPPED).tolist() if ids[i] not in skipped]
     if changed:
         (folder / "meta.json").unlink(missing_ok=True)  # incomplete until the changed rows are redone
-        status[changed] = STATUS_TODO
+        status[changed] = STATUS_PENDING
         for i in changed:
             skipped.pop(items[i].id, None)
         _flush(folder, arrays, status, skipped)
@@ -198,7 +198,7 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
         meta = json.loads((folder / "meta.json").read_text())
         return PrepareReport(folder, meta["counts"]["total"], meta["counts"]["done"], 0, True,
                              {k: [tuple(e) for e in v] for k, v in meta["skipped"].items()}, meta["fingerprint"])
-    todo = np.flatnonzero(status == STATUS_TODO)
+    todo = np.flatnonzero(status == STATUS_PENDING)
     processed = 0
     bar = None
     if show_progress:

@@ -9,7 +9,7 @@ from prepare_fixtures import SMALL_AV, cremad_clips, write_cremad_papers, write_
 
 from mmbench.cli import main
 from mmbench.data import load_dataset
-from mmbench.prepare.cache import STATUS_DONE, STATUS_TODO, cache_fingerprint, find_cache
+from mmbench.prepare.cache import STATUS_DONE, STATUS_PENDING, cache_fingerprint, find_cache
 from mmbench.prepare.run import prepare
 
 CLIPS = cremad_clips(speakers=(1001, 1002, 1003), sentences=("DFA",))  # 18 clips
@@ -44,7 +44,7 @@ def test_interrupted_prepare_resumes_where_it_stopped(root):
         find_cache("crema-d")
     folder = next(p for p in root.parent.joinpath("cache").iterdir() if p.is_dir())
     status = np.load(folder / "status.npy")
-    assert (status == STATUS_DONE).sum() == 5 and (status == STATUS_TODO).sum() == len(CLIPS) - 5
+    assert (status == STATUS_DONE).sum() == 5 and (status == STATUS_PENDING).sum() == len(CLIPS) - 5
     first_rows = np.load(folder / "audio.npy")[status == STATUS_DONE].copy()
 
     report = prepare("crema-d", root, SETTINGS, workers=2, show_progress=False)
