@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _start_all(out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    # 40 epochs a run: the grid must still be running when the signal comes (2-epoch quick runs can all
-    # finish between the first result and the signal on a fast, idle machine)
+    # 300 epochs a run (about a second each here): the grid must still be running when the signal comes
     argv = [sys.executable, "-m", "mmbench", "all", "--suite", "quick", "--out", str(out), "--workers", "2",
-            "--no-table", "--set", "epochs=40"]
+            "--no-table", "--set", "epochs=300"]
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, as a terminal gives a command
+                            start_new_session=True,  # its own process group, as a terminal gives a command
+                            # and SIGINT at its default, as a terminal gives it (a test runner may ignore it)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_first_result(proc: subprocess.Popen, out: Path, limit: float = 240.0) -> None:
@@ -58,7 +59,7 @@ def test_ctrl_c_stops_all_promptly_with_a_summary_and_no_leftovers(tmp_path):
         elapsed = time.time() - sent
     finally:
         _stop(proc)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, f"exit {proc.returncode}\nstdout: {stdout[-2000:]}\nstderr: {stderr[-2000:]}"
     assert elapsed < 10, f"took {elapsed:.1f} s to stop"
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     summary = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
