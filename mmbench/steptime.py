@@ -102,9 +102,14 @@ def markdown(df: pd.DataFrame, epochs: int, machine: str) -> str:
 
 def write(df: pd.DataFrame, out: str, epochs: int) -> Dict[str, Path]:
     """Write ``STEPTIME.md`` and ``steptime.csv`` into ``out`` (atomically)."""
+    return write_table_files(out, "STEPTIME", "steptime", markdown(df, epochs, machine_line(environment())), df)
+
+
+def write_table_files(out: str, md_stem: str, csv_stem: str, md_text: str, df: pd.DataFrame) -> Dict[str, Path]:
+    """``out/<md_stem>.md`` holding ``md_text`` and ``out/<csv_stem>.csv`` holding ``df``, each written atomically."""
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    paths = {"md": root / "STEPTIME.md", "csv": root / "steptime.csv"}
-    write_text_atomic(paths["md"], markdown(df, epochs, machine_line(environment())))
+    paths = {"md": root / f"{md_stem}.md", "csv": root / f"{csv_stem}.csv"}
+    write_text_atomic(paths["md"], md_text)
     write_text_atomic(paths["csv"], df.to_csv(index=False))
     return paths

@@ -39,7 +39,7 @@ from mmbench.environment import environment, machine_line
 from mmbench.methods import get_method
 from mmbench.methods.base import RunInfo
 from mmbench.report.tables import BASELINE_METHOD
-from mmbench.results_store import write_text_atomic
+from mmbench.steptime import write_table_files
 from mmbench.runner import seed_everything
 
 COLUMNS = ["method", "path", "round", "batch", "step_ms", "joint_step_ms", "ratio", "samples_per_s", "peak_mb",
@@ -239,9 +239,4 @@ def clock_text(scale: PaperScale, device: str) -> str:
 
 def write(df: pd.DataFrame, out: str, scale: PaperScale) -> Dict[str, Path]:
     """Write ``STEPTIME-paper.md`` and ``steptime-paper.csv`` into ``out`` (atomically)."""
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    paths = {"md": root / "STEPTIME-paper.md", "csv": root / "steptime-paper.csv"}
-    write_text_atomic(paths["md"], markdown(df, scale, machine_line(environment())))
-    write_text_atomic(paths["csv"], df.to_csv(index=False))
-    return paths
+    return write_table_files(out, "STEPTIME-paper", "steptime-paper", markdown(df, scale, machine_line(environment())), df)

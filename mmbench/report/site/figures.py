@@ -27,8 +27,10 @@ def method_colors(methods: Sequence[str]) -> Dict[str, tuple]:
 def save(fig, path: Path) -> Path:
     """Write ``fig`` as SVG (text stays text: crisp at any zoom, searchable) and close it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # metadata Date None: the same data gives the same bytes, so a rebuilt site diffs cleanly.
-    fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
+    # No date and a fixed salt for the element ids: the same data gives the same bytes, so a rebuilt
+    # site diffs cleanly.
+    with matplotlib.rc_context({"svg.hashsalt": "mmbench"}):
+        fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     return path
 

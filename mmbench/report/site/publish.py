@@ -15,6 +15,7 @@ No server, no network: the page opens from the file system.
 from __future__ import annotations
 
 import html
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,10 +26,8 @@ import markdown
 import pandas as pd
 
 from mmbench.report.frame import results_frame
-from mmbench.report.ranks import critical_difference_data, score_matrix
 from mmbench.report.site import figures, inputs
 from mmbench.report.site.static import CSS, SORT_JS
-from mmbench.report.tables import aggregate
 from mmbench.results_store import ResultsStore, write_text_atomic
 
 DATA_FILES = ("LEADERBOARD.csv", "LEADERBOARD.json", "steptime.csv", "kernels.csv")
@@ -67,7 +66,7 @@ def publish(root: str | Path = "results", out: Optional[str | Path] = None,
         _robustness_section(runs, img),
         _gap_section(runs, img),
         _traces_section(results, runs, img),
-        _ranks_section(runs, img),
+        _ranks_section(root / "LEADERBOARD.json", img),
         _kernel_section(root / "kernels.csv", img),
     ]
     progress(f"{sum(len(s.figures) for s in sections)} plots")
@@ -177,23 +176,25 @@ def _traces_section(results, runs, img) -> Section:
     return s
 
 
-def _ranks_section(runs, img) -> Section:
+def _ranks_section(leaderboard_json: Path, img) -> Section:
     s = Section("Mean ranks across data sets", "ranks",
-                "Critical-difference diagram (Demšar 2006): methods placed at their mean rank of fused test "
-                "accuracy over the data sets (1 = best); methods joined by a red bar are not distinguishable by "
-                "the Nemenyi test at α = 0.05. The same numbers as the leaderboard's rank tables.")
-    agg = aggregate(runs) if not runs.empty else pd.DataFrame()
-    for pattern in sorted(agg.pattern.unique(), key=lambda p: (p != "complete", p)) if not agg.empty else []:
-        scores = score_matrix(agg, pattern, "test_acc")
-        if scores.shape[0] < 2 or scores.shape[1] < 2:
-            continue
-        summary = critical_difference_data(scores)
-        title = f"pattern {pattern}: {scores.shape[0]} data sets, Friedman p = {summary.friedman_p:.3g}"
-        _add(s, figures.cd_diagram(summary.mean_ranks.to_dict(), summary.cd, title), img, f"cd-{_slug(pattern)}",
-             f"Pattern {pattern}: mean ranks and critical difference (CD = {summary.cd:.2f}, "
-             f"{scores.shape[0]} data sets).")
+                "Critical-difference diagram (Demšar 2006): methods placed at their mean rank over the data sets "
+                "(1 = best) by the leaderboard's metric of each pattern; methods joined by a red bar are not "
+                "distinguishable by the Nemenyi test at α = 0.05. Drawn from the rank tables of "
+                "`LEADERBOARD.json`, so the page and the tables show the same numbers.")
+    ranks = json.loads(leaderboard_json.read_text()).get("ranks", []) if leaderboard_json.exists() else []
+    for summary in ranks:
+        mean_ranks = {m["method"]: m["mean_rank"] for m in summary["methods"]}
+        n, pattern = len(summary["datasets"]), summary["pattern"]
+        friedman = summary.get("friedman_p")
+        friedman = float("nan") if friedman is None else friedman  # undefined below 3 methods
+        title = f"pattern {pattern}, {summary['metric']}: {n} data sets, Friedman p = {friedman:.3g}"
+        _add(s, figures.cd_diagram(mean_ranks, summary["cd"], title), img, f"cd-{_slug(pattern)}",
+             f"Pattern {pattern}, {summary['metric']}: mean ranks and critical difference "
+             f"(CD = {summary['cd']:.2f}, {n} data sets).")
     if not s.figures:
-        s.missing.append("needs at least two data sets with the same methods")
+        s.missing.append("no rank table in LEADERBOARD.json (needs two data sets with the same methods; "
+                         "`python -m mmbench table` writes it)")
     return s
 
 
