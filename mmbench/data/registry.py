@@ -34,6 +34,9 @@ DATASETS: Registry[Factory] = Registry("data set")
 _BEFORE_LOOKUP: List[Callable[[], None]] = []
 # name -> fingerprint(**options) -> str, for entries that declare one (see the module docstring)
 _FINGERPRINTS: Dict[str, Callable[..., str]] = {}
+# name -> independence group: data sets that share samples (the two mfeat view sets) share a group and
+# count once in comparisons across data sets (mmbench.report). Undeclared: the name is its own group.
+_GROUPS: Dict[str, str] = {}
 # id(loaded data set) -> (the data set, its content digest): hashing the arrays once per loaded object
 _CONTENT_DIGESTS: Dict[int, Tuple[MultimodalDataset, str]] = {}
 
@@ -43,7 +46,7 @@ class UnknownDatasetError(UnknownNameError):
 
 
 def register_dataset(name: str, factory: Factory, description: str = "", overwrite: bool = False,
-                     fingerprint: Optional[Callable[..., str]] = None) -> Factory:
+                     fingerprint: Optional[Callable[..., str]] = None, group: Optional[str] = None) -> Factory:
     """Register ``factory(**options) -> MultimodalDataset`` under ``name``.
 
     Args:
@@ -54,12 +57,16 @@ def register_dataset(name: str, factory: Factory, description: str = "", overwri
         fingerprint: ``fingerprint(**options) -> str``, cheap, changing whenever ``factory(**options)``
             would return different data (e.g. a hash of the files it reads and of its own settings).
             Default: a hash of the loaded data set's arrays (:func:`mmbench.fingerprint.dataset_digest`).
+        group: independence group; data sets drawn from the same samples (or sharing a view) declare
+            one group and count once across data sets. Default: the name itself.
     """
     if overwrite and name in DATASETS:
         unregister_dataset(name)
     DATASETS.register(name, factory, description=description)
     if fingerprint is not None:
         _FINGERPRINTS[name] = fingerprint
+    if group is not None:
+        _GROUPS[name] = group
     return factory
 
 
@@ -69,6 +76,7 @@ def unregister_dataset(name: str) -> None:
     DATASETS._entries.pop(name, None)
     DATASETS._descriptions.pop(name, None)
     _FINGERPRINTS.pop(name, None)
+    _GROUPS.pop(name, None)
     _load_cached.cache_clear()
     _CONTENT_DIGESTS.clear()
 
@@ -172,6 +180,16 @@ def list_datasets(pattern: str = "*") -> List[str]:
         return DATASETS.names(pattern)
     except UnknownNameError as err:
         raise UnknownDatasetError(str(err)) from None
+
+
+def dataset_group(name: str) -> str:
+    """The independence group of ``name`` (its declared group, else the name itself).
+
+    Unknown names (a run folder from another installation) are their own group rather than an error,
+    so reports over stored results never fail on a data set this installation lacks.
+    """
+    _run_hooks()
+    return _GROUPS.get(name, name)
 
 
 def dataset_info(name: str) -> str:

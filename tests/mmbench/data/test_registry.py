@@ -79,3 +79,11 @@ def test_double_registration_needs_overwrite():
         register_dataset("test-registry-twice", lambda: _toy())
     register_dataset("test-registry-twice", lambda: _toy(n=60), overwrite=True)
     assert len(load_dataset("test-registry-twice")) == 60 and len(first) == 30  # stale cache dropped
+
+
+def test_independence_groups_default_to_the_name_and_mfeat_presets_share_one():
+    from mmbench.data.registry import dataset_group
+
+    assert dataset_group("watch") == "watch"
+    assert dataset_group("mfeat-pix-mor") == dataset_group("mfeat-fou-zer-mor") == "mfeat"
+    assert dataset_group("not-registered-here") == "not-registered-here"
