@@ -73,6 +73,19 @@ def build_method(method_cls, data: MultimodalDataset, train: Dict[str, Any], hp:
     return method
 
 
+def _drop_last(method: Method, num_train: int, batch_size: int, world_size: int) -> bool:
+    """Whether the epoch drops its last partial batch: the method's ``drop_last`` when it sets one
+    (MLA's released schedule trains it), else when the split has more than one batch. Always under
+    torchrun (the shards must be equal); a method asking to keep it there is an error."""
+    wanted = getattr(method, "drop_last", None)
+    if world_size > 1:
+        if wanted is False:
+            raise ValueError(f"{method.name}: drop_last=False (train the last partial batch) cannot run on "
+                             f"{world_size} processes, whose shards must be equal; use drop_last=True")
+        return True
+    return num_train > batch_size if wanted is None else bool(wanted)
+
+
 def _snapshot(method: Method) -> Dict[str, Any]:
     return {"modules": copy.deepcopy(method.modules().state_dict()), "extra_state": copy.deepcopy(method.extra_state())}
 
@@ -143,7 +156,7 @@ def fit_and_test(
         method.modules().train()
         epoch_start = time.perf_counter()
         method.on_epoch_start(ctx)
-        drop_last = len(tr) > bs or dist_info.world_size > 1
+        drop_last = _drop_last(method, len(tr), bs, dist_info.world_size)
         for i, batch in enumerate(tr.iterate(bs, ctx.train_mask, shuffle=True, generator=generator,
                                              drop_last=drop_last, shard=shard)):
             hooked = i < MEASURE_STEPS_PER_EPOCH and device.type == "cpu"
@@ -159,6 +172,11 @@ def fit_and_test(
             timer.stop("hooked" if hooked else "plain")
             samples += len(batch) * dist_info.world_size
             ctx.step_count += 1
+        if ctx.step_count == 0:
+            raise ValueError(
+                f"no training step in epoch {epoch}: {len(tr)} training samples make no full batch of "
+                f"batch_size={bs} (split over {dist_info.world_size} process(es), partial batches dropped); "
+                "choose a smaller batch_size")
         method.on_epoch_end(ctx)
         timer.flush()  # synchronises a GPU once per epoch
         train_seconds += time.perf_counter() - epoch_start
@@ -167,7 +185,8 @@ def fit_and_test(
         if scheduler is not None:
             scheduler.step()
         score = _selection_metric(method, va, info, pattern, ebs)
-        mean_loss = (ctx.loss_sum / max(1, ctx.loss_count)).item()
+        # Under torchrun each rank logged the loss of its shard: the epoch loss is their mean.
+        mean_loss = (distributed.global_mean(ctx.loss_sum) / max(1, ctx.loss_count)).item()
         history.append({"epoch": epoch, "loss": mean_loss, "val": score})
         coefficients = method.pop_coefficients()
         if coefficients:  # balancing methods' per-epoch mean coefficients (Method.log_coefficients)
