@@ -33,7 +33,9 @@ Settings (defaults: the released OGM-GE / ARL / DGL code, which share this front
 Data sets registered (both read the same cache):
 
 * ``crema-d``: the published 6,698 / 744 split of OGM-GE (from the user's ``train.csv`` /
-  ``test.csv``); val carved from train, stratified with ``split_seed`` (default 0), as large as
+  ``test.csv``, checked against the published lists' sizes and SHA-256 of their clip names,
+  :mod:`mmbench.prepare.cremad_split`; the verdict is in the cache's ``notes.published_split`` and
+  printed by ``prepare``); val carved from train, stratified with ``split_seed`` (default 0), as large as
   test (744 of 6,698, the 5,954 / 744 / 744 of ECCV'24 Re-learning). Not speaker-disjoint: all 91
   actors are in both train and test.
 * ``crema-d-speaker``: speaker-disjoint, speakers (first field of the clip name) drawn with
@@ -51,6 +53,7 @@ import numpy as np
 from mmbench.data.base import ModalitySpec
 from mmbench.data.splits import group_split, stratified_split
 from mmbench.prepare import frontends
+from mmbench.prepare.cremad_split import check_published
 from mmbench.prepare.base import Item, Listing, PreparedCache, Preparer, SkipItem, register_preparer
 
 CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]  # the papers' class_dict order
@@ -171,6 +174,9 @@ class CremaD(Preparer):
         skipped += [(str(src / AUDIO_DIR / f"{clip}.wav"), "listed but no audio file")
                     for clip in sorted(listed) if clip not in found]
         notes = {"layout": layout, "lists": str(list_folder) if list_folder else None}
+        if list_folder is not None:  # are these the published lists? (counts + SHA-256 of the clip names)
+            check = check_published({part: [c for c, (p, _) in listed.items() if p == part] for part in ("train", "test")})
+            notes["published_split"] = check
         return Listing(items, list(CLASSES), skipped, notes)
 
     def process(self, item: Item, settings: Dict[str, Any]) -> Dict[str, np.ndarray]:

@@ -51,6 +51,7 @@ class PrepareReport:
             the cache was complete already); reused: the cache was complete already.
         skipped: reason -> ``[(file or item id, detail)]``, from listing and from processing.
         fingerprint: ``"<settings hash>-<content hash>"``.
+        notes: the listing's notes; a note holding a ``message`` (CREMA-D's published-split check) is printed.
     """
 
     folder: Path
@@ -60,6 +61,7 @@ class PrepareReport:
     reused: bool
     skipped: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)
     fingerprint: str = ""
+    notes: Dict[str, Any] = field(default_factory=dict)  # the preparer's listing notes (e.g. a split check)
 
     def lines(self) -> List[str]:
         """The human-readable report: counts, then every skipped file grouped by reason."""
@@ -67,6 +69,8 @@ class PrepareReport:
         out = [f"{'cache up to date' if self.reused else 'prepared'}: {self.folder}",
                f"  {self.done} of {self.total} items written, {n_skip} skipped"
                + (f" ({self.processed} processed now)" if not self.reused else "")]
+        out += [f"  {key}: {note['message']}" for key, note in sorted(self.notes.items())
+                if isinstance(note, dict) and "message" in note]
         for reason, entries in sorted(self.skipped.items()):
             out.append(f"  skipped, {reason}: {len(entries)}")
             out.extend(f"    {where}: {detail}" if detail and detail != where else f"    {where}"
@@ -197,7 +201,8 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
         clear_cache()
         meta = json.loads((folder / "meta.json").read_text())
         return PrepareReport(folder, meta["counts"]["total"], meta["counts"]["done"], 0, True,
-                             {k: [tuple(e) for e in v] for k, v in meta["skipped"].items()}, meta["fingerprint"])
+                             {k: [tuple(e) for e in v] for k, v in meta["skipped"].items()}, meta["fingerprint"],
+                             meta.get("notes", {}))
     todo = np.flatnonzero(status == STATUS_PENDING)
     processed = 0
     bar = None
@@ -259,4 +264,5 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
     })
     mark_current(name, folder)
     clear_cache()  # a load of this data set earlier in this process read the previous cache
-    return PrepareReport(folder, counts["total"], counts["done"], processed, False, dict(report), fingerprint)
+    return PrepareReport(folder, counts["total"], counts["done"], processed, False, dict(report), fingerprint,
+                         listing.notes)
