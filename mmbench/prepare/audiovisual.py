@@ -28,7 +28,8 @@ Defaults and where they come from (``docs``: methods.md "Shared audio-visual set
   ``[1024, 128]`` Kaldi fbanks of OGM-GE's KS ``process_audio.py``) is skipped as ``spectrogram shape``,
   so prepare from the wav files.
 * All: ``resampler=soxr_hq`` (what the loaders' ``librosa.load`` uses from librosa 0.10 on; see
-  ``frontends.RESAMPLERS``; no resampling when the file is at ``sample_rate`` already), ``size=224``, ``normalize=true`` (ImageNet mean / std), ``val_fraction=0.1`` (val carved from
+  ``frontends.RESAMPLERS``; no resampling when the file is at ``sample_rate`` already); KS / VGGSound
+  ``stft_pad=constant`` (the centred STFT's zero padding of librosa >= 0.10; ``reflect`` before); ``size=224``, ``normalize=true`` (ImageNet mean / std), ``val_fraction=0.1`` (val carved from
   train, stratified, with the loader's ``split_seed``, when the lists have no val list; AVE's official
   lists have one), ``min_frames`` (a clip with fewer frame files is skipped: 3 for KS / VGGSound, 1 for AVE).
 """
@@ -127,7 +128,8 @@ class AudioVisual(ScannedPreparer):
                                         int(settings["n_fft"]), int(settings["hop"]))
         else:
             audio = frontends.audio_spectrogram(path, int(settings["sample_rate"]), float(settings["seconds"]),
-                                                int(settings["n_fft"]), int(settings["hop"]), str(settings["resampler"]))
+                                                int(settings["n_fft"]), int(settings["hop"]), str(settings["resampler"]),
+                                                str(settings["stft_pad"]))
         visual = stacked_frames(Path(item.paths["frames"]), FRAME_PICKS[settings["frame_pick"]],
                                 int(settings["n_frames"]), int(settings["size"]), "RGB", bool(settings["normalize"]))
         return {"audio": audio, "visual": visual}
@@ -135,7 +137,7 @@ class AudioVisual(ScannedPreparer):
 
 _KS_VGG_DEFAULTS = {"audio_frontend": "stft", "sample_rate": 16000, "seconds": 5.0, "n_fft": 256, "hop": 128,
                     "n_frames": 3, "frame_pick": "first", "size": 224, "normalize": True, "val_fraction": 0.1,
-                    "min_frames": 3, "resampler": "soxr_hq"}
+                    "min_frames": 3, "resampler": "soxr_hq", "stft_pad": "constant"}
 
 
 class AVE(AudioVisual):

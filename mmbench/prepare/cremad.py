@@ -21,6 +21,7 @@ Settings (defaults: the released OGM-GE / ARL / DGL code, which share this front
   to [-1, 1]. The distributed wavs are 16 kHz: ``resampler=soxr_hq`` (default) resamples as the
   released ``librosa.load(sr=22050)`` does with librosa >= 0.10; ``kaiser_best`` as with older
   librosa (needs ``resampy``); ``scipy`` is the earlier ``resample_poly`` (``frontends.RESAMPLERS``);
+  ``stft_pad=constant``: the STFT's end padding of librosa >= 0.10 (zeros; ``reflect`` before);
 * ``n_fft=512``, ``hop=353``: log(|STFT| + 1e-7) -> ``audio`` [1, 257, 188], no normalisation;
 * ``fps=1``, ``n_frames=1``: one frame per clip, the first of the 1-fps extraction. ``frame_order``:
   ``sorted`` (default, the first by file name: ``00000.jpg``; the same on every machine) or
@@ -100,7 +101,7 @@ class CremaD(Preparer):
     name = "crema-d"
     description = "CREMA-D audio (log-STFT) + face frames, 6 emotions; papers' layout or the distribution"
     defaults = {"layout": "auto", "lists": "", "sample_rate": 22050, "seconds": 3.0, "n_fft": 512, "hop": 353,
-                "fps": 1.0, "n_frames": 1, "size": 224, "normalize": True, "resampler": "soxr_hq",
+                "fps": 1.0, "n_frames": 1, "size": 224, "normalize": True, "resampler": "soxr_hq", "stft_pad": "constant",
                 "frame_order": "sorted"}
     datasets = {"crema-d": "published", "crema-d-speaker": "speaker"}
     rgb_modalities = ("visual",)
@@ -191,7 +192,8 @@ class CremaD(Preparer):
     def process(self, item: Item, settings: Dict[str, Any]) -> Dict[str, np.ndarray]:
         audio_path = Path(item.paths["audio"])
         audio = frontends.audio_spectrogram(audio_path, int(settings["sample_rate"]), float(settings["seconds"]),
-                                            int(settings["n_fft"]), int(settings["hop"]), str(settings["resampler"]))
+                                            int(settings["n_fft"]), int(settings["hop"]), str(settings["resampler"]),
+                                            str(settings["stft_pad"]))
         n, size, norm = int(settings["n_frames"]), int(settings["size"]), bool(settings["normalize"])
         if "frames" in item.paths:
             visual = frontends.folder_frames(Path(item.paths["frames"]), n, size, norm, str(settings["frame_order"]))

@@ -40,6 +40,10 @@ RESAMPLERS = ("soxr_hq", "kaiser_best", "scipy")
 #: by file name, the same on every machine; ``listdir``: the unsorted ``os.listdir`` order the released
 #: loaders take (filesystem dependent: on ext4 it gave ``00030.jpg`` first for 14 of 15 CREMA-D clips).
 FRAME_ORDERS = ("sorted", "listdir")
+#: ``stft_pad=`` settings: how the centred STFT pads the signal's ends (only the first and last frames
+#: differ). ``constant`` (zeros, default): ``librosa.stft`` from librosa 0.10 on, the release that also
+#: made ``soxr_hq`` the resampler; ``reflect``: librosa before 0.10 (pair it with ``kaiser_best``).
+STFT_PADS = {"constant": "zeros", "reflect": "even"}
 
 
 def require(module: str):
@@ -105,27 +109,31 @@ def tile_crop(samples: np.ndarray, length: int) -> np.ndarray:
     return np.tile(samples, reps)[:length]
 
 
-def log_spectrogram(samples: np.ndarray, n_fft: int, hop: int, eps: float = 1e-7) -> np.ndarray:
+def log_spectrogram(samples: np.ndarray, n_fft: int, hop: int, eps: float = 1e-7, pad: str = "constant") -> np.ndarray:
     """``log(|STFT| + eps)`` as float32 ``[1, n_fft // 2 + 1, 1 + L // hop]``.
 
     A periodic Hann window of ``n_fft``, frames centred at ``0, hop, 2 hop, ...`` with the signal
-    reflected at the edges, no scaling: ``librosa.stft(samples, n_fft=n_fft, hop_length=hop)`` of the
-    papers' code (librosa < 0.10 padded by reflection), computed with ``scipy.signal.ShortTimeFFT``
-    (single-threaded, so a row does not depend on which process computed it).
+    padded at the ends by ``pad`` (:data:`STFT_PADS`: zeros as librosa >= 0.10, reflection as
+    before), no scaling: ``librosa.stft(samples, n_fft=n_fft, hop_length=hop)`` of the papers' code,
+    computed with ``scipy.signal.ShortTimeFFT`` (single-threaded, so a row does not depend on which
+    process computed it).
     """
     from scipy.signal import ShortTimeFFT, get_window
 
+    if pad not in STFT_PADS:
+        raise ValueError(f"stft_pad={pad!r}: expected one of {', '.join(STFT_PADS)}")
+
     stft = ShortTimeFFT(get_window("hann", n_fft), hop=hop, fs=1.0, mfft=n_fft, fft_mode="onesided", scale_to=None)
-    spec = stft.stft(np.asarray(samples, dtype=np.float64), p0=0, p1=1 + samples.size // hop, padding="even")
+    spec = stft.stft(np.asarray(samples, dtype=np.float64), p0=0, p1=1 + samples.size // hop, padding=STFT_PADS[pad])
     return np.log(np.abs(spec) + eps)[None].astype(np.float32)
 
 
 def audio_spectrogram(path: Path, sample_rate: int, seconds: float, n_fft: int, hop: int,
-                      resampler: str = "soxr_hq") -> np.ndarray:
+                      resampler: str = "soxr_hq", pad: str = "constant") -> np.ndarray:
     """The papers' audio front-end: read at ``sample_rate`` (``resampler``), tile/crop to ``seconds``, clip
     to [-1, 1], log-magnitude STFT. Returns float32 ``[1, n_fft // 2 + 1, 1 + int(sample_rate * seconds) // hop]``."""
     samples = tile_crop(read_audio(path, sample_rate, resampler), int(round(sample_rate * seconds)))
-    return log_spectrogram(np.clip(samples, -1.0, 1.0), n_fft, hop)
+    return log_spectrogram(np.clip(samples, -1.0, 1.0), n_fft, hop, pad=pad)
 
 
 def spectrogram_shape(sample_rate: int, seconds: float, n_fft: int, hop: int) -> tuple:

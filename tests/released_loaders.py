@@ -1,0 +1,109 @@
+"""Transcriptions of the released loaders' numerics, for the side-by-side tests of ``mmbench.prepare``.
+
+Each function re-states, in plain numpy / Pillow and float64 where the released code's precision is
+not the point, what the released dataset class computes for one sample; none imports mmbench. They
+follow the released code as run with current libraries (librosa >= 0.10: ``librosa.load`` resamples
+with ``soxr_hq``, ``librosa.stft`` pads the centred frames with zeros).
+
+* :func:`cramed_audio`, :func:`cramed_test_image`: OGM-GE ``CramedDataset.__getitem__`` (also PMR,
+  ARL, DGL): ``librosa.load(sr=22050)``, ``np.tile(x, 3)[:22050 * 3]``, clip to [-1, 1],
+  ``log(|librosa.stft(n_fft=512, hop_length=353)| + 1e-7)``; test image: the first entry of
+  ``os.listdir(folder)``, ``Resize((224, 224))``, ``ToTensor``, ImageNet ``Normalize``.
+
+``python tests/released_loaders.py`` prints the side-by-side table of ``docs/data-pipelines.md``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+
+
+def librosa_load(path: Path, sr: int) -> np.ndarray:
+    """``librosa.load(path, sr=sr)`` (librosa >= 0.10): float32 mono (channel mean), ``soxr_hq``
+    resampling fitted to ``ceil(n * sr / rate)`` samples."""
+    import soundfile
+    import soxr
+
+    y, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    y = y.mean(axis=1)
+    if rate == sr:
+        return y
+    out = soxr.resample(y, rate, sr, quality="soxr_hq")
+    n = int(np.ceil(y.shape[-1] * sr / rate))
+    return np.pad(out, (0, max(0, n - out.size)))[:n].astype(np.float32)
+
+
+def librosa_stft_magnitude(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """``|librosa.stft(y, n_fft, hop_length)|`` with librosa >= 0.10 defaults (periodic Hann, centred
+    frames, zero padding of ``n_fft // 2`` at both ends), in float64: ``[n_fft // 2 + 1, 1 + L // hop]``."""
+    y = np.pad(np.asarray(y, dtype=np.float64), n_fft // 2)
+    frames = 1 + (y.size - n_fft) // hop
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
+    return np.abs(np.fft.rfft(y[idx] * window, axis=1)).T
+
+
+def cramed_audio(path: Path) -> np.ndarray:
+    """The spectrogram ``[257, 188]`` of ``CramedDataset`` for one wav."""
+    samples = librosa_load(path, 22050)
+    samples = np.tile(samples, 3)[: 22050 * 3]
+    samples = np.clip(samples, -1.0, 1.0)
+    return np.log(librosa_stft_magnitude(samples, 512, 353) + 1e-7)
+
+
+def cramed_test_image(folder: Path, size: int = 224) -> np.ndarray:
+    """The test-time image ``[3, size, size]`` of ``CramedDataset`` (fps = 1): the first ``os.listdir``
+    entry, bilinear resize to size x size, [0, 1], ImageNet-normalised."""
+    from PIL import Image
+
+    first = os.listdir(folder)[0]
+    with Image.open(folder / first) as image:
+        rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    x = np.asarray(rgb, dtype=np.float64) / 255.0
+    return ((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+
+
+def side_by_side(root: Path, clips) -> dict:
+    """Maximum differences of mmbench's front-ends from the transcriptions over ``clips`` of a papers'
+    layout under ``root``, per setting: ``{row: value}`` (log units for audio, normalised units for images)."""
+    from mmbench.prepare import frontends
+
+    rows = {}
+    high = 257 - int(np.ceil(8000 / (22050 / 512)))  # bins above 8 kHz (the 16 kHz source's Nyquist)
+    for resampler, pad in [("soxr_hq", "constant"), ("scipy", "constant"), ("soxr_hq", "reflect")]:
+        diffs, ours_high, ref_high = [], [], []
+        for clip in clips:
+            wav = root / "AudioWAV" / f"{clip}.wav"
+            ours = frontends.audio_spectrogram(wav, 22050, 3.0, 512, 353, resampler, pad)[0].astype(np.float64)
+            ref = cramed_audio(wav)
+            diffs.append(np.abs(ours - ref).max())
+            ours_high.append(ours[-high:].mean())
+            ref_high.append(ref[-high:].mean())
+        rows[f"CREMA-D audio, resampler={resampler}, stft_pad={pad}: max |diff| (log)"] = float(max(diffs))
+        rows[f"CREMA-D audio, resampler={resampler}, stft_pad={pad}: mean log-magnitude above 8 kHz, "
+             f"mmbench / released"] = (float(np.mean(ours_high)), float(np.mean(ref_high)))
+    for order in frontends.FRAME_ORDERS:
+        diffs = [np.abs(frontends.folder_frames(root / "Image-01-FPS" / c, 1, 224, True, order).astype(np.float64)
+                        - cramed_test_image(root / "Image-01-FPS" / c)).max() for c in clips]
+        rows[f"CREMA-D test image, frame_order={order}: max |diff|"] = float(max(diffs))
+    return rows
+
+
+if __name__ == "__main__":  # the table of docs/data-pipelines.md
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from prepare_fixtures import cremad_clips, write_cremad_papers
+
+    clips = cremad_clips()[:15]
+    with tempfile.TemporaryDirectory() as tmp:
+        write_cremad_papers(Path(tmp), clips, frames=3)
+        for row, value in side_by_side(Path(tmp), clips).items():
+            shown = " / ".join(f"{v:.2f}" for v in value) if isinstance(value, tuple) else f"{value:.2e}"
+            print(f"| {row} | {shown} |")
