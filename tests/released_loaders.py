@@ -10,6 +10,10 @@ with ``soxr_hq``, ``librosa.stft`` pads the centred frames with zeros).
   ``log(|librosa.stft(n_fft=512, hop_length=353)| + 1e-7)``; test image: the first entry of
   ``os.listdir(folder)``, ``Resize((224, 224))``, ``ToTensor``, ImageNet ``Normalize``.
 
+* :func:`ave_test_frames`: OGM-GE ``AVDataset.__getitem__`` for AVE, visual part: ``pick_num = 3``,
+  ``seg = int(file_num / 3)``, files ``'frame_0000' + str(seg * i + 1) + '.jpg'``, test transform as
+  above, stacked as ``[3 (RGB), 3 (frames), 224, 224]``.
+
 ``python tests/released_loaders.py`` prints the side-by-side table of ``docs/data-pipelines.md``.
 """
 from __future__ import annotations
@@ -68,6 +72,33 @@ def cramed_test_image(folder: Path, size: int = 224) -> np.ndarray:
     return ((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
 
 
+def ave_test_frames(folder: Path, size: int = 224) -> np.ndarray:
+    """The test-time frames ``[3, 3, size, size]`` (RGB, frame) of OGM-GE's ``AVDataset`` for AVE."""
+    from PIL import Image
+
+    seg = int(len(os.listdir(folder)) / 3)
+    out = []
+    for i in range(3):
+        with Image.open(folder / ("frame_0000" + str(seg * i + 1) + ".jpg")) as image:
+            rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+        x = np.asarray(rgb, dtype=np.float64) / 255.0
+        out.append(((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1))
+    return np.stack(out, axis=1)
+
+
+def ave_side_by_side(visual_root: Path, clips) -> dict:
+    """Max difference of mmbench's AVE visual pipeline (``frame_pick=even``) from :func:`ave_test_frames`."""
+    from mmbench.prepare.audiovisual import FRAME_PICKS
+    from mmbench.prepare.scanned import stacked_frames
+
+    diffs = []
+    for clip in clips:
+        ours = stacked_frames(visual_root / clip, FRAME_PICKS["even"], 3, 224, "RGB", True).astype(np.float64)
+        ours = ours.reshape(3, 3, 224, 224).transpose(1, 0, 2, 3)  # [frame * RGB] -> [RGB, frame]
+        diffs.append(np.abs(ours - ave_test_frames(visual_root / clip)).max())
+    return {"AVE test frames (3 of 9, frame_pick=even): max |diff|": float(max(diffs))}
+
+
 def side_by_side(root: Path, clips) -> dict:
     """Maximum differences of mmbench's front-ends from the transcriptions over ``clips`` of a papers'
     layout under ``root``, per setting: ``{row: value}`` (log units for audio, normalised units for images)."""
@@ -99,11 +130,16 @@ if __name__ == "__main__":  # the table of docs/data-pipelines.md
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).parent))
+    from field_fixtures import write_frames
     from prepare_fixtures import cremad_clips, write_cremad_papers
 
     clips = cremad_clips()[:15]
     with tempfile.TemporaryDirectory() as tmp:
         write_cremad_papers(Path(tmp), clips, frames=3)
-        for row, value in side_by_side(Path(tmp), clips).items():
+        rows = side_by_side(Path(tmp), clips)
+        for k in range(5):
+            write_frames(Path(tmp) / "ave" / f"clip{k}", k, 9)
+        rows.update(ave_side_by_side(Path(tmp) / "ave", [f"clip{k}" for k in range(5)]))
+        for row, value in rows.items():
             shown = " / ".join(f"{v:.2f}" for v in value) if isinstance(value, tuple) else f"{value:.2e}"
             print(f"| {row} | {shown} |")

@@ -11,7 +11,8 @@ pytest.importorskip("soundfile", reason="soundfile (the audio extra) reads the f
 pytest.importorskip("PIL", reason="Pillow (the video extra) reads the fixture frames")
 
 from prepare_fixtures import cremad_clips, write_cremad_papers  # noqa: E402
-from released_loaders import side_by_side  # noqa: E402
+from field_fixtures import write_frames  # noqa: E402
+from released_loaders import ave_side_by_side, side_by_side  # noqa: E402
 
 CLIPS = cremad_clips()[:5]
 
@@ -37,3 +38,12 @@ def test_the_old_resampler_and_padding_are_told_apart(table):
 
 def test_test_image_equals_the_released_transform_with_its_frame_order(table):
     assert table["CREMA-D test image, frame_order=listdir: max |diff|"] < 1e-5
+
+
+def test_ave_test_frames_equal_the_released_loader(tmp_path):
+    """OGM-GE's AVE loader reads ``frame_0000{seg * i + 1}.jpg`` (``seg = files // 3``); mmbench's
+    ``frame_pick=even`` reads the same files (9 frames: 1, 4, 7) with the same transform."""
+    for k in range(3):
+        write_frames(tmp_path / f"clip{k}", k, 9)
+    rows = ave_side_by_side(tmp_path, [f"clip{k}" for k in range(3)])
+    assert rows["AVE test frames (3 of 9, frame_pick=even): max |diff|"] < 1e-5
