@@ -192,14 +192,16 @@ class MLA(Method):
             raise ValueError(f"fixed_weights needs {self.info.num_modalities} values, got {len(fixed)}")
         if int(self.hp["gate_batch"]) < 1:
             raise ValueError(f"gate_batch={self.hp['gate_batch']!r}: expected a positive batch size")
-        self.drop_last = bool(self.hp["drop_last"])  # read by the engine (Method.drop_last)
+        # Read by the engine (Method.drop_last): True keeps the engine's rule (drop the last partial
+        # batch when there is more than one batch), False trains it as the released DataLoader does.
+        self.drop_last = None if self.hp["drop_last"] else False
         D = self.model.feature_dim
         self.extra["head"] = nn.Linear(D, self.info.num_classes)
         self.P = torch.eye(D)
         self.steps = 0  # modality steps so far; the very first one is not projected
         self.batch_idx = 0
-        self.num_batches = max(1, self.info.num_train // self.info.batch_size if self.drop_last
-                               else -(-self.info.num_train // self.info.batch_size))
+        n, bs = self.info.num_train, self.info.batch_size
+        self.num_batches = max(1, n // bs if self.drop_last is None and n > bs else -(-n // bs))
 
     def param_groups(self):
         # The model's fusion head is never used: leave it out of the optimizer.
@@ -215,7 +217,8 @@ class MLA(Method):
         self.batch_idx = 0
         bs = self.info.batch_size
         # The batches the engine trains this epoch (Method.drop_last): floor, or the released ceil.
-        self.num_batches = max(1, ctx.train.num_batches(bs, drop_last=self.drop_last and len(ctx.train) > bs))
+        drop = self.drop_last is None and len(ctx.train) > bs
+        self.num_batches = max(1, ctx.train.num_batches(bs, drop_last=drop))
 
     # ----------------------------------------------------------------- training
     def encode_one(self, batch: Batch, m: int) -> torch.Tensor:

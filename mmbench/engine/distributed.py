@@ -23,6 +23,9 @@ coefficient traces are means over ranks. Tested with gloo on CPU over whole epoc
 (``tests/mmbench/engine/test_distributed_epochs.py``). BatchNorm statistics of the encoders stay per
 rank (as DDP without SyncBatchNorm): the process count enters the run key of a model with BatchNorm
 encoders (:func:`key_world_size`); DMRNet's own PME BatchNorm uses :func:`global_batch_norm`.
+Not made global: OSMD's joint MMD is a kernel statistic over all pairs of a batch, computed over each
+rank's shard; and the Triton PME kernel's noise (CUDA) cannot be sliced, so DMRNet draws eager noise
+for the global batch under torchrun (one host read of the seed per step).
 """
 from __future__ import annotations
 

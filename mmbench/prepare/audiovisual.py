@@ -29,7 +29,8 @@ Defaults and where they come from (``docs``: methods.md "Shared audio-visual set
   so prepare from the wav files.
 * All: ``resampler=soxr_hq`` (what the loaders' ``librosa.load`` uses from librosa 0.10 on; see
   ``frontends.RESAMPLERS``; no resampling when the file is at ``sample_rate`` already); KS / VGGSound
-  ``stft_pad=constant`` (the centred STFT's zero padding of librosa >= 0.10; ``reflect`` before); ``size=224``, ``normalize=true`` (ImageNet mean / std), ``val_fraction=0.1`` (val carved from
+  ``stft_pad=constant`` (the centred STFT's zero padding of librosa >= 0.10; ``reflect`` before);
+  ``size=224``, ``normalize=true`` (ImageNet mean / std), ``val_fraction=0.1`` (val carved from
   train, stratified, with the loader's ``split_seed``, when the lists have no val list; AVE's official
   lists have one), ``min_frames`` (a clip with fewer frame files is skipped: 3 for KS / VGGSound, 1 for AVE).
 """
@@ -124,11 +125,13 @@ class AudioVisual(ScannedPreparer):
             audio = spectrogram_from_npy(path, self.audio_shape(settings))
         elif settings["audio_frontend"] == "ogm-ave":
             rate = int(settings["sample_rate"])
-            audio = ogm_ave_spectrogram(frontends.read_audio(path, rate, str(settings["resampler"])), rate, self.length(settings),
+            samples = frontends.read_audio(path, rate, str(settings["resampler"]))
+            audio = ogm_ave_spectrogram(samples, rate, self.length(settings),
                                         int(settings["n_fft"]), int(settings["hop"]))
         else:
             audio = frontends.audio_spectrogram(path, int(settings["sample_rate"]), float(settings["seconds"]),
-                                                int(settings["n_fft"]), int(settings["hop"]), str(settings["resampler"]),
+                                                int(settings["n_fft"]), int(settings["hop"]),
+                                                str(settings["resampler"]),
                                                 str(settings["stft_pad"]))
         visual = stacked_frames(Path(item.paths["frames"]), FRAME_PICKS[settings["frame_pick"]],
                                 int(settings["n_frames"]), int(settings["size"]), "RGB", bool(settings["normalize"]))

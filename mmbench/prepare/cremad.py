@@ -101,7 +101,8 @@ class CremaD(Preparer):
     name = "crema-d"
     description = "CREMA-D audio (log-STFT) + face frames, 6 emotions; papers' layout or the distribution"
     defaults = {"layout": "auto", "lists": "", "sample_rate": 22050, "seconds": 3.0, "n_fft": 512, "hop": 353,
-                "fps": 1.0, "n_frames": 1, "size": 224, "normalize": True, "resampler": "soxr_hq", "stft_pad": "constant",
+                "fps": 1.0, "n_frames": 1, "size": 224, "normalize": True, "resampler": "soxr_hq",
+                "stft_pad": "constant",
                 "frame_order": "sorted"}
     datasets = {"crema-d": "published", "crema-d-speaker": "speaker"}
     rgb_modalities = ("visual",)
@@ -185,7 +186,8 @@ class CremaD(Preparer):
                     for clip in sorted(listed) if clip not in found]
         notes = {"layout": layout, "lists": str(list_folder) if list_folder else None}
         if list_folder is not None:  # are these the published lists? (counts + SHA-256 of the clip names)
-            check = check_published({part: [c for c, (p, _) in listed.items() if p == part] for part in ("train", "test")})
+            parts = {part: [c for c, (p, _) in listed.items() if p == part] for part in ("train", "test")}
+            check = check_published(parts)
             notes["published_split"] = check
         return Listing(items, list(CLASSES), skipped, notes)
 
