@@ -77,6 +77,7 @@ def step_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        torch.save({name: one_step(name, (rank, world)) for name in STEP_METHODS}, os.path.join(out_dir, f"rank{rank}.pt"))
+        results = {name: one_step(name, (rank, world)) for name in STEP_METHODS}
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
