@@ -14,6 +14,10 @@ with ``soxr_hq``, ``librosa.stft`` pads the centred frames with zeros).
   ``seg = int(file_num / 3)``, files ``'frame_0000' + str(seg * i + 1) + '.jpg'``, test transform as
   above, stacked as ``[3 (RGB), 3 (frames), 224, 224]``.
 
+* :func:`ks_audio`: ARL / DGL ``KSDataset.__getitem__`` (Kinetics-Sounds), audio part:
+  ``librosa.load(sr=16000)``, doubled by ``np.tile(x, 2)`` until at least 10 s, a 5 s crop from a
+  random start in ``[0, 5 s]`` (``start`` here), clip, ``log(|librosa.stft(n_fft=256, hop=128)| + 1e-7)``.
+
 ``python tests/released_loaders.py`` prints the side-by-side table of ``docs/data-pipelines.md``.
 """
 from __future__ import annotations
@@ -70,6 +74,26 @@ def cramed_test_image(folder: Path, size: int = 224) -> np.ndarray:
         rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
     x = np.asarray(rgb, dtype=np.float64) / 255.0
     return ((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+
+
+def ks_audio(path: Path, start: int = 0) -> np.ndarray:
+    """The spectrogram ``[129, 626]`` of ``KSDataset`` for one wav and crop start (in samples)."""
+    rate = 16000
+    sample = librosa_load(path, rate)
+    while len(sample) / rate < 10.0:
+        sample = np.tile(sample, 2)
+    crop = np.clip(sample[start:start + rate * 5], -1.0, 1.0)
+    return np.log(librosa_stft_magnitude(crop, 256, 128) + 1e-7)
+
+
+def ks_side_by_side(wavs) -> dict:
+    """Max difference of mmbench's Kinetics-Sounds audio (its fixed crop: the first 5 s) from
+    :func:`ks_audio` with the crop starting at 0."""
+    from mmbench.prepare import frontends
+
+    diffs = [np.abs(frontends.audio_spectrogram(w, 16000, 5.0, 256, 128)[0].astype(np.float64) - ks_audio(w)).max()
+             for w in wavs]
+    return {"Kinetics-Sounds audio (crop start 0), defaults: max |diff| (log)": float(max(diffs))}
 
 
 def ave_test_frames(folder: Path, size: int = 224) -> np.ndarray:
@@ -131,7 +155,7 @@ if __name__ == "__main__":  # the table of docs/data-pipelines.md
 
     sys.path.insert(0, str(Path(__file__).parent))
     from field_fixtures import write_frames
-    from prepare_fixtures import cremad_clips, write_cremad_papers
+    from prepare_fixtures import cremad_clips, write_cremad_papers, write_wav
 
     clips = cremad_clips()[:15]
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,6 +164,10 @@ if __name__ == "__main__":  # the table of docs/data-pipelines.md
         for k in range(5):
             write_frames(Path(tmp) / "ave" / f"clip{k}", k, 9)
         rows.update(ave_side_by_side(Path(tmp) / "ave", [f"clip{k}" for k in range(5)]))
+        wavs = [Path(tmp) / "ks" / f"clip{k}.wav" for k in range(5)]
+        for k, wav in enumerate(wavs):
+            write_wav(wav, k, 1.5 + k, seed=k)
+        rows.update(ks_side_by_side(wavs))
         for row, value in rows.items():
             shown = " / ".join(f"{v:.2f}" for v in value) if isinstance(value, tuple) else f"{value:.2e}"
             print(f"| {row} | {shown} |")

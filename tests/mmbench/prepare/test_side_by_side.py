@@ -12,7 +12,8 @@ pytest.importorskip("PIL", reason="Pillow (the video extra) reads the fixture fr
 
 from prepare_fixtures import cremad_clips, write_cremad_papers  # noqa: E402
 from field_fixtures import write_frames  # noqa: E402
-from released_loaders import ave_side_by_side, side_by_side  # noqa: E402
+from prepare_fixtures import write_wav  # noqa: E402
+from released_loaders import ave_side_by_side, ks_side_by_side, side_by_side  # noqa: E402
 
 CLIPS = cremad_clips()[:5]
 
@@ -47,3 +48,12 @@ def test_ave_test_frames_equal_the_released_loader(tmp_path):
         write_frames(tmp_path / f"clip{k}", k, 9)
     rows = ave_side_by_side(tmp_path, [f"clip{k}" for k in range(3)])
     assert rows["AVE test frames (3 of 9, frame_pick=even): max |diff|"] < 1e-5
+
+
+def test_kinetics_sounds_spectrogram_equals_the_released_loader_with_its_crop_at_0(tmp_path):
+    """ARL / DGL ``KSDataset``: 16 kHz, doubled to >= 10 s, 5 s from a random start (0 here: the
+    cache keeps the first 5 s), STFT 256 / 128; clips of 1.5 s and 3.5 s."""
+    wavs = [tmp_path / f"clip{k}.wav" for k in range(2)]
+    for k, wav in enumerate(wavs):
+        write_wav(wav, k, 1.5 + 2 * k, seed=k)
+    assert ks_side_by_side(wavs)["Kinetics-Sounds audio (crop start 0), defaults: max |diff| (log)"] < 1e-3
