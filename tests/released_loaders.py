@@ -18,6 +18,11 @@ with ``soxr_hq``, ``librosa.stft`` pads the centred frames with zeros).
   ``librosa.load(sr=16000)``, doubled by ``np.tile(x, 2)`` until at least 10 s, a 5 s crop from a
   random start in ``[0, 5 s]`` (``start`` here), clip, ``log(|librosa.stft(n_fft=256, hop=128)| + 1e-7)``.
 
+* :func:`surf_test_image`: MMANet / DMRNet ``SURF.__getitem__`` with ``surf_multi_transforms_test``
+  (CASIA-SURF): ``cv2.imread`` (BGR, 3 channels also for depth and IR), ``cv2.resize`` to 112 x 112
+  (bilinear, half-pixel centres, no antialiasing, rounded to uint8), ``(x - 127.5) / 128``. Restated
+  without OpenCV (float bilinear, then rounding), so it is within one grey level of ``cv2.resize``.
+
 ``python tests/released_loaders.py`` prints the side-by-side table of ``docs/data-pipelines.md``.
 """
 from __future__ import annotations
@@ -96,6 +101,49 @@ def ks_side_by_side(wavs) -> dict:
     return {"Kinetics-Sounds audio (crop start 0), defaults: max |diff| (log)": float(max(diffs))}
 
 
+def _cv2_linear_axis(n_src: int, n_dst: int):
+    """Source indices and weights of ``cv2.resize(INTER_LINEAR)`` along one axis (half-pixel centres,
+    clamped at the borders)."""
+    f = (np.arange(n_dst) + 0.5) * (n_src / n_dst) - 0.5
+    f = np.clip(f, 0, n_src - 1)
+    i0 = np.floor(f).astype(int)
+    i1 = np.minimum(i0 + 1, n_src - 1)
+    return i0, i1, f - i0
+
+
+def surf_test_image(path: Path, size: int = 112) -> np.ndarray:
+    """The test-time image ``[3, size, size]`` (BGR) of the released CASIA-SURF loader, in [-1, 1]."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        bgr = np.asarray(image.convert("RGB"), dtype=np.float64)[:, :, ::-1]  # cv2.imread: BGR, 3 channels
+    y0, y1, wy = _cv2_linear_axis(bgr.shape[0], size)
+    x0, x1, wx = _cv2_linear_axis(bgr.shape[1], size)
+    rows = bgr[y0] * (1 - wy)[:, None, None] + bgr[y1] * wy[:, None, None]
+    out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
+    out = np.clip(np.round(out), 0, 255)
+    return ((out - 127.5) / 128).transpose(2, 0, 1)
+
+
+def surf_side_by_side(paths) -> dict:
+    """Max difference, in grey levels of [0, 255], of mmbench's CASIA-SURF images (``resize=released``
+    and ``pillow``) from :func:`surf_test_image` brought to mmbench's layout (RGB order, [0, 1]; the
+    harness standardises each modality, so the affine scale does not matter), per source size."""
+    from mmbench.prepare.casia_surf import read_image_unsmoothed
+    from mmbench.prepare.scanned import read_image
+
+    rows = {}
+    for resize, read in (("released", read_image_unsmoothed), ("pillow", read_image)):
+        for label, group in paths.items():
+            diffs = []
+            for path in group:
+                ours = read(path, 112, "RGB").astype(np.float64)
+                ref = (surf_test_image(path)[::-1] * 128 + 127.5) / 255.0
+                diffs.append(np.abs(ours - ref).max() * 255)
+            rows[f"CASIA-SURF test image, resize={resize}, {label}: max |diff| (grey levels)"] = float(max(diffs))
+    return rows
+
+
 def ave_test_frames(folder: Path, size: int = 224) -> np.ndarray:
     """The test-time frames ``[3, 3, size, size]`` (RGB, frame) of OGM-GE's ``AVDataset`` for AVE."""
     from PIL import Image
@@ -149,6 +197,23 @@ def side_by_side(root: Path, clips) -> dict:
     return rows
 
 
+def textured_images(folder: Path) -> dict:
+    """Smooth random JPEG faces-sized images: 3 larger than 112 (downscaled) and 3 smaller (upscaled)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {"downscaled from 200 x 160": [], "upscaled from 90 x 80": []}
+    rng = np.random.default_rng(0)
+    for label, (h, w) in (("downscaled from 200 x 160", (200, 160)), ("upscaled from 90 x 80", (90, 80))):
+        for k in range(3):
+            coarse = rng.uniform(0, 255, size=(h // 8 + 1, w // 8 + 1, 3))
+            image = np.kron(coarse, np.ones((8, 8, 1)))[:h, :w] + rng.normal(0, 20, size=(h, w, 3))
+            path = folder / f"{h}x{w}_{k}.png"
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+            out[label].append(path)
+    return out
+
+
 if __name__ == "__main__":  # the table of docs/data-pipelines.md
     import sys
     import tempfile
@@ -168,6 +233,7 @@ if __name__ == "__main__":  # the table of docs/data-pipelines.md
         for k, wav in enumerate(wavs):
             write_wav(wav, k, 1.5 + k, seed=k)
         rows.update(ks_side_by_side(wavs))
+        rows.update(surf_side_by_side(textured_images(Path(tmp) / "surf")))
         for row, value in rows.items():
             shown = " / ".join(f"{v:.2f}" for v in value) if isinstance(value, tuple) else f"{value:.2e}"
             print(f"| {row} | {shown} |")

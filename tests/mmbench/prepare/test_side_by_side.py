@@ -57,3 +57,15 @@ def test_kinetics_sounds_spectrogram_equals_the_released_loader_with_its_crop_at
     for k, wav in enumerate(wavs):
         write_wav(wav, k, 1.5 + 2 * k, seed=k)
     assert ks_side_by_side(wavs)["Kinetics-Sounds audio (crop start 0), defaults: max |diff| (log)"] < 1e-3
+
+
+def test_casia_surf_released_resize_equals_the_released_loader_within_one_grey_level(tmp_path):
+    """MMANet / DMRNet ``SURF`` test transform: ``cv2.resize`` to 112 without antialiasing. With
+    ``resize=released`` mmbench is within rounding of it; Pillow's antialiased resize is not when a
+    textured crop is shrunk (so the comparison can tell them apart)."""
+    from released_loaders import surf_side_by_side, textured_images
+
+    rows = surf_side_by_side(textured_images(tmp_path))
+    for size in ("downscaled from 200 x 160", "upscaled from 90 x 80"):
+        assert rows[f"CASIA-SURF test image, resize=released, {size}: max |diff| (grey levels)"] < 1.01  # float32 storage
+    assert rows["CASIA-SURF test image, resize=pillow, downscaled from 200 x 160: max |diff| (grey levels)"] > 10
