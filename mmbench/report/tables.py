@@ -198,6 +198,12 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
         "",
         accuracy_table(agg, "complete"),
         "",
+        "## Fused test macro-F1, complete pattern",
+        "",
+        "Macro-F1 (%, the mean over classes of per-class F1; BalanceBenchmark reports it beside accuracy).",
+        "",
+        accuracy_table(agg, "complete", "test_f1"),
+        "",
     ]
     if agg.empty:
         return "\n".join(parts)
@@ -224,7 +230,7 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
                     parts += [f"ACER (%, lower is better) per modality combination at test, `{dataset}`, "
                               f"pattern `{pattern}`; mean over the combinations last.", "", table, ""]
     parts += traces_section(df)
-    parts += reported_sections(reported or {}, agg.dataset.unique())
+    parts += reported_sections(reported or {}, agg.dataset.unique(), agg)
     parts += [
         "## Throughput (complete pattern)",
         "",
