@@ -20,6 +20,12 @@ Protocol (after model selection, on the selected model):
   on validation only);
 * the kept probe is scored once on the test split: accuracy and macro-F1.
 
+Under ``loader=stream`` with ``augment=True`` the train features are those of one augmented pass (the
+train split's own iteration); validation and test are never augmented. Checked on
+mfeat-fou-zer-mor (``unimodal``, seed 0): longer or slower fits (lr 0.01 x 500 steps, lr 0.1 x 300
+without early stopping) move the test probes by at most 2 points either way, and the probes' validation
+accuracies match the trained heads' (the probe is not under-fitted).
+
 Cost: one evaluation pass per split plus at most ``STEPS`` full-batch steps on ``[M, N_train, D]``
 (all modalities in one batched loop). Measured on mfeat-fou-zer-mor (3 x 1,200 x 64 train features,
 one core, shared machine): ~0.13 s CPU per run for the probes, the whole joint run ~0.85 s CPU.
