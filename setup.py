@@ -14,6 +14,7 @@ install_requires = [
     "ninja>=1.11",
     "matplotlib>=3.6",  # the leaderboard page's plots (python -m mmbench publish)
     "markdown>=3.4",  # the page's tables are LEADERBOARD.md's own, converted
+    "scikit-learn>=1.2",  # K-means for the relearning baseline's purity diagnosis
 ]
 if sys.platform.startswith("linux"):
     install_requires.append("triton>=2.3")

@@ -21,7 +21,8 @@ from mmbench.engine.evaluate import (
     evaluate_logits, evaluate_missing_rates, evaluate_subsets, extra_subset_metrics, predict_split, subset_logits,
     unimodal_split,
 )
-from mmbench.engine.outcomes import build_outcomes
+from mmbench.engine.linear_probe import linear_probe_metrics
+from mmbench.engine.outcomes import build_outcomes, correct_of, pack_correct
 from mmbench.engine.memory import SavedTensorMeter
 from mmbench.engine.selection import is_better, selection_start
 from mmbench.methods.base import Method, RunInfo
@@ -202,6 +203,9 @@ def fit_and_test(
     metrics = test_metrics(method, te, info, test_mask_fixed, ebs, outcomes, data.split["test"],
                            data.meta.get("extra_metrics"))
     metrics.update({"val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible})
+    probe_start = time.perf_counter()
+    add_linear_probes(metrics, outcomes, method, tr, va, te, info, ebs)
+    probe_seconds = time.perf_counter() - probe_start
     if device.type == "cuda":
         peak_mb, mem_kind = peak_memory_mb(device), "cuda_max_allocated"
     else:
@@ -221,8 +225,21 @@ def fit_and_test(
         "params": sum(p.numel() for p in method.modules().parameters()),
         "world_size": dist_info.world_size,  # processes of a torchrun run (samples/s counts them all)
         "amp": amp,
+        "linear_probe_seconds": probe_seconds,  # the post-training linear probes (mmbench.engine.linear_probe)
     }
     return {"metrics": metrics, "throughput": throughput, "history": history, "outcomes": outcomes}
+
+
+def add_linear_probes(metrics: Dict[str, Any], outcomes: Dict[str, Any], method: Method, tr, va, te, info: RunInfo,
+                      bs: int) -> None:
+    """Frozen-encoder linear probes per modality (:mod:`mmbench.engine.linear_probe`) into ``metrics``
+    (``linear_probe_acc`` / ``linear_probe_f1`` / ``linear_probe_val_acc`` / ``linear_probe_steps``, per
+    modality) and their per-sample test outcomes ``lp:<m>`` into ``outcomes``."""
+    probes, logits = linear_probe_metrics(method, tr, va, te, info.num_classes, bs)
+    for key in ("acc", "f1", "val_acc", "steps"):
+        metrics[f"linear_probe_{key}"] = probes[key]
+    if outcomes.get("correct") is not None:
+        outcomes["correct"].update({f"lp:{m}": pack_correct(correct_of(lg, te.labels)) for m, lg in logits.items()})
 
 
 def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Optional[torch.Tensor], bs: int,
