@@ -408,7 +408,24 @@ class Prepare(Command):
         return 0
 
 
-COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare]
+class Verify(Command):
+    name = "verify"
+    help = "recompute the content hash of every prepared cache (or of NAMEs) and report any that changed"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("names", nargs="*", help="prepared data sets to check (default: every one prepared)")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.prepare.integrity import verify_all
+
+        lines = verify_all(args.names or None)
+        print("\n".join(lines) or "no prepared caches")
+        return 1 if any(line.startswith("damaged") for line in lines) else 0
+
+
+COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare, Verify]
 
 
 def build_parser() -> argparse.ArgumentParser:

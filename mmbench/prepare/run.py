@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -138,6 +140,8 @@ def _open(folder: Path, record: Dict[str, Any], items: List[Item], shapes: Dict[
     if changed:
         (folder / "meta.json").unlink(missing_ok=True)  # incomplete until the changed rows are redone
         status[changed] = STATUS_PENDING
+        for arr in arrays.values():  # as a fresh prepare has them: the same source gives the same content hash
+            arr[changed] = 0
         for i in changed:
             skipped.pop(items[i].id, None)
         _flush(folder, arrays, status, skipped)
@@ -181,8 +185,18 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
         raise FileNotFoundError(f"prepare {name}: source {str(src)!r} does not exist")
     record = settings_record(name, preparer.version, src, settings)
     folder = cache_folder(name, record["hash"])
+    if not force and (folder / "meta.json").exists():
+        from mmbench.prepare.integrity import CacheChangedError, check_cache
+
+        try:
+            check_cache(folder)
+        except CacheChangedError as err:  # edited or damaged since: never "up to date", written again
+            print(f"prepare {name}: {err}; preparing it again", file=sys.stderr)
+            force = True
     if force:
         (folder / "items.json").unlink(missing_ok=True)  # start over
+        # statistics derived from the old content (standardisation): rebuilt from the new one
+        shutil.rmtree(folder / "standardize", ignore_errors=True)
 
     listing = preparer.list_items(src, settings)
     if not listing.items:
@@ -223,6 +237,8 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
                 status[index] = STATUS_DONE
             else:
                 skipped[listing.items[index].id] = list(skip)
+                for arr in arrays.values():  # a row skipped now may hold an older item's values: zero, as fresh
+                    arr[index] = 0
                 status[index] = STATUS_SKIPPED
             processed += 1
             if bar is not None:
@@ -249,13 +265,14 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
     for item_id, (reason, detail) in skipped.items():
         report[reason].append((item_id, detail))
     fingerprint = f"{record['hash']}-{content_hash(folder, list(shapes))}"
+    from mmbench.prepare.integrity import stamps
     counts = {"total": len(status), "done": int((status == STATUS_DONE).sum()),
               "skipped": int((status == STATUS_SKIPPED).sum()), "skipped_while_listing": len(listing.skipped)}
     write_meta(folder, {
         "name": name, "settings": record, "modalities": list(shapes),
         "specs": [{"name": s.name, "kind": s.kind, "shape": list(s.shape)} for s in specs],
         "class_names": listing.class_names, "counts": counts, "skipped": dict(report), "notes": listing.notes,
-        "fingerprint": fingerprint, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fingerprint": fingerprint, "stamps": stamps(folder, {"modalities": list(shapes)}), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     mark_current(name, folder)
     clear_cache()  # a load of this data set earlier in this process read the previous cache
