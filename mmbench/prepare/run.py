@@ -8,6 +8,7 @@ deadlock). A bad file is recorded in the skipped report by reason and never stop
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -130,9 +131,18 @@ def _open(folder: Path, record: Dict[str, Any], items: List[Item], shapes: Dict[
         write_json_atomic(folder / "settings.json", record)
         (folder / "skipped.json").write_text("{}")
         mode, changed = "w+", list(range(n))
-    arrays = {m: np.lib.format.open_memmap(folder / f"{m}.npy", mode=mode, dtype=np.float32, shape=(n, *s))
-              for m, s in shapes.items()}
-    status = np.lib.format.open_memmap(folder / "status.npy", mode=mode, dtype=np.uint8, shape=(n,))
+    try:
+        arrays = {m: np.lib.format.open_memmap(folder / f"{m}.npy", mode=mode, dtype=np.float32, shape=(n, *s))
+                  for m, s in shapes.items()}
+        status = np.lib.format.open_memmap(folder / "status.npy", mode=mode, dtype=np.uint8, shape=(n,))
+        if mode == "w+":
+            _allocate(folder, [f"{m}.npy" for m in shapes] + ["status.npy"])
+    except OSError as err:
+        if mode == "w+":  # started over: nothing of this folder is worth keeping, no sparse files left
+            shutil.rmtree(folder, ignore_errors=True)
+        need = sum(4 * n * int(np.prod(s)) for s in shapes.values())
+        raise type(err)(err.errno, f"{err.strerror} (the prepared cache needs about {need / 2**20:.0f} MiB)",
+                        str(folder)) from None
     skipped = json.loads((folder / "skipped.json").read_text())
     # killed between a status write and the next flush of skipped.json: redo, so no reason is lost
     ids = [it.id for it in items]
@@ -148,6 +158,22 @@ def _open(folder: Path, record: Dict[str, Any], items: List[Item], shapes: Dict[
         (folder / "items.json").write_text(json.dumps(rows))
         np.save(folder / "labels.npy", np.array([it.label for it in items], dtype=np.int64))
     return arrays, status, skipped
+
+
+def _allocate(folder: Path, names: List[str]) -> None:
+    """Reserve the disk blocks of freshly created (sparse) memmaps now: a full disk is then an ``OSError``
+    (ENOSPC) before any item is processed, not a SIGBUS on the first write into a hole."""
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - not Linux
+        return
+    for name in names:
+        with open(folder / name, "r+b") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            try:
+                os.posix_fallocate(handle.fileno(), 0, size)
+            except OSError as err:
+                if err.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it: best effort
+                    return
+                raise OSError(err.errno, err.strerror, str(folder / name)) from None
 
 
 def _flush(folder: Path, arrays, status, skipped) -> None:
@@ -225,7 +251,11 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
     last_flush = time.time()
     try:
         if workers > 1 and preparer.parallel and len(todo) > 1:
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+            from mmbench.parent_death import die_with_parent
+
+            # die_with_parent: a killed prepare (SIGKILL, SIGBUS) leaves no orphaned workers behind
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                       initializer=die_with_parent, initargs=(os.getpid(),))
             results = pool.map(_process_one, *zip(*[(preparer, settings, shapes, int(i), listing.items[i])
                                                      for i in todo]), chunksize=4)
         else:
