@@ -213,8 +213,30 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
+def _quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with its leak warning filtered out.
+
+    A second Ctrl-C exits the parent at once (:func:`_exit_now`); the tracker then cleans up the
+    pool's semaphores as designed, but warns about "leaked semaphore objects", a warning cut off by the
+    closing terminal that looks like a crash. The filter reaches only the tracker (started now, with this
+    environment), not this process nor the workers.
+    """
+    from multiprocessing import resource_tracker
+
+    previous = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [previous, "ignore:resource_tracker:UserWarning"]))
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if previous is None:
+            del os.environ["PYTHONWARNINGS"]
+        else:
+            os.environ["PYTHONWARNINGS"] = previous
+
+
 def _run_pool(todo: Sequence[RunSpec], root: str, workers: int, record) -> None:
     ctx = mp.get_context("spawn")  # fork after torch's thread pools start can deadlock
+    _quiet_resource_tracker()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(os.getpid(),))
     try:

@@ -146,3 +146,17 @@ def test_worker_ended_mid_write_leaves_no_temporary_file(tmp_path):
     # nothing but the run's (empty, reusable) lock file: no temporary or partial result
     left = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()]
     assert all(p.startswith("cache/locks/run-") for p in left) and "not reached" not in stdout, left
+
+
+def test_resource_tracker_starts_without_its_leak_warning():
+    """After a double Ctrl-C (os._exit) the tracker cleans up silently: no cut-off warning (failure 8).
+    In a fresh process, so that the tracker is the one the grid starts."""
+    code = ("import os; from multiprocessing import resource_tracker; import mmbench.grid as g; "
+            "g._quiet_resource_tracker(); print(os.environ.get('PYTHONWARNINGS')); "
+            "print(open(f'/proc/{resource_tracker._resource_tracker._pid}/environ').read().split(chr(0)))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120).stdout.splitlines()
+    assert out[0] == "None"  # this process (and the workers it starts) keep their warnings
+    assert "PYTHONWARNINGS=ignore:resource_tracker:UserWarning" in out[1]
