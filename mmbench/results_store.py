@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 
+_NAMED: set = set()  # (path, reason) of untrusted results already named on stderr by this process
+
+
 def write_json_atomic(path: Path, payload: Dict[str, Any]) -> None:
     """Write ``payload`` as JSON atomically (see :func:`write_text_atomic`)."""
     write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True, default=_json_default))
@@ -105,8 +108,9 @@ class ResultsStore:
             why = problem(result, path)
             if why is None:
                 return result
-        if key not in self.untrusted:
-            self.untrusted[key] = why
+        self.untrusted[key] = why
+        if (str(path), why) not in _NAMED:  # once per process, though several stores look at it
+            _NAMED.add((str(path), why))
             print(f"mmbench: not trusting {path}: {why}; the run is trained again", file=sys.stderr)
         return None
 
