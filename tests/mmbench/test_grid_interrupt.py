@@ -160,3 +160,31 @@ def test_resource_tracker_starts_without_its_leak_warning():
                          timeout=120).stdout.splitlines()
     assert out[0] == "None"  # this process (and the workers it starts) keep their warnings
     assert "PYTHONWARNINGS=ignore:resource_tracker:UserWarning" in out[1]
+
+
+def test_ctrl_c_after_the_last_run_is_stored_finishes_normally(tmp_path, monkeypatch):
+    """Nothing is lost or left to resume: the grid returns its counts (and `all` writes the tables)
+    instead of reporting an interruption (issue 21, failure 8)."""
+    import mmbench.grid as grid
+    from mmbench.config import RunSpec
+    from mmbench.results_store import ResultsStore
+    from mmbench.run_key import identity_key, run_identity
+
+    specs = [RunSpec("joint", "synthetic", "complete", s, {"epochs": 1}) for s in range(2)]
+
+    def store_then_interrupt(self, spec, **kwargs):
+        identity = run_identity(spec)
+        result = {"key": identity_key(identity), "identity": identity, "spec": spec.canonical(), "status": "ok",
+                  "label": spec.label()}
+        self.store.save(result)
+        if spec.seed == 1:  # Ctrl-C right after the last result was written
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr("mmbench.runner.Runner.run", store_then_interrupt)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        counts = grid.run_grid(specs, str(tmp_path), workers=1, show_progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert counts["ok"] == 1 and all(ResultsStore(tmp_path).is_done(s.key()) for s in specs)
