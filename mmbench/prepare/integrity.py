@@ -22,6 +22,10 @@ from typing import Dict, List, Optional
 from mmbench.prepare.cache import cache_root, content_hash, write_meta
 
 
+# folder -> stamps whose content this process has hashed and found intact
+_verified: Dict[str, Dict[str, List[int]]] = {}
+
+
 class CacheChangedError(ValueError):
     """A prepared cache whose files no longer hold what ``prepare`` wrote."""
 
@@ -71,9 +75,10 @@ def check_cache(folder: Path, meta: Optional[Dict] = None) -> None:
         now = stamps(folder, meta)
     except OSError as err:
         raise CacheChangedError(f"prepared cache {str(folder)!r}: {err}; {_fix(meta)}") from None
-    if meta.get("stamps") == now:
+    if meta.get("stamps") == now or _verified.get(str(folder)) == now:
         return
     full_check(folder, meta)  # written, replaced or restored since: the content decides
+    _verified[str(folder)] = now  # a read-only cache (stamps not recordable) is hashed once per process
     try:  # intact: remember the new stamps, so the next load is cheap again (best effort: may be read-only)
         write_meta(folder, {**meta, "stamps": now})
     except OSError:
