@@ -179,6 +179,36 @@ def test_prepare_into_a_full_cache_is_one_line_with_no_sparse_files_or_orphans(m
     assert group_alive(proc.pid) == []
 
 
+def test_sigkill_of_prepare_leaves_no_orphaned_workers(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from prepare_fixtures import SMALL_AV, cremad_clips, write_cremad_papers, write_lists
+
+    clips = cremad_clips(speakers=(1001, 1002, 1003, 1004), sentences=("DFA", "IEO"))
+    src = tmp_path / "src"
+    write_cremad_papers(src, clips, frames=1)
+    write_lists(src, clips)
+    proc = start("prepare", "crema-d", "--src", src, "--workers", "2", "--set", *SMALL_AV,
+                 env=_env(MMBENCH_CACHE=str(tmp_path / "cache")))
+    try:
+        deadline = time.time() + 120
+        while sum("spawn_main" in p for p in group_alive(proc.pid)) < 2:  # the pool is up
+            if proc.poll() is not None:
+                pytest.skip("prepare finished before its workers could be seen")
+            assert time.time() < deadline
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 20
+        while group_alive(proc.pid) and time.time() < deadline:
+            time.sleep(0.2)
+        assert group_alive(proc.pid) == [], "prepare workers (or the resource tracker) outlived their parent"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_an_edit_that_keeps_size_and_mtime_is_not_served_from_the_cache(tmp_path):
     data = tmp_path / "data" / "d"
     data.mkdir(parents=True)
