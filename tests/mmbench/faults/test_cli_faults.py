@@ -209,6 +209,35 @@ def test_sigkill_of_prepare_leaves_no_orphaned_workers(tmp_path):
             pass
 
 
+def test_a_poisoned_prepared_cache_is_refused_and_trains_normally_once_restored(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from prepare_fixtures import SMALL_AV, cremad_clips, write_cremad_papers, write_lists
+
+    clips = cremad_clips(speakers=(1001, 1002, 1003), sentences=("DFA",))
+    src = tmp_path / "src"
+    write_cremad_papers(src, clips, frames=1)
+    write_lists(src, clips)
+    from mmbench.prepare.run import prepare
+
+    monkeypatch.setenv("MMBENCH_CACHE", str(tmp_path / "cache"))
+    env = _env()
+    prepare("crema-d", src, dict(x.split("=") for x in SMALL_AV), workers=1, show_progress=False)  # in-process: one start less
+    folder = next(p for p in (tmp_path / "cache").iterdir() if p.is_dir() and p.name.startswith("crema-d-"))
+    visual = next(p for p in folder.glob("*.npy") if p.stem not in ("labels", "status", "audio"))
+    original = visual.read_bytes()
+    arr = np.load(visual, mmap_mode="r+")
+    arr[:] = np.nan  # same size, same header
+    arr.flush()
+    del arr
+    run = ["run", "--method", "joint", "--dataset", "crema-d", "--set", "epochs=1", "--out", tmp_path / "results"]
+    poisoned = mmbench(*run, env=env)
+    one_line_error(poisoned, 2, str(folder), "changed since prepare", "--force")
+    assert not list((tmp_path / "results").glob("runs/*.json")), "a run on the poisoned cache was stored"
+    visual.write_bytes(original)  # restored from a backup
+    restored = mmbench(*run, env=env)
+    assert restored.returncode == 0 and ": ok (stored" in restored.stdout, restored.stderr[-3000:]
+
+
 def test_an_edit_that_keeps_size_and_mtime_is_not_served_from_the_cache(tmp_path):
     data = tmp_path / "data" / "d"
     data.mkdir(parents=True)
