@@ -83,7 +83,8 @@ def file_digest(path: os.PathLike | str) -> str:
         # size and mtime, so such a file is hashed again next time rather than cached (git's "racy" rule).
         return h.hexdigest()
     # drop stale entries of the same path so the cache does not grow with every edit
-    for old in [k for k in memo if k.rsplit("|", 4)[0] == str(path)]:
+    # (and entries of the older "<path>|<size>|<mtime>" format, which nothing looks up any more)
+    for old in [k for k in memo if k.rsplit("|", 4)[0] == str(path) or k.rsplit("|", 2)[0] == str(path)]:
         del memo[old]
     memo[entry] = h.hexdigest()
     _save_memo(memo)
