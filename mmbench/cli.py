@@ -98,6 +98,7 @@ class All(Command):
             for s in specs:
                 print(("done " if store.is_done(s.key()) else "todo ") + s.label())
             return 0
+        __import__("mmbench.env_errors", fromlist=["check_writable"]).check_writable(args.out)  # before training
         start = time.time()
         counts = run_grid(specs, args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler)
         print(f"finished in {time.time() - start:.0f} s: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -154,6 +155,8 @@ class Run(Command):
         train, _ = resolve(spec, get_method(args.method))
         runner = Runner(args.out)
         cached = not args.force and runner.store.is_done(spec.key())
+        if not cached:
+            __import__("mmbench.env_errors", fromlist=["check_writable"]).check_writable(args.out)  # before training
         epochs = int(train["epochs"])
         # Under torchrun (WORLD_SIZE > 1): one run across the processes; rank 0 writes and prints.
         dist_info = distributed.init_from_env(train["device"])
@@ -408,7 +411,24 @@ class Prepare(Command):
         return 0
 
 
-COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare]
+class Verify(Command):
+    name = "verify"
+    help = "recompute the content hash of every prepared cache (or of NAMEs) and report any that changed"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("names", nargs="*", help="prepared data sets to check (default: every one prepared)")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.prepare.integrity import verify_all
+
+        lines = verify_all(args.names or None)
+        print("\n".join(lines) or "no prepared caches")
+        return 1 if any(line.startswith("damaged") for line in lines) else 0
+
+
+COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare, Verify]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -420,9 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from mmbench.grid import GridInterrupted
+    try:  # Ctrl-C from the first line: during imports and argument parsing too
+        from mmbench.grid import GridInterrupted
 
-    args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr, flush=True)
+        return 130
     try:
         return args.func(args)
     except (KeyError, ValueError, FileNotFoundError) as err:
@@ -441,6 +465,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         # interpreter's final flush does not raise (and print) the same error again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a process ended by a closed pipe
+    except OSError as err:  # disk full, read-only or a file in the way: one line naming the path and what to do
+        print(f"error: {__import__('mmbench.env_errors', fromlist=['describe']).describe(err)}", file=sys.stderr)
+        return 3
 
 
 def _command_line(argv: Optional[List[str]]) -> str:

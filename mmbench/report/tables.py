@@ -175,7 +175,7 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
         f"(`python -m mmbench all` writes it, `python -m mmbench table` rebuilds it). Machine: {machine}.",
     ]
     if unreadable:
-        parts += ["", f"**{len(unreadable)} result file(s) could not be read and are left out:** "
+        parts += ["", f"**{len(unreadable)} result file(s) could not be read or failed validation and are left out:** "
                   + "; ".join(f"`{u}`" for u in unreadable), ""]
     parts += [
         f"Accuracies in %, mean ± std over seeds {seeds}, with the number of runs n of each cell in "
@@ -257,7 +257,7 @@ def write_tables(root: str = "results", machine: str = "") -> Dict[str, Path]:
     store = ResultsStore(root)
     df = add_gaps(results_frame(store.all_results()))
     for line in store.unreadable:
-        print(f"warning: unreadable result file left out of the tables: {line}", file=sys.stderr)
+        print(f"warning: untrusted result file left out of the tables: {line}", file=sys.stderr)
     agg = aggregate(df) if not df.empty else pd.DataFrame()
     agg = attach_statistics(agg, df)  # intervals and best-or-tied marks from the per-sample outcomes
     reported = load_reported(Path(root) / REPORTED_FILE)
