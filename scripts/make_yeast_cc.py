@@ -1,0 +1,43 @@
+"""Build ``mmbench/data/files/yeast-cc.npz`` from the yeast cell-cycle data of Debian's r-cran-kohonen.
+
+Downloads nothing. Get the package with apt's ordinary client (no R needed):
+
+    apt-get download r-cran-kohonen        # 3.0.11-1+b1 (bookworm)
+    python scripts/make_yeast_cc.py r-cran-kohonen_*.deb
+
+The argument is the ``.deb`` or ``kohonen/data/yeast.rda``. Source: Spellman et al. (1998) yeast
+cell-cycle expression, 800 genes with a cell-cycle phase (M/G1, G1, S, G2, M), as shipped in kohonen
+(R. Wehrens, J. Kruisselbrink; GPL-2+). Views: the expression time courses of the five synchronisation
+experiments (alpha 18, cdc15 24, cdc28 17, elu 14, cln+clb 4), gaps kept as NaN.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from tabular_build import assemble, read_rda, save
+
+NAME = "yeast-cc"
+
+
+def convert(obj) -> dict:
+    views = {v: np.asarray(obj[v], dtype=np.float64) for v in ("alpha", "cdc15", "cdc28", "elu")}
+    views["clnclb"] = np.concatenate([np.asarray(obj["cln"], float), np.asarray(obj["clb"], float)], axis=1)
+    features = {v: [f"{v}_{i}" for i in range(x.shape[1])] for v, x in views.items()}
+    features["clnclb"] = ["cln_1", "cln_2", "clb_1", "clb_2"]
+    cls = obj["class"]
+    return assemble(views, features, np.asarray(cls.codes), [str(c) for c in cls.categories])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("source", type=Path, help="r-cran-kohonen .deb or yeast.rda")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    save(NAME, convert(read_rda(args.source, "yeast.rda", "yeast")), args.out)
+
+
+if __name__ == "__main__":
+    main()
