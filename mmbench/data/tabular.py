@@ -9,7 +9,8 @@ stratified ``val_fraction`` of its train rows, seeded by ``split_seed``); otherw
 
 Gaps (NaN in the source): a view counts as *missing* for a row when more than ``missing_above``
 (default 25%) of its values are NaN there; those rows get a 0 in the data set's natural presence mask
-(:attr:`MultimodalDataset.presence`, used by the ``natural`` pattern). Every remaining NaN (also the
+(:attr:`MultimodalDataset.presence`, used by the ``natural`` pattern); a row that would so lose every
+view keeps its least incomplete one. Every remaining NaN (also the
 values of a view counted missing) is imputed with the train split's column mean, so the arrays are
 finite and the ``complete`` pattern sees the imputed values.
 
@@ -58,7 +59,11 @@ def natural_presence(raw: Dict[str, np.ndarray], views, missing_above: float) ->
     """``[N, V]`` float32: 0 where more than ``missing_above`` of a view's values are NaN; ``None`` if no gap."""
     if not 0 <= missing_above < 1:
         raise ValueError(f"missing_above is a fraction in [0, 1), got {missing_above}")
-    presence = np.stack([np.isnan(raw[f"x_{v}"]).mean(1) <= missing_above for v in views], axis=1)
+    fraction = np.stack([np.isnan(raw[f"x_{v}"]).mean(1) for v in views], axis=1)  # [N, V] share of NaN
+    presence = fraction <= missing_above
+    # a row that would lose every view keeps its least incomplete one (imputed): a sample needs a modality
+    empty = np.flatnonzero(~presence.any(1))
+    presence[empty, fraction[empty].argmin(1)] = True
     return None if presence.all() else presence.astype(np.float32)
 
 

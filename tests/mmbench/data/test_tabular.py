@@ -15,15 +15,14 @@ from mmbench.data.validate import DatasetError, validate
 
 # name -> (N, classes, {view: dim}, split sizes train/val/test, independence group)
 EXPECTED = {
-    "yeast-cc": (800, 5, {"alpha": 18, "cdc15": 24, "cdc28": 17, "elu": 14, "clnclb": 4}, (480, 160, 160), "yeast-genes"),
+    "yeast-cc": (800, 5, {"alpha": 18, "cdc15": 24, "cdc28": 17, "elu": 14}, (480, 160, 160), "yeast-genes"),
     "yeast-ml": (2417, 2, {"expression": 79, "phylogenetic": 24}, (1450, 484, 483), "yeast-genes"),
     "satellite": (6435, 6, {"green": 9, "red": 9, "nir1": 9, "nir2": 9}, (3861, 1287, 1287), "satellite"),
     "cells": (2019, 2, {"ch1": 28, "ch2": 2, "ch3": 13, "ch4": 13}, (807, 202, 1010), "cells"),
     "spam": (4601, 2, {"words": 48, "chars": 6, "capitals": 3}, (2761, 920, 920), "spam"),
     "leaves": (1907, 32, {"shape": 50, "geometry": 19, "colour": 11}, (1144, 382, 381), "leaves"),
     "alzheimer": (333, 2, {"proteins": 124, "csf": 3, "demographics": 8}, (200, 66, 67), "alzheimer"),
-    "pd-speech": (252, 2, {"baseline": 19, "timefreq": 11, "vocalfold": 22, "mfcc": 84, "wavelet": 182, "tqwt": 432},
-                  (151, 51, 50), "pd-speech"),
+    "pd-speech": (252, 2, {"acoustic": 52, "mfcc": 84, "wavelet": 614}, (151, 51, 50), "pd-speech"),
 }
 
 
@@ -57,9 +56,9 @@ def test_cells_keeps_its_own_split():
 
 def test_only_yeast_cc_has_natural_gaps_counted_as_documented():
     d = load_dataset("yeast-cc")
-    assert d.presence is not None and d.presence.shape == (800, 5)
-    assert (d.presence == 0).sum(0).tolist() == [13, 55, 4, 8, 32]
-    assert int((d.presence.min(1) == 0).sum()) == 91 and d.presence.sum(1).min() >= 1
+    assert d.presence is not None and d.presence.shape == (800, 4)
+    assert (d.presence == 0).sum(0).tolist() == [13, 55, 4, 8]
+    assert int((d.presence.min(1) == 0).sum()) == 70 and d.presence.sum(1).min() >= 1
     assert all(load_dataset(n).presence is None for n in EXPECTED if n != "yeast-cc")
     # a looser threshold counts more views missing; a view with no gap over it is complete
     assert (load_dataset("yeast-cc", missing_above=0.0).presence == 0).sum() > (d.presence == 0).sum()
@@ -69,10 +68,12 @@ def test_partial_gaps_are_imputed_with_train_means_only():
     x = np.array([[1.0, np.nan], [3.0, 4.0], [np.nan, 100.0], [np.nan, np.nan]], dtype=np.float32)
     out = impute_train_means(x, train=np.array([0, 1]))
     assert out.tolist() == [[1.0, 4.0], [3.0, 4.0], [2.0, 100.0], [2.0, 4.0]]  # test rows never enter the means
-    raw = {"x_a": np.array([[1, np.nan, np.nan, np.nan], [1, 2, np.nan, 4]], dtype=np.float32)}
-    assert natural_presence(raw, ["a"], 0.25) is not None
-    assert natural_presence(raw, ["a"], 0.25).tolist() == [[0.0], [1.0]]  # 75% vs 25% missing
-    assert natural_presence(raw, ["a"], 0.75) is None
+    raw = {"x_a": np.array([[1, np.nan, np.nan, np.nan], [1, 2, np.nan, 4]], dtype=np.float32),
+           "x_b": np.zeros((2, 1), np.float32)}
+    assert natural_presence(raw, ["a", "b"], 0.25).tolist() == [[0.0, 1.0], [1.0, 1.0]]  # 75% vs 25% missing
+    assert natural_presence(raw, ["a", "b"], 0.75) is None
+    two = {"x_a": np.array([[np.nan, np.nan], [1, 2]]), "x_b": np.array([[np.nan, 1], [np.nan, np.nan]])}
+    assert natural_presence(two, ["a", "b"], 0.25).tolist() == [[0.0, 1.0], [1.0, 0.0]]  # least incomplete kept
 
 
 def test_selecting_modalities_keeps_their_presence_columns():
@@ -81,9 +82,6 @@ def test_selecting_modalities_keeps_their_presence_columns():
     assert np.array_equal(kept.presence, d.presence[:, [1, 0]])
     assert load_dataset("yeast-cc", modalities="alpha").presence is not None
     assert select_modalities(d, "cdc28").presence is not None
-    # every gene of a fully observed selection: no mask at all
-    rows_ok = d.presence[:, 3].all()
-    assert (select_modalities(d, "elu").presence is None) == bool(rows_ok)
 
 
 def test_validate_rejects_a_bad_presence_mask():
