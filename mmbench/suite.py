@@ -50,6 +50,15 @@ class Suite:
         """The suite's patterns, then ``dataset``'s own extra ones."""
         return self.patterns + [p for p in self.dataset_patterns.get(dataset, []) if p not in self.patterns]
 
+    def patterns_text(self) -> str:
+        """``"2 patterns"``, plus the data-set-only ones: ``"2 patterns (+ natural on 1 data set)"``."""
+        extra = {}
+        for d in self.datasets:
+            for p in self.patterns_of(d)[len(self.patterns):]:
+                extra[p] = extra.get(p, 0) + 1
+        more = ", ".join(f"{p} on {k} data set{'s' * (k > 1)}" for p, k in extra.items())
+        return f"{len(self.patterns)} patterns" + (f" (+ {more})" if more else "")
+
     def specs(self) -> List[RunSpec]:
         out = []
         methods = sorted(self.methods, key=lambda m: (RUN_FIRST.index(m) if m in RUN_FIRST else len(RUN_FIRST), m))
