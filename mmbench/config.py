@@ -61,7 +61,7 @@ DATASET_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "leaves": {"epochs": 20, "lr": 0.05, "batch_size": 128},
     "yeast-ml": {"epochs": 10, "lr": 0.05, "batch_size": 128},
     "spam": {"epochs": 10, "lr": 0.1, "batch_size": 256},
-    "satellite": {"epochs": 10, "lr": 0.1, "batch_size": 256},
+    "satellite": {"epochs": 15, "lr": 0.1, "batch_size": 256},
     # CREMA-D shapes, random values: a paper-scale smoke run (one epoch of every method on a CPU in CI).
     "synthetic-av-paper": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "eval_batch_size": 8, "encoder": "resnet18",
                            "loader": "stream", "augment": True},
