@@ -2,7 +2,7 @@
 
 Downloads nothing. Get the package with apt's ordinary client (no R needed):
 
-    apt-get download r-cran-kohonen        # 3.0.11-1+b1 (bookworm)
+    apt-get download r-cran-kohonen        # 3.0.11+dfsg-1 (bookworm)
     python scripts/make_yeast_cc.py r-cran-kohonen_*.deb
 
 The argument is the ``.deb`` or ``kohonen/data/yeast.rda``. Source: Spellman et al. (1998) yeast
