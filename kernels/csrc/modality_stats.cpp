@@ -3,9 +3,10 @@
 // modality_stats_cuda.cu and is compiled only when CUDA is available (WITH_CUDA).
 //
 // CPU design: rows (m, b) are split across threads with at::parallel_for; the class loop of each
-// row is a plain contiguous loop over fp32 values that the compiler vectorises (-O3 -ffast-math:
-// the max/sum reductions reorder, and expf maps to glibc's vector variants). Logits are assumed
-// finite on this backend (fast-math). Batch sums are reduced serially over rows afterwards, so the
+// row is a plain contiguous loop over fp32 values that the compiler vectorises (-O3
+// -fassociative-math: the sums may reorder; no -ffast-math, whose finite-math assumption could drop
+// a NaN). A NaN or +inf logit makes its row's outputs NaN: NaN - max (or inf - inf) is NaN, and NaN
+// survives every order of the sums. Batch sums are reduced serially over rows afterwards, so the
 // results are deterministic.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -176,8 +177,8 @@ std::vector<torch::Tensor> ce_backward_cpu(const std::vector<torch::Tensor>& xs,
   const float* lsp = mxp + M * B;
   const int64_t* yp = labels.data_ptr<int64_t>();
   // 2. dx = w * g / B * (exp(z - max) / s - onehot), one vectorised loop per row. Written as
-  //    exp(z - max) * (scale * exp(-log_s)), not exp((z - max) - log_s): under -ffast-math the compiler
-  //    may reassociate the latter into exp(z - (max + log_s)), which is the imprecise exp(z - lse) again.
+  //    exp(z - max) * (scale * exp(-log_s)), not exp((z - max) - log_s): with -fassociative-math the
+  //    compiler may reassociate the latter into exp(z - (max + log_s)), the imprecise exp(z - lse) again.
   at::parallel_for(0, M * B, grain_rows(C), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t m = r / B, b = r % B;
