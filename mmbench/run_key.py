@@ -8,7 +8,11 @@
   method's defaults and the user's overrides), so a changed default makes a new key;
 * ``method_version`` and ``teachers`` (settings and versions of the methods it may load as teachers);
 * ``protocol``: :data:`mmbench.config.PROTOCOL_VERSION`;
-* the spec itself (method, data set, pattern, seed, overrides).
+* the spec itself (method, data set, pattern, seed, overrides);
+* ``kernel_providers`` for methods with a kernel ``backend`` setting: what that backend *resolves to*
+  on this machine for the training device and dtype (:func:`kernels.dispatch.resolved_providers`:
+  ``auto`` is the measured dispatch table's choice, ``cpp`` is eager where the extension does not
+  build), because eager and C++ give different loss histories (last bits of the sums).
 
 The library versions and the machine are deliberately *not* part of it (they are recorded in each
 result's ``env``): with them, the committed results could never be cache hits on a user's machine.
@@ -53,7 +57,7 @@ def run_identity(spec: RunSpec) -> Dict[str, Any]:
 
     method_cls = get_method(spec.method)
     train, hp = resolve(spec, method_cls)
-    return {
+    identity = {
         **spec.canonical(),
         "protocol": PROTOCOL_VERSION,
         "data": dataset_fingerprint(spec.dataset),
@@ -62,6 +66,19 @@ def run_identity(spec: RunSpec) -> Dict[str, Any]:
         "method_version": method_cls.version,
         "teachers": _teacher_settings(method_cls, hp, spec.dataset),
     }
+    if isinstance(hp.get("backend"), str):
+        identity["kernel_providers"] = _kernel_providers(hp["backend"], train)
+    return identity
+
+
+def _kernel_providers(backend: str, train: Dict[str, Any]) -> Dict[str, str]:
+    """The op-1 providers ``backend`` resolves to for the run's device and logits dtype (nothing built)."""
+    import torch
+
+    from kernels.dispatch import resolved_providers
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(train.get("amp", "off")), torch.float32)
+    return resolved_providers(backend, str(train.get("device", "cpu")), dtype)
 
 
 def identity_key(identity: Dict[str, Any]) -> str:
