@@ -38,6 +38,8 @@ def markdown(df: pd.DataFrame) -> str:
         f"Device: **{first['device']}** · torch {first['torch']} · triton {first['triton']} · {first['timestamp']}",
         "",
     ]
+    for text in df[df.metric == "run_note"].note.dropna().unique():
+        lines += [f"Note on this run: {text}", ""]
     cells = df[df.metric == "median_ms"]
     bw = cells.copy_gbs.dropna() if "copy_gbs" in cells else pd.Series(dtype=float)
     if not bw.empty:
@@ -56,6 +58,7 @@ def markdown(df: pd.DataFrame) -> str:
         "are launch-bound, so their percentages are small by construction.",
         "",
     ]
+    lines += _dispatch_lines(df)
     for op in [o for o in df.op.unique() if o != "_device"]:
         d = df[df.op == op]
         lines += [f"## {op}", ""]
@@ -115,6 +118,30 @@ def markdown(df: pd.DataFrame) -> str:
             lines += [f"- `{r['provider']}` ({r['mode']}): {r['note']}" for _, r in na.iterrows()]
             lines += [""]
     return "\n".join(lines) + "\n"
+
+
+def _dispatch_lines(df: pd.DataFrame):
+    """The ``auto`` table these results imply (:func:`kernels.dispatch.table_from_results`), with the summed
+    median times per candidate it was decided on."""
+    from kernels.dispatch import CORRECT_RTOL, DISPATCH_OPS, table_from_results
+
+    if not set(DISPATCH_OPS) & set(df.op.unique()) or "max_rel_err" not in set(df.metric):
+        return []
+    dev = str(df.iloc[0]["device"])
+    table = table_from_results(df, "cuda" if not dev.startswith("CPU") else "cpu")
+    rows = [{"op/mode/dtype/shape class": k.split("/", 1)[1], "auto": v,
+             "summed median per candidate": ", ".join(f"{p} {_fmt_time(t)}" for p, t in table["evidence_ms"][k].items())}
+            for k, v in table["choices"].items()]
+    if not rows:
+        return []
+    return ["## What `backend=\"auto\"` picks", "",
+            "The fastest candidate provider per op, mode, dtype and shape class (small: M·B·C <= 2^14, medium: "
+            "<= 2^17, large: above), by median time summed over the class's shapes, among those whose largest "
+            f"error relative to float64 is below {CORRECT_RTOL:g} in every shape (`kernels/dispatch.py`). "
+            "`bench` writes it to `kernels_dispatch.json`; the copy made here ships as "
+            "`kernels/dispatch_default.json`. `torch.compile` is timed but not a candidate (seconds of "
+            "compilation per new shape); fp64 is always eager.", "",
+            pd.DataFrame(rows).to_markdown(index=False), ""]
 
 
 def write_markdown(df: pd.DataFrame, path: str) -> str:

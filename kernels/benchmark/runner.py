@@ -204,6 +204,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile-only", action="store_true",
                    help="no timing: compile every Triton kernel variant for sm_80 and sm_90 (no GPU needed) and "
                         "write <out>/kernels_static.csv plus the static table of <out>/KERNELS.md")
+    p.add_argument("--note", default="", help="one line for the report's header (e.g. what else loaded the machine)")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -264,6 +265,9 @@ def execute(args: argparse.Namespace) -> int:
                  modes=split(args.modes), verbose=args.verbose)
         if frames:  # one copy-bandwidth row per file
             df = df[df.op != "_device"]
+        elif getattr(args, "note", ""):
+            note = df.iloc[[0]].assign(metric="run_note", value=float("nan"), unit="", note=args.note)
+            df = pd.concat([df, note], ignore_index=True)
         frames.append(df)
         full = pd.concat(frames, ignore_index=True)
         write_csv(full, csv)

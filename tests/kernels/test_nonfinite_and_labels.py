@@ -175,3 +175,15 @@ def test_c28_c31_forward_tile_is_8_values_per_thread(C):
     (16 values: 240-246 of 255 registers on sm_80/sm_90)."""
     block_b, block_c, warps = launch_config(64, C)
     assert block_b * block_c / (warps * 32) <= 8
+
+
+def test_dgl_head_auto_keeps_fp64_on_eager(monkeypatch):
+    """The DGL head, like MAD and PME, keeps fp64 on eager under "auto" even where auto means Triton."""
+    import kernels.dgl_head as dgl_head
+
+    monkeypatch.setattr(dgl_head, "_use_triton", lambda backend, device: True)  # as on a CUDA device
+    x = [torch.randn(3, 4, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    w = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    fused, uni = dgl_head.dgl_concat_head(x, w, b)
+    assert fused.dtype == torch.float64 and uni.dtype == torch.float64
