@@ -4,8 +4,9 @@
   vectorised by the compiler (:data:`CPU_FLAGS`, plus ``-mavx2 -mfma`` when the CPU has them). No
   ``-ffast-math``: it implies ``-ffinite-math-only``, under which the compiler may assume no NaN or
   inf and a NaN logit could vanish from the statistics; the flags used only allow reassociating the
-  sums (NaN still propagates through any order of additions) and drop ``errno``. The price: no glibc
-  vector ``expf`` (its declarations need ``__FAST_MATH__``), so ``expf`` is a scalar call.
+  sums (NaN still propagates through any order of additions) and drop ``errno``. glibc's vector
+  ``expf`` is declared only under ``__FAST_MATH__``, so the class loops use ``exp_nonpos`` (Cephes
+  ``expf`` in plain arithmetic, about 1 ulp, NaN in -> NaN out), which the compiler vectorises.
 * CUDA: ``csrc/modality_stats_cuda.cu``, compiled in only when ``torch.cuda.is_available()`` and a
   CUDA toolkit is found.
 

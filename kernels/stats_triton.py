@@ -11,7 +11,8 @@ Design (``docs/kernels-and-style.md`` §2.8 and §5):
   heuristic: ``@triton.autotune`` does not run under the interpreter).
 * **Numerics.** Loads are cast to fp32 at once (bf16 arithmetic breaks the interpreter), exp is
   ``exp2(x * log2 e)``, masked lanes hold ``-inf`` and fully masked rows are guarded so no
-  ``-inf - -inf`` NaN appears. Row offsets are int64.
+  ``-inf - -inf`` NaN appears. Row offsets are int64. A NaN or +inf logit makes its row's outputs
+  NaN (as eager and C++), and a label outside ``[0, C)`` (compared in int64) a NaN ce.
 * **Batch reductions.** Per-modality sums use ``tl.atomic_add`` into an ``[4 * M + 1]`` fp32 buffer
   already scaled (by ``1/B`` for means), so the returned ``ce_mean`` etc. are views -- no extra
   launch. fp32 atomics make the last bits of those sums order-dependent (non-deterministic across
@@ -99,15 +100,11 @@ def _stats_fwd_kernel(
     a = tl.zeros([BLOCK_B], tl.float32)
     abs_sum = tl.zeros([BLOCK_B], tl.float32)
     z_true = tl.zeros([BLOCK_B], tl.float32)
-    # Count of NaN / +inf logits per row: tl.max ignores NaN and s would hide it behind s_safe, so a
-    # non-finite row is flagged explicitly and its outputs set to NaN (as eager and C++ give).
-    n_bad = tl.zeros([BLOCK_B], tl.int32)
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         mask = row_mask[:, None] & (cols < C)[None, :]
         # Cast to fp32 right after the load: bf16 arithmetic is not emulated by the interpreter.
         z = tl.load(row_base + cols[None, :].to(tl.int64) * stride_xc, mask=mask, other=float("-inf")).to(tl.float32)
-        n_bad += tl.sum(((z != z) | (z == float("inf"))).to(tl.int32), axis=1)
         new_mx = tl.maximum(mx, tl.max(z, axis=1))
         # Fully masked rows (past B) keep mx = -inf: shift by 0 there so no -inf - -inf = NaN appears.
         shift = tl.where(new_mx == float("-inf"), 0.0, new_mx)
@@ -126,8 +123,11 @@ def _stats_fwd_kernel(
     # 3. Per-row results. H = log s - a / s (relative to mx, so no cancellation at |z| ~ 1e4).
     #    A row with a NaN / +inf logit gets NaN everywhere (lse, ce, entropy, p_true and the row state,
     #    so the backward's gradient is NaN too); an out-of-range label makes ce and p_true NaN.
+    #    tl.max ignores NaN, but a NaN logit makes its t and e NaN, and a +inf one makes t = inf - inf =
+    #    NaN: s is NaN exactly for those rows (no extra per-row state). The old ``s_safe`` turned that
+    #    NaN into 1 (finite, wrong outputs); now the row is flagged.
     nan = float("nan")
-    bad = n_bad > 0
+    bad = s != s
     s_safe = tl.where(s > 0, s, 1.0)
     mx_safe = tl.where(bad, nan, tl.where(mx == float("-inf"), 0.0, mx))
     log_s = tl.where(bad, nan, tl.log(s_safe))
