@@ -51,8 +51,9 @@ def launch_config(B: int, C: int) -> Tuple[int, int, int]:
     exceeds ``next_pow2(B)``; 4 warps for tiles up to 1k elements, else 8 -- at most 8 fp32 values per
     thread per live tile. Chosen for occupancy: 4 warps on the 2k-element tile of C = 28/31 (B = 64:
     ``[64, 32]``, 16 values per thread) took 240-246 of 255 registers on sm_80/sm_90 in the weighted
-    forward (1 block of 128 threads per 64k-register budget slice, no headroom); 8 warps halve the
-    per-thread tile (registers in the static table of ``results/KERNELS.md``).
+    forward: 8 resident warps per SM (2 blocks of 4) and no headroom. With 8 warps the same tile takes
+    102-128 registers (forward and backward, sm_80/sm_90, no spills): 16 resident warps per SM, twice
+    the occupancy (registers per variant in the static table of ``results/KERNELS.md``).
     """
     block_c = min(next_power_of_2(C), MAX_BLOCK_C)
     block_b = max(1, min(TILE_ELEMS // block_c, MAX_BLOCK_B, next_power_of_2(B)))
