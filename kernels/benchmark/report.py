@@ -141,8 +141,10 @@ def _dispatch_lines(df: pd.DataFrame):
             "<= 2^17, large: above), by median time summed over the class's shapes, among those whose largest "
             f"error relative to float64 is below {CORRECT_RTOL:g} in every shape (`kernels/dispatch.py`). "
             "`bench` writes it to `kernels_dispatch.json`; the copy made here ships as "
-            "`kernels/dispatch_default.json`. `torch.compile` is timed but not a candidate (seconds of "
-            "compilation per new shape); fp64 is always eager.", "",
+            "`kernels/dispatch_default.json`. Candidates are our eager reference and the fused providers; "
+            "`torch.compile` (seconds of compilation per new shape) and the released per-modality loop are "
+            "timed but not candidates, so where they are faster (see the *vs* columns below) `auto` is not "
+            "the fastest formulation overall; fp64 is always eager.", "",
             pd.DataFrame(rows).to_markdown(index=False), ""]
 
 
