@@ -187,3 +187,31 @@ def test_dgl_head_auto_keeps_fp64_on_eager(monkeypatch):
     b = torch.zeros(5, dtype=torch.float64, requires_grad=True)
     fused, uni = dgl_head.dgl_concat_head(x, w, b)
     assert fused.dtype == torch.float64 and uni.dtype == torch.float64
+
+
+@pytest.mark.parametrize("backend", ["eager", "triton"])
+def test_nan_propagates_through_mad_pme_and_dgl_head(backend):
+    """The other fused ops have no max/guard that could swallow a NaN: a NaN in any input of MAD
+    (student, teacher, weights), PME (mu, logvar) or the DGL head (features) reaches the output."""
+    from kernels import dgl_concat_head, mad_loss, pme_sample_kl
+
+    g = torch.Generator().manual_seed(0)
+    s, t, w = torch.randn(6, 4, generator=g), torch.randn(6, 5, generator=g), torch.full((6,), 1 / 6)
+    for which in range(3):
+        args = [s.clone(), t.clone(), w.clone()]
+        args[which].view(-1)[3] = float("nan")
+        leaf = args[0].requires_grad_()
+        loss = mad_loss(leaf, args[1], args[2], backend=backend)
+        assert torch.isnan(loss), which
+        loss.backward()
+        assert torch.isnan(leaf.grad).any(), which
+    mu, lv = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    for which in range(2):
+        args = [mu.clone(), lv.clone()]
+        args[which][1, 1] = float("nan")
+        z, kl = pme_sample_kl(args[0], args[1], 3, backend=backend)
+        assert torch.isnan(kl) and torch.isnan(z[1, 1]), which
+    x = [torch.randn(3, 4, generator=g), torch.randn(3, 5, generator=g)]
+    x[0][1, 1] = float("nan")
+    fused, uni = dgl_concat_head(x, torch.randn(6, 9, generator=g), torch.zeros(6), backend=backend)
+    assert torch.isnan(fused[1]).all() and torch.isnan(uni[0, 1]).all() and torch.isfinite(uni[1]).all()
