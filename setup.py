@@ -28,7 +28,7 @@ setup(
     packages=find_packages(include=["mmbench", "mmbench.*", "kernels", "kernels.*", "baselines", "baselines.*"]),
     package_data={
         "mmbench": ["data/files/*", "data/files/*/*", "suites/*.yaml"],
-        "kernels": ["csrc/*"],
+        "kernels": ["csrc/*", "dispatch_default.json"],
     },
     include_package_data=True,
     python_requires=">=3.9",
