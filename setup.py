@@ -36,7 +36,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "distributed>=2023.1", "selenium>=4.10",
                  "soundfile>=0.12", "scipy>=1.12", "soxr>=0.3", "av>=11", "Pillow>=9", "torchvision>=0.16",
-                 "torchmetrics>=1.0"],  # reference mIoU for the segmentation metrics test (no torch pin)
+                 "torchmetrics>=1.0", "h5py>=3"],  # torchmetrics: reference mIoU (no torch pin); h5py: NYUv2 .mat
         "dask": ["distributed>=2023.1"],
         # decoders for `python -m mmbench prepare` (the field's data sets from disk)
         "audio": ["soundfile>=0.12", "scipy>=1.12", "soxr>=0.3"],  # soxr: librosa's default resampler
