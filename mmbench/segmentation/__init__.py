@@ -11,7 +11,9 @@ This package is the segmentation path, beside the classification one (``mmbench.
 * :mod:`~mmbench.segmentation.backbone` -- one ResNet-34 branch per modality (torchvision's, or with
   NonBottleneck1D blocks), optional user-file weights;
 * :mod:`~mmbench.segmentation.esanet` -- the two-branch ESANet-style network with a modality mask;
-* :mod:`~mmbench.segmentation.procedural` -- an offline procedural RGB-D data set.
+* :mod:`~mmbench.segmentation.evaluate` -- class-weighted cross-entropy, scores per modality combination;
+* :mod:`~mmbench.segmentation.procedural` -- an offline procedural RGB-D data set;
+* :mod:`~mmbench.segmentation.nyuv2` -- NYUv2's labelled .mat with the user's mapping and split files.
 
 Not wired into the CLI, the grid or the run key yet (see ``docs/segmentation.md``).
 """
