@@ -110,7 +110,7 @@ class InfoReg(Method):
     Side-by-side (tests/baselines/test_inforeg.py): one SGD step against a transcription of the
     released ``train_epoch`` step (three CEs, scores by a Python loop, the ``beta``/``beta2`` branch,
     ``model_param.grad += beta * (model_param - global_model_param)`` with a perturbed epoch-start
-    copy), audio leading and visual leading: maximum absolute parameter difference 1.5e-8 (float32;
+    copy), audio leading and visual leading: maximum absolute parameter difference 3.0e-8 and 1.5e-8 (float32;
     asserted < 1e-6); the Fisher trace of one step and ``k`` against the released arithmetic: equal.
     """
 
