@@ -24,6 +24,7 @@ too short when seeds disagree. ``mmbench.report.simulate`` measures both on the 
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -40,6 +41,14 @@ FUSED, MASKED, SUBSET_MEAN = "test_acc", "masked_test_acc", "subset_mean"
 LEVEL_FULL, LEVEL_SAMPLES, LEVEL_SEEDS, LEVEL_NONE = "seeds+samples", "samples", "seeds", "none"
 
 
+@lru_cache(maxsize=65_536)
+def _bits(text: str, n: int) -> np.ndarray:
+    """Unpacked outcome, cached: intervals, marks and exact counts each read every run (read-only)."""
+    bits = unpack_correct(text, n)
+    bits.setflags(write=False)
+    return bits
+
+
 def sample_scores(outcomes: Optional[Dict[str, Any]], metric: str) -> Optional[np.ndarray]:
     """``[N]`` per-sample score of ``metric`` from one run's outcome record, or None if it has none.
 
@@ -54,9 +63,9 @@ def sample_scores(outcomes: Optional[Dict[str, Any]], metric: str) -> Optional[n
         names = [k for k in correct if k.startswith("subset:")]
         if not names:
             return None
-        return np.mean([unpack_correct(correct[k], n) for k in names], axis=0)
+        return np.mean([_bits(correct[k], n) for k in names], axis=0)
     name = {FUSED: "fused", MASKED: "masked"}.get(metric, metric)
-    return unpack_correct(correct[name], n).astype(float) if name in correct else None
+    return _bits(correct[name], n).astype(float) if name in correct else None
 
 
 def variance_parts(x: np.ndarray) -> Dict[str, float]:

@@ -108,7 +108,12 @@ def _studentized(diff: np.ndarray, var: np.ndarray) -> np.ndarray:
 
 
 class MaxT:
-    """The cell's observed pair statistics and a growing set of null draws of them."""
+    """The cell's observed pair statistics and a growing set of null draws of them.
+
+    Pairs: each unordered pair (i < j) gives two ordered ones, "j ahead of i" (t) and "i ahead of j" (-t).
+    Only pairs with a positive observed t can be rejected; the others enter the step-down as the
+    maximum over the rest.
+    """
 
     def __init__(self, x: np.ndarray, seed: int):
         self.K, self.S, _ = x.shape
@@ -119,17 +124,23 @@ class MaxT:
         # method's training randomness is its own; what seed s shares across methods, split and masks,
         # moves them together and cancels in a difference, so this errs on the wide side)
         self.seed_var = (self.seed_dev ** 2).sum(axis=1) / (self.S - 1) if self.S > 1 else np.zeros(self.K)
-        self.c_items = c_items
-        var = (self.seed_var[:, None] + self.seed_var[None, :]) / self.S + _pair_var(c_items)
-        t = _studentized(self.m[None, :] - self.m[:, None], var)  # t[i, j]: j ahead of i
-        off = ~np.eye(self.K, dtype=bool)
-        self.pairs = np.argwhere(off)  # [P, 2] ordered pairs (i, j)
-        t_pairs = t[off]
-        self.order = np.argsort(-t_pairs, kind="stable")  # most significant first
-        self.t_sorted = t_pairs[self.order]
-        self.exceed = np.zeros(len(self.order), dtype=np.int64)
+        self.iu, self.ju = np.triu_indices(self.K, 1)
+        self.item_pair_var = _pair_var(c_items)[self.iu, self.ju]  # [P2]
+        t = self._t(self.m[None, :], self.seed_var[None, :] / self.S)[0]  # [P2]: ju ahead of iu
+        t_ordered = np.concatenate([t, -t])  # ordered pairs: (worse, better) = (iu, ju) then (ju, iu)
+        self.worse = np.concatenate([self.iu, self.ju])
+        order = np.argsort(-t_ordered, kind="stable")
+        self.pos = order[t_ordered[order] > 0]  # candidate rejections, most significant first
+        self.rest = order[t_ordered[order] <= 0]
+        self.t_pos = t_ordered[self.pos]
+        self.exceed = np.zeros(len(self.pos), dtype=np.int64)
         self.n_boot = 0
         self.rng = np.random.default_rng(seed)
+
+    def _t(self, dev: np.ndarray, seed_part: np.ndarray) -> np.ndarray:
+        """``[b, K]`` deviations and seed variance parts -> ``[b, P2]`` studentized "ju ahead of iu"."""
+        var = self.item_pair_var[None, :] + seed_part[:, self.iu] + seed_part[:, self.ju]
+        return _studentized(dev[:, self.ju] - dev[:, self.iu], var)
 
     def draw(self, n: int) -> None:
         """Add ``n`` null replicates to the step-down exceedance counts."""
@@ -137,26 +148,25 @@ class MaxT:
         for start in range(0, n, CHUNK):
             b = min(CHUNK, n - start)
             dev = self.rng.standard_normal((b, K)) @ self.item_root.T  # [b, K] sample part
-            var = np.broadcast_to(_pair_var(self.c_items), (b, K, K))
+            seed_part = np.zeros((b, K))
             if S > 1:
                 a = self.rng.standard_normal((b, S, K)) * np.sqrt(self.seed_var)  # [b, S, K] seed means
-                a_bar = a.mean(axis=1)
-                dev = dev + a_bar
-                g = a.var(axis=1, ddof=1) / S  # [b, K] the replicate's re-estimated seed part
-                var = var + g[:, :, None] + g[:, None, :]
-            t = _studentized(dev[:, None, :] - dev[:, :, None], var)  # [b, K, K]
-            t_pairs = t[:, self.pairs[:, 0], self.pairs[:, 1]][:, self.order]  # [b, P] in observed order
-            running = np.maximum.accumulate(t_pairs[:, ::-1], axis=1)[:, ::-1]  # max over the rest
-            self.exceed += (running >= self.t_sorted[None, :] - 1e-12).sum(axis=0)
+                dev = dev + a.mean(axis=1)
+                seed_part = a.var(axis=1, ddof=1) / S  # the replicate's re-estimated seed part
+            t = self._t(dev, seed_part)
+            t_ordered = np.concatenate([t, -t], axis=1)  # [b, P]
+            tail = t_ordered[:, self.rest].max(axis=1) if len(self.rest) else np.full(b, -np.inf)
+            running = np.maximum.accumulate(t_ordered[:, self.pos][:, ::-1], axis=1)[:, ::-1]  # max over the rest
+            running = np.maximum(running, tail[:, None])
+            self.exceed += (running >= self.t_pos[None, :] - 1e-12).sum(axis=0)
             self.n_boot += b
 
     def method_p(self) -> np.ndarray:
         """``[K]`` step-down adjusted p-value of "method i is worse than some other method"."""
-        p_sorted = np.maximum.accumulate((self.exceed + 1) / (self.n_boot + 1))  # monotone step-down
-        p_pair = np.empty_like(p_sorted)
-        p_pair[self.order] = p_sorted
         out = np.ones(self.K)
-        np.minimum.at(out, self.pairs[:, 0], p_pair)
+        if len(self.pos):
+            p_sorted = np.maximum.accumulate((self.exceed + 1) / (self.n_boot + 1))  # monotone step-down
+            np.minimum.at(out, self.worse[self.pos], p_sorted)
         return out
 
 
@@ -200,8 +210,8 @@ def comparison_tensor(cells: Dict[str, pd.DataFrame], metric: str
     for method, runs in cells.items():
         if metric not in runs or "outcomes" not in runs:
             continue
-        recs = {int(r.seed): r.outcomes for r in runs.itertuples()
-                if isinstance(r.outcomes, dict) and sample_scores(r.outcomes, metric) is not None}
+        recs = {int(seed): rec for seed, rec in zip(runs["seed"], runs["outcomes"])
+                if isinstance(rec, dict) and sample_scores(rec, metric) is not None}
         if recs:
             per_method[method] = recs
     if not per_method:

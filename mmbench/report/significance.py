@@ -6,12 +6,14 @@ runs. ``GROUP_KEYS`` is what makes a cell; change it in one place if cells gain 
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from fractions import Fraction
+from typing import List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from mmbench.report.intervals import FUSED, LEVEL_FULL, LEVEL_SAMPLES, MASKED, SUBSET_MEAN, cell_interval
+from mmbench.report.intervals import (FUSED, LEVEL_FULL, LEVEL_SAMPLES, MASKED, SUBSET_MEAN, cell_interval,
+                                      sample_scores)
 from mmbench.report.paired import N_BOOT, best_or_tied, cell_seed
 
 GROUP_KEYS = ["method", "overrides", "dataset", "pattern", "settings"]  # a cell: identical resolved settings
@@ -24,10 +26,29 @@ def _label(key):
     return key[0] if isinstance(key, tuple) and len(key) == 1 else key
 
 
+def exact_mean(cell: pd.DataFrame, metric: str) -> Optional[Fraction]:
+    """The cell's mean ``metric`` over its runs as an exact fraction of correct counts (None without
+    per-sample outcomes): what the ranks compare, so equal counts tie exactly."""
+    if "outcomes" not in cell or metric not in cell:
+        return None
+    parts = []
+    for rec, value in zip(cell["outcomes"], cell[metric]):
+        if value is None or value != value:
+            continue
+        scores = sample_scores(rec, metric)
+        if scores is None:
+            return None
+        # subset_mean: each sample's score is (subsets right) / (subsets), so the count is an integer
+        per = sum(k.startswith("subset:") for k in rec["correct"]) if metric == SUBSET_MEAN else 1
+        parts.append(Fraction(int(round(float(scores.sum()) * per)), len(scores) * per))
+    return sum(parts) / len(parts) if parts else None
+
+
 def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """One row per cell; for each metric: ``|lo``, ``|hi``, ``|ci_level`` (the interval), ``|best``,
     ``|best_or_tied``, ``|p_adj``, ``|compared``, ``|mc_flag``, ``|paired_seeds`` (the marks) and
-    ``|boot_seed``, ``|n_boot`` (the comparison's bootstrap seed and replicates).
+    ``|boot_seed``, ``|n_boot`` (the comparison's bootstrap seed and replicates), ``|num`` / ``|den``
+    (the exact mean as a fraction of correct counts).
 
     Args:
         runs: finished runs (``status == "ok"``), one row each, with an ``outcomes`` column where stored.
@@ -47,6 +68,9 @@ def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.
                 ci = cell_interval(cell, metric)
                 per_method[method].update(
                     {f"{metric}|lo": ci["lo"], f"{metric}|hi": ci["hi"], f"{metric}|ci_level": ci["level"]})
+                exact = exact_mean(cell, metric)
+                if exact is not None:  # numerator and denominator: exact ranks, exact ties
+                    per_method[method].update({f"{metric}|num": exact.numerator, f"{metric}|den": exact.denominator})
             seed = cell_seed(str(dataset), str(pattern), metric)
             marks, info = best_or_tied(cells, metric, seed=seed)
             for mark in marks.itertuples():

@@ -64,18 +64,25 @@ def test_markdown_marks_best_or_tied_with_intervals(board):
     assert "**" not in bad_line
     old_line = next(line for line in fused.splitlines() if line.startswith("| old "))
     assert "†" in old_line  # a cell without per-sample outcomes says so
-    assert "two-level bootstrap" in md and "Holm" in md
+    assert "crossed design" in md and "max-T" in md
+    assert md.split("\n")[2] == "## Which method should I use?"  # the summary opens the page
+    which = md.split("## Which method should I use?")[1].split("\n## ")[0]
+    assert "`best`" in which and "`bad`" not in which.split("**All modalities present**")[1].split("\n")[0]
 
 
 def test_csv_and_json_carry_the_marks_and_ranks(board):
     csv = pd.read_csv(board["csv"])
     row = csv[(csv.method == "bad") & (csv.dataset == "d1")].iloc[0]
-    assert row["test_acc|best_or_tied"] == False and row["test_acc|p_holm"] < 0.05  # noqa: E712
+    assert row["test_acc|best_or_tied"] == False and row["test_acc|p_adj"] < 0.05  # noqa: E712
+    assert row["test_acc|n_boot"] >= 10_000 and row["test_acc|compared"] == True  # noqa: E712
+    assert row["test_acc|num"] / row["test_acc|den"] == pytest.approx(row["test_acc|mean"], abs=1e-12)
     assert row["test_acc|lo"] < row["test_acc|mean"] < row["test_acc|hi"]
     ranks = json.loads(board["json"].read_text())["ranks"]
     complete = next(r for r in ranks if r["pattern"] == "complete")
-    assert complete["methods"][0]["method"] in ("best", "twin") and complete["cd"] > 0
-    assert "Mean rank across data sets" in board["md"].read_text()
+    assert complete["methods"][0]["method"] in ("best", "twin")
+    # d1, d2, crema-d: 3 independent groups, fewer than 5: no verdict, and the section says why
+    assert complete["n_groups"] == 3 and not complete["verdict"] and "at least 5" in complete["reason"]
+    assert "No cross-data-set verdict: only 3 independent" in board["md"].read_text()
 
 
 def test_diagnostics_columns(board):
