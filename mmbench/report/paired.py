@@ -110,9 +110,9 @@ def _studentized(diff: np.ndarray, var: np.ndarray) -> np.ndarray:
 class MaxT:
     """The cell's observed pair statistics and a growing set of null draws of them.
 
-    Pairs: each unordered pair (i < j) gives two ordered ones, "j ahead of i" (t) and "i ahead of j" (-t).
-    Only pairs with a positive observed t can be rejected; the others enter the step-down as the
-    maximum over the rest.
+    Pairs: each unordered pair (i < j) gives two one-sided hypotheses, "i not worse than j" (statistic t)
+    and "j not worse than i" (-t). Only the one the observed t points against can be rejected; the other
+    enters the step-down through the maximum over the hypotheses not yet rejected.
     """
 
     def __init__(self, x: np.ndarray, seed: int):
@@ -125,22 +125,27 @@ class MaxT:
         # moves them together and cancels in a difference, so this errs on the wide side)
         self.seed_var = (self.seed_dev ** 2).sum(axis=1) / (self.S - 1) if self.S > 1 else np.zeros(self.K)
         self.iu, self.ju = np.triu_indices(self.K, 1)
+        P2 = len(self.iu)
+        self.incidence = np.zeros((self.K, P2))  # dev @ incidence = dev[ju] - dev[iu]
+        self.incidence[self.ju, np.arange(P2)] = 1.0
+        self.incidence[self.iu, np.arange(P2)] = -1.0
         self.item_pair_var = _pair_var(c_items)[self.iu, self.ju]  # [P2]
         t = self._t(self.m[None, :], self.seed_var[None, :] / self.S)[0]  # [P2]: ju ahead of iu
-        t_ordered = np.concatenate([t, -t])  # ordered pairs: (worse, better) = (iu, ju) then (ju, iu)
-        self.worse = np.concatenate([self.iu, self.ju])
-        order = np.argsort(-t_ordered, kind="stable")
-        self.pos = order[t_ordered[order] > 0]  # candidate rejections, most significant first
-        self.rest = order[t_ordered[order] <= 0]
-        self.t_pos = t_ordered[self.pos]
+        # each unordered pair is a candidate rejection in the direction its observed t points to
+        self.sign = np.sign(t)  # +1: iu is the worse one; -1: ju; 0: neither (never rejected)
+        order = np.argsort(-np.abs(t), kind="stable")
+        self.pos = order[self.sign[order] != 0]  # candidate rejections, most significant first
+        self.zero = self.sign == 0
+        self.t_pos = np.abs(t)[self.pos]
+        self.worse = np.where(self.sign > 0, self.iu, self.ju)[self.pos]
         self.exceed = np.zeros(len(self.pos), dtype=np.int64)
         self.n_boot = 0
         self.rng = np.random.default_rng(seed)
 
     def _t(self, dev: np.ndarray, seed_part: np.ndarray) -> np.ndarray:
         """``[b, K]`` deviations and seed variance parts -> ``[b, P2]`` studentized "ju ahead of iu"."""
-        var = self.item_pair_var[None, :] + seed_part[:, self.iu] + seed_part[:, self.ju]
-        return _studentized(dev[:, self.ju] - dev[:, self.iu], var)
+        var = self.item_pair_var[None, :] + seed_part @ np.abs(self.incidence)
+        return _studentized(dev @ self.incidence, var)
 
     def draw(self, n: int) -> None:
         """Add ``n`` null replicates to the step-down exceedance counts."""
@@ -153,10 +158,10 @@ class MaxT:
                 a = self.rng.standard_normal((b, S, K)) * np.sqrt(self.seed_var)  # [b, S, K] seed means
                 dev = dev + a.mean(axis=1)
                 seed_part = a.var(axis=1, ddof=1) / S  # the replicate's re-estimated seed part
-            t = self._t(dev, seed_part)
-            t_ordered = np.concatenate([t, -t], axis=1)  # [b, P]
-            tail = t_ordered[:, self.rest].max(axis=1) if len(self.rest) else np.full(b, -np.inf)
-            running = np.maximum.accumulate(t_ordered[:, self.pos][:, ::-1], axis=1)[:, ::-1]  # max over the rest
+            t = self._t(dev, seed_part) * np.where(self.zero, 1.0, self.sign)  # [b, P2], candidate direction
+            # the hypotheses never rejected: the other direction of each pair (both for observed ties)
+            tail = np.max(np.where(self.zero, np.abs(t), -t), axis=1)
+            running = np.maximum.accumulate(t[:, self.pos][:, ::-1], axis=1)[:, ::-1]  # max over the rest
             running = np.maximum(running, tail[:, None])
             self.exceed += (running >= self.t_pos[None, :] - 1e-12).sum(axis=0)
             self.n_boot += b
@@ -166,7 +171,7 @@ class MaxT:
         out = np.ones(self.K)
         if len(self.pos):
             p_sorted = np.maximum.accumulate((self.exceed + 1) / (self.n_boot + 1))  # monotone step-down
-            np.minimum.at(out, self.worse[self.pos], p_sorted)
+            np.minimum.at(out, self.worse, p_sorted)
         return out
 
 
