@@ -8,7 +8,7 @@ import pytest
 from mmbench.engine.outcomes import pack_correct
 from mmbench.report import write_tables
 from mmbench.report.imbalance import add_gaps
-from mmbench.report.reported import load_reported, match_dataset
+from mmbench.report.reported import load_reported, match_dataset, reported_table
 from mmbench.results_store import ResultsStore
 
 N = 300
@@ -101,9 +101,25 @@ def test_reported_section_only_for_data_sets_run_here(board):
 
 
 def test_reported_file_of_the_project_is_valid():
-    data = load_reported("results/reported.yaml")
+    from mmbench.methods import list_methods
+    data = load_reported("results/reported.yaml", methods=list_methods())  # mmbench's names only, no duplicates
     assert match_dataset(data, "CREMA_D") == "crema-d" and match_dataset(data, "mfeat-pix-mor") is None
     assert all(e["checked"] in ("readme", "issue", "secondary", "artifact") for e in data["entries"])
+    table = reported_table(data, "crema-d")
+    joint_acc = [line for line in table.splitlines() if line.startswith("| joint ") and "| acc " in line]
+    assert len(joint_acc) == 3 and [("%d of 3" % k) in joint_acc[k - 1] for k in (1, 2, 3)] == [True] * 3
+    assert "| unimodal (first of two" in table and "unimodal-1" not in table.split("| Unimodal-1")[0]
+
+
+def test_reported_duplicates_and_unknown_methods_are_errors(tmp_path):
+    path = tmp_path / "r.yaml"
+    entry = "  - {dataset: x, method: joint, metric: acc, value: 1, source: s, epoch_on_test: false, checked: readme}\n"
+    path.write_text("entries:\n" + entry + entry)
+    with pytest.raises(ValueError, match="entries 0 and 1 both report"):
+        load_reported(path)
+    path.write_text("entries:\n" + entry.replace("joint", "unimodal-1"))
+    with pytest.raises(ValueError, match="names method 'unimodal-1', which mmbench does not have"):
+        load_reported(path, methods=["joint", "unimodal"])
 
 
 def test_reported_file_bad_entry_names_the_problem(tmp_path):
