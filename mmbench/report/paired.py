@@ -81,10 +81,13 @@ def _pair_var(cov: np.ndarray) -> np.ndarray:
     return d[..., :, None] + d[..., None, :] - 2 * cov
 
 
-def design_parts(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``x`` ``[K, S, N]`` -> (means ``[K]``, seed deviations ``[K, S]``, sample covariance part ``[K, K]``).
+def design_parts(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``x`` ``[K, S, N]`` -> (means ``[K]``, seed deviations ``[K, S]``, sample covariance part ``[K, K]``,
+    degrees of freedom of the sample part's estimate).
 
-    The covariance of the method means is estimated as ``seed_dev seed_dev^T / (S (S - 1)) + C_items``.
+    The covariance of the method means is estimated as ``diag(seed variances) / S + C_items``; the
+    degrees of freedom are Satterthwaite's for ``MP_sample - MP_resid`` of a difference of two methods
+    (the median over the pairs).
     """
     K, S, N = x.shape
     m = x.mean(axis=(1, 2))
@@ -92,11 +95,17 @@ def design_parts(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     sample_dev = x.mean(axis=1) - m[:, None]  # [K, N]
     mp_sample = S * (sample_dev @ sample_dev.T) / max(N - 1, 1)
     if S == 1:
-        return m, seed_dev, mp_sample / N
+        return m, seed_dev, mp_sample / N, float(max(N - 1, 1))
     centred = (x - m[:, None, None]).reshape(K, S * N)
     sp_resid = centred @ centred.T - N * (seed_dev @ seed_dev.T) - S * (sample_dev @ sample_dev.T)
     mp_resid = sp_resid / ((S - 1) * max(N - 1, 1))
-    return m, seed_dev, _psd(mp_sample - mp_resid) / (S * N)
+    iu, ju = np.triu_indices(K, 1)
+    pb, pe = _pair_var(mp_sample)[iu, ju], _pair_var(mp_resid)[iu, ju]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nu = (pb - pe) ** 2 / (pb ** 2 / max(N - 1, 1) + pe ** 2 / ((S - 1) * max(N - 1, 1)))
+    nu = nu[np.isfinite(nu) & (pb > pe)]
+    df = float(np.clip(np.median(nu), 1.0, N - 1)) if len(nu) else float(max(N - 1, 1))
+    return m, seed_dev, _psd(mp_sample - mp_resid) / (S * N), df
 
 
 def _studentized(diff: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -117,7 +126,7 @@ class MaxT:
 
     def __init__(self, x: np.ndarray, seed: int):
         self.K, self.S, _ = x.shape
-        self.m, self.seed_dev, c_items = design_parts(x)
+        self.m, self.seed_dev, c_items, self.item_df = design_parts(x)
         vals, vecs = np.linalg.eigh(c_items)
         self.item_root = vecs * np.sqrt(np.clip(vals, 0, None))  # [K, K]: root @ root.T = c_items
         # per-method seed variance; seed deviations of different methods are taken as independent (each
@@ -152,10 +161,14 @@ class MaxT:
         K, S = self.K, self.S
         for start in range(0, n, CHUNK):
             b = min(CHUNK, n - start)
-            dev = self.rng.standard_normal((b, K)) @ self.item_root.T  # [b, K] sample part
+            # the draw's true variances: the estimates' posterior (scaled inverse chi-square), so the null
+            # integrates over the truths the estimates allow instead of taking them as the truth
+            item_scale = self.item_df / self.rng.chisquare(self.item_df, size=(b, 1))
+            dev = (self.rng.standard_normal((b, K)) @ self.item_root.T) * np.sqrt(item_scale)  # [b, K] sample part
             seed_part = np.zeros((b, K))
             if S > 1:
-                a = self.rng.standard_normal((b, S, K)) * np.sqrt(self.seed_var)  # [b, S, K] seed means
+                seed_var = self.seed_var * (S - 1) / self.rng.chisquare(S - 1, size=(b, 1, K))
+                a = self.rng.standard_normal((b, S, K)) * np.sqrt(seed_var)  # [b, S, K] seed means
                 dev = dev + a.mean(axis=1)
                 seed_part = a.var(axis=1, ddof=1) / S  # the replicate's re-estimated seed part
             t = self._t(dev, seed_part) * np.where(self.zero, 1.0, self.sign)  # [b, P2], candidate direction
