@@ -76,9 +76,9 @@ def test_best_or_tied_on_cells():
 
 def test_other_split_is_not_compared_and_not_worse():
     rng = np.random.default_rng(4)
-    a = cell([rng.random(100) < 0.9 for _ in range(2)])
-    b = cell([rng.random(100) < 0.5 for _ in range(2)])
-    c = cell([rng.random(100) < 0.6 for _ in range(2)])
+    a = cell([rng.random(300) < 0.9 for _ in range(4)])
+    b = cell([rng.random(300) < 0.5 for _ in range(4)])
+    c = cell([rng.random(300) < 0.5 for _ in range(4)])
     b.at[0, "outcomes"] = {**b.outcomes[0], "test_ids_sha": "other"}
     marks = best_or_tied({"a": a, "b": b, "c": c}, "test_acc")[0].set_index("method")
     assert not marks.loc["b", "compared"] and np.isnan(marks.loc["b", "p_adj"])
