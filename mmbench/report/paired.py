@@ -133,28 +133,26 @@ class MaxT:
         # method's training randomness is its own; what seed s shares across methods, split and masks,
         # moves them together and cancels in a difference, so this errs on the wide side)
         self.seed_var = (self.seed_dev ** 2).sum(axis=1) / (self.S - 1) if self.S > 1 else np.zeros(self.K)
-        self.iu, self.ju = np.triu_indices(self.K, 1)
-        P2 = len(self.iu)
-        self.incidence = np.zeros((self.K, P2))  # dev @ incidence = dev[ju] - dev[iu]
-        self.incidence[self.ju, np.arange(P2)] = 1.0
-        self.incidence[self.iu, np.arange(P2)] = -1.0
-        self.item_pair_var = _pair_var(c_items)[self.iu, self.ju]  # [P2]
-        t = self._t(self.m[None, :], self.seed_var[None, :] / self.S)[0]  # [P2]: ju ahead of iu
-        # each unordered pair is a candidate rejection in the direction its observed t points to
-        self.sign = np.sign(t)  # +1: iu is the worse one; -1: ju; 0: neither (never rejected)
-        order = np.argsort(-np.abs(t), kind="stable")
-        self.pos = order[self.sign[order] != 0]  # candidate rejections, most significant first
-        self.zero = self.sign == 0
-        self.t_pos = np.abs(t)[self.pos]
-        self.worse = np.where(self.sign > 0, self.iu, self.ju)[self.pos]
-        self.exceed = np.zeros(len(self.pos), dtype=np.int64)
+        iu, ju = np.triu_indices(self.K, 1)
+        item_pair_var = _pair_var(c_items)[iu, ju]
+        t = _studentized(self.m[ju] - self.m[iu], (self.seed_var[iu] + self.seed_var[ju]) / self.S + item_pair_var)
+        # each unordered pair is a candidate rejection in the direction its observed t points to: orient
+        # every pair so that t >= 0 ("better" ahead of "worse"), then order the candidates from the least
+        # to the most significant, so one forward running maximum gives the step-down's "max over the rest"
+        worse, better = np.where(t >= 0, iu, ju), np.where(t >= 0, ju, iu)
+        t = np.abs(t)
+        order = np.argsort(t, kind="stable")
+        self.tied_pairs = int(np.sum(t == 0))  # observed ties: never rejected, both directions in every "rest"
+        self.worse, self.better, self.t_obs = worse[order], better[order], t[order]
+        self.item_pair_var = item_pair_var[order]
+        P2 = len(order)
+        self.incidence = np.zeros((self.K, P2))  # dev @ incidence = dev[better] - dev[worse]
+        self.incidence[self.better, np.arange(P2)] = 1.0
+        self.incidence[self.worse, np.arange(P2)] = -1.0
+        self.abs_incidence = np.abs(self.incidence)
+        self.exceed = np.zeros(P2, dtype=np.int64)
         self.n_boot = 0
         self.rng = np.random.default_rng(seed)
-
-    def _t(self, dev: np.ndarray, seed_part: np.ndarray) -> np.ndarray:
-        """``[b, K]`` deviations and seed variance parts -> ``[b, P2]`` studentized "ju ahead of iu"."""
-        var = self.item_pair_var[None, :] + seed_part @ np.abs(self.incidence)
-        return _studentized(dev @ self.incidence, var)
 
     def draw(self, n: int) -> None:
         """Add ``n`` null replicates to the step-down exceedance counts."""
@@ -165,26 +163,29 @@ class MaxT:
             # integrates over the truths the estimates allow instead of taking them as the truth
             item_scale = self.item_df / self.rng.chisquare(self.item_df, size=(b, 1))
             dev = (self.rng.standard_normal((b, K)) @ self.item_root.T) * np.sqrt(item_scale)  # [b, K] sample part
-            seed_part = np.zeros((b, K))
+            var = np.broadcast_to(self.item_pair_var, (b, len(self.t_obs)))
             if S > 1:
                 seed_var = self.seed_var * (S - 1) / self.rng.chisquare(S - 1, size=(b, 1, K))
                 a = self.rng.standard_normal((b, S, K)) * np.sqrt(seed_var)  # [b, S, K] seed means
                 dev = dev + a.mean(axis=1)
-                seed_part = a.var(axis=1, ddof=1) / S  # the replicate's re-estimated seed part
-            t = self._t(dev, seed_part) * np.where(self.zero, 1.0, self.sign)  # [b, P2], candidate direction
-            # the hypotheses never rejected: the other direction of each pair (both for observed ties)
-            tail = np.max(np.where(self.zero, np.abs(t), -t), axis=1)
-            running = np.maximum.accumulate(t[:, self.pos][:, ::-1], axis=1)[:, ::-1]  # max over the rest
+                var = var + (a.var(axis=1, ddof=1) / S) @ self.abs_incidence  # re-estimated seed part
+            t = (dev @ self.incidence) / np.sqrt(np.maximum(var, 1e-300))  # [b, P2], least significant first
+            # each pair's other direction (-t) is never rejected: it is in every "rest" (observed ties, t = 0,
+            # come first, so the running maximum holds their own direction too)
+            tail = (-t).max(axis=1)
+            running = np.maximum.accumulate(t, axis=1)  # max over this candidate and every less significant one
             running = np.maximum(running, tail[:, None])
-            self.exceed += (running >= self.t_pos[None, :] - 1e-12).sum(axis=0)
+            self.exceed += (running >= self.t_obs[None, :] - 1e-12).sum(axis=0)
             self.n_boot += b
 
     def method_p(self) -> np.ndarray:
         """``[K]`` step-down adjusted p-value of "method i is worse than some other method"."""
         out = np.ones(self.K)
-        if len(self.pos):
-            p_sorted = np.maximum.accumulate((self.exceed + 1) / (self.n_boot + 1))  # monotone step-down
-            np.minimum.at(out, self.worse, p_sorted)
+        p = (self.exceed + 1) / (self.n_boot + 1)
+        # step-down monotonicity: a candidate's p is at least that of every more significant one
+        p = np.maximum.accumulate(p[::-1])[::-1]
+        candidates = slice(self.tied_pairs, None)  # observed ties are never rejected
+        np.minimum.at(out, self.worse[candidates], p[candidates])
         return out
 
 
