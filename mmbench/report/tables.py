@@ -22,6 +22,7 @@ from mmbench.report.frame import results_frame
 from mmbench.report.imbalance import add_gaps
 from mmbench.report.rank_table import rank_section, rank_summary
 from mmbench.report.recommend import recommendation
+from mmbench.report.simulate import load_summary
 from mmbench.report.reported import load_reported, reported_sections
 from mmbench.report.traces import all_traces, traces_section
 from mmbench.report.significance import GROUP_KEYS as CELL_KEYS
@@ -162,11 +163,12 @@ def rank_summaries(agg: pd.DataFrame) -> List[Dict]:
 
 def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: str = "results/runs",
                    unreadable: Sequence[str] = (), reported: Optional[Dict] = None,
-                   ranks: Optional[List[Dict]] = None) -> str:
+                   ranks: Optional[List[Dict]] = None, simulation: Optional[str] = None) -> str:
     """The leaderboard page. ``runs_dir``: the folder named in the header; ``unreadable``: result files
     that could not be read (``"path: why"``), counted and named in the header; ``reported``: numbers
     reported elsewhere (``results/reported.yaml``), shown beside the data sets run here; ``ranks``: the
-    across-data-sets comparisons (computed when not given)."""
+    across-data-sets comparisons (computed when not given); ``simulation``: the design simulation's
+    numbers in one sentence (``results/SIMULATION.json``), quoted in the notes."""
     ranks = rank_summaries(agg) if ranks is None else ranks
     parts: List[str] = ["# mmbench leaderboard", ""]
     if not agg.empty:
@@ -191,7 +193,8 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
         "the only spread: the same runs are bit-identical on one machine but can differ on another CPU or "
         "BLAS (README, Reproducibility).",
         "",
-        STATISTICS_NOTE,
+        STATISTICS_NOTE + (" " + simulation if simulation else
+                           " (`python -m mmbench simulate` checks these statistics on a simulation of the design.)"),
         "",
         "## Fused test accuracy, complete pattern",
         "",
@@ -259,7 +262,8 @@ def write_tables(root: str = "results", machine: str = "") -> Dict[str, Path]:
         machine = _machine_description(df)
     ranks = rank_summaries(agg)
     md = build_markdown(df if not df.empty else pd.DataFrame(columns=["status", "seed"]), agg, machine,
-                        runs_dir=str(store.runs), unreadable=store.unreadable, reported=reported, ranks=ranks)
+                        runs_dir=str(store.runs), unreadable=store.unreadable, reported=reported, ranks=ranks,
+                        simulation=load_summary(root))
     paths = {"md": out / "LEADERBOARD.md", "csv": out / "LEADERBOARD.csv", "json": out / "LEADERBOARD.json"}
     write_text_atomic(paths["md"], md)
     write_text_atomic(paths["csv"], agg.to_csv(index=False) if not agg.empty else "")
