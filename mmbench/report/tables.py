@@ -268,7 +268,8 @@ def write_tables(root: str = "results", machine: str = "") -> Dict[str, Path]:
     write_text_atomic(paths["md"], md)
     write_text_atomic(paths["csv"], agg.to_csv(index=False) if not agg.empty else "")
     records = json.loads(agg.to_json(orient="records")) if not agg.empty else []
-    write_json_atomic(paths["json"], {"machine": machine, "aggregate": records, "ranks": ranks,
+    which = "\n".join(recommendation(agg, ranks)) if not agg.empty else ""  # the page renders it first
+    write_json_atomic(paths["json"], {"machine": machine, "recommendation": which, "aggregate": records, "ranks": ranks,
                                       "coefficient_traces": all_traces(df)})
     return paths
 
