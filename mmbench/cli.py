@@ -415,7 +415,8 @@ class Simulate(Command):
 
     @classmethod
     def add_arguments(cls, p):
-        p.add_argument("--out", default="results", help="results folder: calibrates from OUT/runs, writes OUT/SIMULATION.*")
+        p.add_argument("--out", default="results",
+                       help="results folder: calibrates from OUT/runs, writes OUT/SIMULATION.*")
         p.add_argument("--quick", action="store_true", help="a few seconds' version (the test suite's size)")
 
     @staticmethod

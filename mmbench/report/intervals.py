@@ -9,7 +9,8 @@ random-effects model ``x = mu + a_s + b_n + e_sn`` gives the variance of the cel
     Var(mean) = sigma_a^2 / S + sigma_b^2 / N + sigma_e^2 / (S N)
               = (MS_seed + MS_sample - MS_resid) / (S N)           (unbiased, ANOVA mean squares)
 
-The interval is ``mean +- t_nu * sqrt(V)`` (on the logit scale, mapped back) with Satterthwaite's degrees of freedom ``nu`` (dominated
+The interval is ``mean +- t_nu * sqrt(V)`` (on the logit scale, mapped back) with Satterthwaite's
+degrees of freedom ``nu`` (dominated
 by the S - 1 of the seed term: with 3 seeds the quantile is about 4, not 1.96, which is what keeps
 coverage at 95% when seeds disagree). The sample part is clipped at zero when ``MS_sample <
 MS_resid``. One seed: no seed variance can be estimated; the interval counts the test samples only

@@ -10,7 +10,6 @@ first and the README quotes it.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd

@@ -84,7 +84,11 @@ class Calibration:
 
     def seed_var(self, spread_points: float) -> float:
         """Logit variance of the seed effect giving ``spread_points`` sd of accuracy over seeds."""
-        slope = _expect(lambda z: _sigmoid(self.mu + z) * (1 - _sigmoid(self.mu + z)), self.item_var + self.method_item_var)
+        def slope_at(z):
+            p = _sigmoid(self.mu + z)
+            return p * (1 - p)
+
+        slope = _expect(slope_at, self.item_var + self.method_item_var)
         return (spread_points / 100.0 / slope) ** 2
 
     def truth(self, seed_var: float, shift: float = 0.0) -> float:
@@ -311,7 +315,8 @@ def markdown(sim: Dict[str, Any], command: str) -> str:
     plan = sim["plan"]
     lines = ["# Simulation of the benchmark's design", "",
              f"Written by `{command}` in {sim['seconds']:.0f} s wall"
-             + (f", {sim['cpu_seconds']:.0f} s CPU" if "cpu_seconds" in sim else "") + " (one process). The model and the fit are described "
+             + (f", {sim['cpu_seconds']:.0f} s CPU" if "cpu_seconds" in sim else "")
+             + " (one process). The model and the fit are described "
              "in `mmbench/report/simulate.py`; every trial draws a fresh test set, fresh method x sample effects "
              "and fresh seeds. Monte Carlo standard errors in parentheses.", "",
              "## Calibration (complete pattern, fused accuracy, committed runs)", "",
@@ -331,7 +336,8 @@ def markdown(sim: Dict[str, Any], command: str) -> str:
         lines.append(f"| {c['dataset']} | {c['seeds']} | {c['spread']:g} | {100 * c['coverage']:.1f}% "
                      f"({100 * _se(c['coverage'], n):.1f}) |")
     lines += ["", f"## Family-wise error of the best-or-tied marks, identical methods (calibration: "
-              f"{sim['marks_dataset']}, {plan['fwer_trials']} trials per row, {plan['n_boot']} null draws per cell)", "",
+              f"{sim['marks_dataset']}, {plan['fwer_trials']} trials per row, {plan['n_boot']} null draws per cell)",
+              "",
               "Share of cells in which some method is marked worse although all are identical (target: 5%).", "",
               "| methods | seeds | seed spread (points) | family-wise error |", "|---|---|---|---|"]
     for r in sim["fwer"]:

@@ -7,7 +7,7 @@ no robustness runs yet), so the page simply leaves that plot out and says why.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import matplotlib
 

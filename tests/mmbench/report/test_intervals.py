@@ -71,7 +71,8 @@ def test_cell_interval_levels():
     old = with_outcomes.assign(outcomes=[None, with_outcomes.outcomes[1]])
     assert cell_interval(old, "test_acc")["level"] == "seeds"
     assert cell_interval(old.iloc[:1], "test_acc")["level"] == "none"
-    other_split = with_outcomes.assign(outcomes=[with_outcomes.outcomes[0], outcome_record(rng.random(100) < 0.8, ids="x")])
+    other = outcome_record(rng.random(100) < 0.8, ids="x")
+    other_split = with_outcomes.assign(outcomes=[with_outcomes.outcomes[0], other])
     assert cell_interval(other_split, "test_acc")["level"] == "seeds"  # not one shared test set
 
 

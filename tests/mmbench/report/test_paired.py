@@ -1,7 +1,6 @@
 """Best-or-tied marks: max-T over all pairs on the crossed design; family-wise error, power, seeds, pairing."""
 import numpy as np
 import pandas as pd
-import pytest
 
 from mmbench.engine.outcomes import pack_correct
 from mmbench.report.paired import best_or_tied, cell_seed, holm, max_t_marks, unresolved

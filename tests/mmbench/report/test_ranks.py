@@ -60,13 +60,15 @@ def agg_for(datasets, scores):
     for d in datasets:
         for m, v in scores.items():
             rows.append({"row": m, "method": m, "dataset": d, "pattern": "complete",
-                         "test_acc|mean": float(v(d)), "test_acc|num": v(d).numerator, "test_acc|den": v(d).denominator})
+                         "test_acc|mean": float(v(d)), "test_acc|num": v(d).numerator,
+                         "test_acc|den": v(d).denominator})
     return pd.DataFrame(rows)
 
 
 def test_groups_count_once_and_silence_below_five():
     # two mfeat presets share their samples: one group, their scores averaged
-    blocks = group_scores(pd.DataFrame({"a": [F(1, 2), F(1, 4), F(1)]}, index=["mfeat-fou-zer-mor", "mfeat-pix-mor", "x"]))
+    blocks = group_scores(pd.DataFrame({"a": [F(1, 2), F(1, 4), F(1)]},
+                                       index=["mfeat-fou-zer-mor", "mfeat-pix-mor", "x"]))
     assert blocks.loc["mfeat", "a"] == F(3, 8) and len(blocks) == 2
     s = cross_dataset_summary(agg_for(["d1", "d2", "d3", "d4"], {"joint": lambda d: F(8, 10), "a": lambda d: F(9, 10),
                                                                  "b": lambda d: F(7, 10)}), "complete", "test_acc")
