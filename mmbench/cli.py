@@ -1,4 +1,4 @@
-"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench, publish, prepare.
+"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench, publish, prepare, simulate.
 
 One argparse parser, one class per subcommand (torchtune's layout).
 """
@@ -429,7 +429,29 @@ class Verify(Command):
         return 1 if any(line.startswith("damaged") for line in lines) else 0
 
 
-COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare, Verify]
+
+class Simulate(Command):
+    name = "simulate"
+    help = ("simulate the benchmark's design, calibrated from the runs, to check the leaderboard's intervals "
+            "and best-or-tied marks (writes OUT/SIMULATION.md and .json)")
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("--out", default="results",
+                       help="results folder: calibrates from OUT/runs, writes OUT/SIMULATION.*")
+        p.add_argument("--quick", action="store_true", help="a few seconds' version (the test suite's size)")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.report.simulate import QUICK, Plan, write_simulation
+
+        command = "python -m mmbench simulate" + (" --quick" if args.quick else "")
+        paths = write_simulation(args.out, plan=QUICK if args.quick else Plan(), command=command)
+        print("\n".join(str(p) for p in paths.values()))
+        return 0
+
+
+COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare, Verify, Simulate]
 
 
 def build_parser() -> argparse.ArgumentParser:

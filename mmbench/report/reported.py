@@ -1,13 +1,16 @@
 """Numbers the papers report (``results/reported.yaml``), shown beside mmbench's, clearly apart.
 
-The file lists, per entry: ``dataset``, ``method`` (mmbench's name), ``paper_method``, ``metric``
-(``acc`` / ``f1``, in %), ``value``, ``source``, ``table``, ``epoch_on_test``, ``setting``, ``checked``.
+The file lists, per entry: ``dataset``, ``method`` (mmbench's name), ``modality`` (for ``unimodal``: which
+modality's model), ``paper_method``, ``metric`` (``acc`` / ``f1``, in %), ``value``, ``source``, ``table``,
+``epoch_on_test``, ``setting``, ``checked``. One entry per (data set, method, modality, metric, source);
+several sources for one (data set, method, metric) are shown as separate rows labelled "source k of n".
 A data set's reported section appears in the leaderboard only when mmbench has runs on a data set of
 that name (or one of its aliases; case and punctuation ignored).
 """
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -21,12 +24,22 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
 
-def load_reported(path: Path | str) -> Dict[str, Any]:
-    """The parsed file, checked; ``{}`` when it does not exist. Bad entries raise naming file and entry."""
+def entry_key(entry: Dict[str, Any]) -> tuple:
+    """What one entry reports: (data set, method, modality, metric); several sources may share it."""
+    return entry["dataset"], entry["method"], entry.get("modality") or "", entry["metric"]
+
+
+def load_reported(path: Path | str, methods: Optional[Iterable[str]] = None) -> Dict[str, Any]:
+    """The parsed file, checked; ``{}`` when it does not exist. Bad entries raise naming file and entry.
+
+    ``methods``: mmbench's method names; when given, an entry naming another method is an error.
+    """
     path = Path(path)
     if not path.exists():
         return {}
     data = yaml.safe_load(path.read_text()) or {}
+    known = set(methods) if methods is not None else None
+    seen: Dict[tuple, int] = {}
     for i, entry in enumerate(data.get("entries", [])):
         missing = [k for k in REQUIRED if k not in entry]
         if missing:
@@ -34,6 +47,13 @@ def load_reported(path: Path | str) -> Dict[str, Any]:
             raise ValueError(f"{path}: entry {i} ({what}) lacks {', '.join(missing)}")
         if entry["metric"] not in ("acc", "f1"):
             raise ValueError(f"{path}: entry {i} has metric {entry['metric']!r} (allowed: acc, f1)")
+        if known is not None and entry["method"] not in known:
+            raise ValueError(f"{path}: entry {i} names method {entry['method']!r}, which mmbench does not have "
+                             "(name mmbench's method; the source's own name goes in paper_method)")
+        key = entry_key(entry) + (entry["source"],)
+        if key in seen:
+            raise ValueError(f"{path}: entries {seen[key]} and {i} both report {key[:4]} from {key[4]!r}")
+        seen[key] = i
     return data
 
 
@@ -64,24 +84,30 @@ def own_value(agg, dataset: Optional[str], method: str, metric: str) -> str:
 
 
 def reported_table(reported: Dict[str, Any], key: str, agg=None, dataset: Optional[str] = None) -> str:
-    """Markdown table of the reported numbers for one data set key.
+    """Markdown table of the reported numbers for one data set key; a (method, modality, metric) with
+    several sources gets one row per source, labelled "k of n" (they disagree: they are not one number).
 
     With ``agg`` (the leaderboard's aggregate frame) and ``dataset`` (mmbench's name of the data set), a
     column gives mmbench's own value of the same metric (accuracy or macro-F1) for the same method, mean
     over seeds with n, beside each reported one.
     """
+    entries = [e for e in reported.get("entries", []) if e["dataset"] == key]
+    per_key = Counter(entry_key(e) for e in entries)
+    index: Counter = Counter()
     rows: List[list] = []
-    for e in reported.get("entries", []):
-        if e["dataset"] != key:
-            continue
+    for e in sorted(entries, key=lambda e: (entry_key(e), e["source"])):
+        k = entry_key(e)
+        index[k] += 1
         source = e["source"] + (f" ({e['table']})" if e.get("table") else "")
         setting = e.get("setting", "") + (f"; {e['note']}" if e.get("note") else "")
+        method = e["method"] + (f" ({e['modality']})" if e.get("modality") else "")
+        label = f"{index[k]} of {per_key[k]}" if per_key[k] > 1 else ""
         own = [own_value(agg, dataset, e["method"], e["metric"])] if agg is not None else []
-        rows.append([e["method"], e.get("paper_method", ""), e["metric"], f"{e['value']:.2f}"] + own
-                    + ["yes" if e["epoch_on_test"] else "no", e["checked"], source, setting])
+        rows.append([method, e.get("paper_method", ""), e["metric"], f"{e['value']:.2f}"] + own
+                    + [label, "yes" if e["epoch_on_test"] else "no", e["checked"], source, setting])
     own_header = ["mmbench % (n)"] if agg is not None else []
-    return tabulate(sorted(rows), headers=["method", "as named there", "metric", "%"] + own_header
-                    + ["epoch chosen on test", "checked", "source", "setting"], tablefmt="github",
+    return tabulate(rows, headers=["method", "as named there", "metric", "%"] + own_header
+                    + ["source", "epoch chosen on test", "checked", "reference", "setting"], tablefmt="github",
                     disable_numparse=True)
 
 

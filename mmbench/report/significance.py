@@ -6,13 +6,15 @@ runs. ``GROUP_KEYS`` is what makes a cell; change it in one place if cells gain 
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from fractions import Fraction
+from typing import List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from mmbench.report.intervals import FUSED, MASKED, SUBSET_MEAN, cell_interval
-from mmbench.report.paired import best_or_tied
+from mmbench.report.intervals import (FUSED, LEVEL_FULL, LEVEL_SAMPLES, MASKED, SUBSET_MEAN, cell_interval,
+                                      sample_scores)
+from mmbench.report.paired import N_BOOT, best_or_tied, cell_seed
 
 GROUP_KEYS = ["method", "overrides", "dataset", "pattern", "settings"]  # a cell: identical resolved settings
 COMPARE_KEYS = ["dataset", "pattern"]  # cells compared with one another
@@ -24,8 +26,29 @@ def _label(key):
     return key[0] if isinstance(key, tuple) and len(key) == 1 else key
 
 
+def exact_mean(cell: pd.DataFrame, metric: str) -> Optional[Fraction]:
+    """The cell's mean ``metric`` over its runs as an exact fraction of correct counts (None without
+    per-sample outcomes): what the ranks compare, so equal counts tie exactly."""
+    if "outcomes" not in cell or metric not in cell:
+        return None
+    parts = []
+    for rec, value in zip(cell["outcomes"], cell[metric]):
+        if value is None or value != value:
+            continue
+        scores = sample_scores(rec, metric)
+        if scores is None:
+            return None
+        # subset_mean: each sample's score is (subsets right) / (subsets), so the count is an integer
+        per = sum(k.startswith("subset:") for k in rec["correct"]) if metric == SUBSET_MEAN else 1
+        parts.append(Fraction(int(round(float(scores.sum()) * per)), len(scores) * per))
+    return sum(parts) / len(parts) if parts else None
+
+
 def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
-    """One row per cell: ``<metric>|lo``, ``|hi``, ``|ci_level``, ``|best_or_tied``, ``|p_holm`` for each metric.
+    """One row per cell; for each metric: ``|lo``, ``|hi``, ``|ci_level`` (the interval), ``|best``,
+    ``|best_or_tied``, ``|p_adj``, ``|compared``, ``|mc_flag``, ``|paired_seeds`` (the marks) and
+    ``|boot_seed``, ``|n_boot`` (the comparison's bootstrap seed and replicates), ``|num`` / ``|den``
+    (the exact mean as a fraction of correct counts).
 
     Args:
         runs: finished runs (``status == "ok"``), one row each, with an ``outcomes`` column where stored.
@@ -34,7 +57,7 @@ def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.
     if runs.empty:
         return pd.DataFrame(columns=GROUP_KEYS)
     cell_keys = [k for k in GROUP_KEYS if k not in COMPARE_KEYS]  # what tells the cells of a comparison apart
-    for _, group in runs.groupby(COMPARE_KEYS):
+    for (dataset, pattern), group in runs.groupby(COMPARE_KEYS):
         # cell label -> its runs; the label is the method name while a cell is (method, dataset, pattern)
         cells = {_label(lab): r for lab, r in group.groupby(cell_keys)}
         per_method = {lab: {k: cell[k].iloc[0] for k in GROUP_KEYS} for lab, cell in cells.items()}
@@ -45,27 +68,41 @@ def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.
                 ci = cell_interval(cell, metric)
                 per_method[method].update(
                     {f"{metric}|lo": ci["lo"], f"{metric}|hi": ci["hi"], f"{metric}|ci_level": ci["level"]})
-            marks = best_or_tied(cells, metric)
-            for _, mark in marks.iterrows():
+                exact = exact_mean(cell, metric)
+                if exact is not None:  # numerator and denominator: exact ranks, exact ties
+                    per_method[method].update({f"{metric}|num": exact.numerator, f"{metric}|den": exact.denominator})
+            seed = cell_seed(str(dataset), str(pattern), metric)
+            marks, info = best_or_tied(cells, metric, seed=seed)
+            for mark in marks.itertuples():
                 per_method[mark.method].update({
                     f"{metric}|best": bool(mark.best), f"{metric}|best_or_tied": bool(mark.best_or_tied),
-                    f"{metric}|p_holm": mark.p_holm, f"{metric}|paired_seeds": int(mark.paired_seeds),
+                    f"{metric}|p_adj": mark.p_adj, f"{metric}|compared": bool(mark.compared),
+                    f"{metric}|mc_flag": bool(mark.mc_flag), f"{metric}|paired_seeds": int(mark.paired_seeds),
+                    f"{metric}|boot_seed": info["seed"], f"{metric}|n_boot": info["n_boot"],
                 })
         rows += per_method.values()
     return pd.DataFrame(rows)
 
 
 STATISTICS_NOTE = (
-    "Intervals: `[lo, hi]` after a cell is its 95% interval from a two-level bootstrap (2000 replicates): "
-    "resample the seeds, then the test samples within each seed, from the per-sample outcomes each run stores; "
-    "it counts both seed and test-set sampling (simulated coverage of the 95% interval: 97% when seeds agree, "
-    "about 85% with 3 seeds whose accuracies differ by 4 points sd: too narrow when few seeds disagree). **Bold** = the best method of the data set and pattern or one "
-    "indistinguishable from it: a paired two-level bootstrap of the per-sample differences on the same seeds, "
-    "test samples and masks, Holm-corrected over the methods compared with the best (family-wise 5%). A paired "
-    "bootstrap rather than McNemar pooled over seeds, because McNemar ignores the seed-to-seed variance of "
-    "training (larger than most gaps here) and needs 0/1 outcomes, which the subset mean is not. "
-    "† = some runs of the cell lack per-sample outcomes (older runs): its interval is over seeds only and it is "
-    "not tested. `gap m` = accuracy of m trained alone (the `unimodal` run of the same seed) minus its probe in "
+    "Intervals: `[lo, hi]` after a cell is its 95% interval for the crossed design: every seed is scored on the "
+    "same test samples, so the variance of the mean is estimated from the seeds x samples table (two-way "
+    "random effects, ANOVA mean squares) and the interval is a t interval (on the logit scale) with "
+    "Satterthwaite's degrees of freedom (about S - 1 when the seeds disagree: with 3 seeds the half-width is "
+    "about 4 standard errors). "
+    "A cell with one seed (`¹`) has a test-sample-only interval: it holds no seed variance. **Bold** = best or "
+    "tied: not found worse than any other method of the data set and pattern, all methods compared at once on "
+    "the same seeds, test samples and masks (studentized max-T over every pair of methods, Westfall-Young "
+    "step-down, null drawn from the crossed design with the variances drawn from their posterior and each method's "
+    "seed variance re-estimated per draw; "
+    f"at least {N_BOOT} draws, more until every mark is resolved; the draws' seed is derived from the data "
+    "set, pattern and metric and recorded in LEADERBOARD.json). The family-wise error is 5% over the whole "
+    "cell, whichever method is truly best: the best is picked from the data, so comparing the others with it "
+    "one by one would not control it. `≈` = the mark is within Monte Carlo error of the 5% threshold "
+    "(it could flip with the bootstrap seed). `‡` = not compared: no per-sample outcomes, or another split, "
+    "other masks or other seeds than the rest (not a sign of being worse). "
+    "† = some runs of the cell lack per-sample outcomes (older runs): its interval is over seeds only. "
+    "`gap m` = accuracy of m trained alone (the `unimodal` run of the same seed) minus its probe in "
     "the multimodal model (positive = under-optimised); `shapley m` = m's Shapley value over the all-subsets "
     "evaluation with chance accuracy for the empty set (they sum to the full set's gain over chance)."
 )
@@ -80,7 +117,8 @@ def attach_statistics(agg: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def decorate_cell(text: str, row, col: str) -> str:
-    """``mean ± std`` -> ``**mean ± std** [lo, hi]`` (bold: best or tied), ``†`` without per-sample outcomes."""
+    """``mean ± std`` -> ``**mean ± std** [lo, hi]`` (bold: best or tied), with the marks of the note:
+    ``≈`` within Monte Carlo error, ``‡`` not compared, ``¹`` one seed, ``†`` without per-sample outcomes."""
     if text in ("-", "") or f"{col}|ci_level" not in row or not isinstance(row.get(f"{col}|ci_level"), str):
         return text
     if isinstance(row.get(f"{col}|best_or_tied"), (bool, np.bool_)) and row.get(f"{col}|best_or_tied"):
@@ -88,6 +126,15 @@ def decorate_cell(text: str, row, col: str) -> str:
     lo, hi = row.get(f"{col}|lo"), row.get(f"{col}|hi")
     if lo == lo and hi == hi and lo is not None:  # not NaN
         text += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
-    if row.get(f"{col}|ci_level") != "seeds+samples":
+    compared = row.get(f"{col}|compared")
+    if isinstance(compared, (bool, np.bool_)):
+        if not compared:
+            text += " ‡"
+        elif isinstance(row.get(f"{col}|mc_flag"), (bool, np.bool_)) and row.get(f"{col}|mc_flag"):
+            text += " ≈"
+    level = row.get(f"{col}|ci_level")
+    if level == LEVEL_SAMPLES:
+        text += " ¹"
+    elif level != LEVEL_FULL:
         text += " †"
     return text

@@ -21,6 +21,8 @@ from mmbench.environment import environment, machine_line
 from mmbench.report.frame import results_frame
 from mmbench.report.imbalance import add_gaps
 from mmbench.report.rank_table import rank_section, rank_summary
+from mmbench.report.recommend import recommendation
+from mmbench.report.simulate import load_summary
 from mmbench.report.reported import load_reported, reported_sections
 from mmbench.report.traces import all_traces, traces_section
 from mmbench.report.significance import GROUP_KEYS as CELL_KEYS
@@ -162,12 +164,28 @@ def failures_table(df: pd.DataFrame) -> str:
     return tabulate(rows, headers=["method", "dataset", "pattern", "seed", "status"], tablefmt="github")
 
 
+def rank_summaries(agg: pd.DataFrame) -> List[Dict]:
+    """The across-data-sets comparisons: complete pattern on fused and subset-mean accuracy, every other
+    pattern on subset-mean accuracy (the order of the Markdown sections)."""
+    if agg.empty:
+        return []
+    wanted = [("complete", "test_acc"), ("complete", "subset_mean")] + [
+        (p, "subset_mean") for p in sorted(set(agg.pattern) - {"complete"})]
+    return [s for s in (rank_summary(agg, p, m) for p, m in wanted) if s]
+
+
 def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: str = "results/runs",
-                   unreadable: Sequence[str] = (), reported: Optional[Dict] = None) -> str:
+                   unreadable: Sequence[str] = (), reported: Optional[Dict] = None,
+                   ranks: Optional[List[Dict]] = None, simulation: Optional[str] = None) -> str:
     """The leaderboard page. ``runs_dir``: the folder named in the header; ``unreadable``: result files
     that could not be read (``"path: why"``), counted and named in the header; ``reported``: numbers
-    reported elsewhere (``results/reported.yaml``), shown beside the data sets run here."""
+    reported elsewhere (``results/reported.yaml``), shown beside the data sets run here; ``ranks``: the
+    across-data-sets comparisons (computed when not given); ``simulation``: the design simulation's
+    numbers in one sentence (``results/SIMULATION.json``), quoted in the notes."""
+    ranks = rank_summaries(agg) if ranks is None else ranks
     parts: List[str] = ["# mmbench leaderboard", ""]
+    if not agg.empty:
+        parts += recommendation(agg, ranks)
     seeds = sorted(df.seed.unique().tolist()) if not df.empty else []
     mem_kinds = sorted(df.mem_kind.dropna().unique().tolist()) if "mem_kind" in df else []
     parts += [
@@ -192,7 +210,8 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
         "the only spread: the same runs are bit-identical on one machine but can differ on another CPU or "
         "BLAS (README, Reproducibility).",
         "",
-        STATISTICS_NOTE,
+        STATISTICS_NOTE + (" " + simulation if simulation else
+                           " (`python -m mmbench simulate` checks these statistics on a simulation of the design.)"),
         "",
         "## Fused test accuracy, complete pattern",
         "",
@@ -217,10 +236,9 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
             accuracy_table(agg, pattern, "subset_mean"),
             "",
         ]
-    parts += rank_section(agg, "complete", "test_acc", "fused test accuracy")
-    for pattern in patterns:
-        if pattern != "complete":
-            parts += rank_section(agg, pattern, "subset_mean", "mean accuracy over the modality subsets")
+    labels = {"test_acc": "fused test accuracy", "subset_mean": "mean accuracy over the modality subsets"}
+    for summary in ranks:
+        parts += rank_section(agg, summary["pattern"], summary["metric"], labels[summary["metric"]], summary)
     for pattern in patterns:
         for dataset in sorted(agg[agg.pattern == pattern].dataset.unique()):
             parts += [f"## {dataset}, pattern `{pattern}`", "", dataset_table(agg, dataset, pattern), ""]
@@ -265,15 +283,16 @@ def write_tables(root: str = "results", machine: str = "") -> Dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     if not machine:
         machine = _machine_description(df)
+    ranks = rank_summaries(agg)
     md = build_markdown(df if not df.empty else pd.DataFrame(columns=["status", "seed"]), agg, machine,
-                        runs_dir=str(store.runs), unreadable=store.unreadable, reported=reported)
+                        runs_dir=str(store.runs), unreadable=store.unreadable, reported=reported, ranks=ranks,
+                        simulation=load_summary(root))
     paths = {"md": out / "LEADERBOARD.md", "csv": out / "LEADERBOARD.csv", "json": out / "LEADERBOARD.json"}
     write_text_atomic(paths["md"], md)
     write_text_atomic(paths["csv"], agg.to_csv(index=False) if not agg.empty else "")
-    ranks = [r for r in ([rank_summary(agg, "complete", "test_acc")] + [rank_summary(agg, p, "subset_mean") for p in
-                         sorted(set(agg.pattern) - {"complete"})] if not agg.empty else []) if r]
     records = json.loads(agg.to_json(orient="records")) if not agg.empty else []
-    write_json_atomic(paths["json"], {"machine": machine, "aggregate": records, "ranks": ranks,
+    which = "\n".join(recommendation(agg, ranks)) if not agg.empty else ""  # the page renders it first
+    write_json_atomic(paths["json"], {"machine": machine, "recommendation": which, "aggregate": records, "ranks": ranks,
                                       "coefficient_traces": all_traces(df)})
     return paths
 

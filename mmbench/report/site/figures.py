@@ -7,7 +7,7 @@ no robustness runs yet), so the page simply leaves that plot out and says why.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import matplotlib
 
@@ -176,46 +176,31 @@ def coefficient_traces(traces: Dict[str, Dict[str, List[float]]], dataset: str):
     return fig
 
 
-def cd_diagram(mean_ranks: Dict[str, float], cd: float, title: str):
-    """Critical-difference diagram (Demšar 2006): methods on the mean-rank axis; methods whose mean
-    ranks differ by less than ``cd`` are joined by a bar (not distinguishable by the Nemenyi test)."""
-    if not mean_ranks:
+def control_plot(summary: Dict, title: str):
+    """Every method against the control across data sets: stacked bars of P(worse), P(equivalent) and
+    P(better) from the Bayesian signed-rank test, a star where Holm's test on mean ranks says better or
+    worse. ``summary``: one entry of LEADERBOARD.json's ``ranks``; None when it holds no verdict (fewer
+    than 5 independent data-set groups)."""
+    methods = [m for m in summary.get("methods", []) if "p_better" in m] if summary.get("verdict") else []
+    if not methods:
         return None
-    items = sorted(mean_ranks.items(), key=lambda kv: kv[1])
-    names = [k for k, _ in items]
-    ranks = np.array([v for _, v in items])
-    lo, hi = 1, max(len(items), int(np.ceil(ranks.max())))
-    half = (len(items) + 1) // 2
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.22 * half))
-    ax.set_xlim(lo - 0.5, hi + 0.5)
-    ax.set_ylim(-(half + 2), 1.6)
-    ax.axhline(0, color="black", lw=1)
-    for r in range(lo, hi + 1):
-        ax.plot([r, r], [0, 0.15], color="black", lw=1)
-        ax.text(r, 0.25, str(r), ha="center", fontsize=7)
-    # the best half labelled on the left, the rest on the right
-    for i, (name, rank) in enumerate(items):
-        left = i < half
-        level = -(i + 1) if left else -(len(items) - i)
-        x_text = lo - 0.4 if left else hi + 0.4
-        ax.plot([rank, rank, x_text], [0, level, level], color="0.3", lw=0.8)
-        ax.text(x_text, level, f"{name} ({rank:.2f})", ha="right" if left else "left", va="center", fontsize=7)
-    # cliques: maximal runs of consecutive methods within cd of each other
-    cliques: List[Tuple[int, int]] = []
-    for i in range(len(ranks)):
-        j = i
-        while j + 1 < len(ranks) and ranks[j + 1] - ranks[i] < cd:
-            j += 1
-        if j > i and not any(a <= i and j <= b for a, b in cliques):
-            cliques.append((i, j))
-    for k, (i, j) in enumerate(cliques):
-        y = -0.35 - 0.18 * k
-        ax.plot([ranks[i] - 0.03, ranks[j] + 0.03], [y, y], color="tab:red", lw=2.5, solid_capstyle="round")
-    if np.isfinite(cd):
-        ax.plot([lo, lo + cd], [1.2, 1.2], color="black", lw=1.5)
-        ax.text(lo + cd / 2, 1.3, f"CD = {cd:.2f}", ha="center", fontsize=7)
+    methods = sorted(methods, key=lambda m: (m["p_better"], -m["p_worse"]))
+    y = np.arange(len(methods))
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.26 * len(methods)))
+    left = np.zeros(len(methods))
+    for key, label, color in (("p_worse", "worse", "tab:red"), ("p_equiv", "equivalent (±1 point)", "0.75"),
+                              ("p_better", "better", "tab:green")):
+        values = np.array([m[key] for m in methods])
+        ax.barh(y, values, left=left, color=color, label=label, height=0.7)
+        left += values
+    for i, m in enumerate(methods):
+        if m.get("p_holm", 1.0) <= 0.05:
+            ax.text(1.01, i, "*", va="center", fontsize=9)
+    ax.set_yticks(y, [m["method"] for m in methods], fontsize=7)
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel(f"probability, compared with {summary.get('control', 'joint')}")
     ax.set_title(title, fontsize=9)
-    ax.axis("off")
+    ax.legend(fontsize=7, loc="lower right")
     return fig
 
 

@@ -177,22 +177,22 @@ def _traces_section(results, runs, img) -> Section:
 
 
 def _ranks_section(leaderboard_json: Path, img) -> Section:
-    s = Section("Mean ranks across data sets", "ranks",
-                "Critical-difference diagram (Demšar 2006): methods placed at their mean rank over the data sets "
-                "(1 = best) by the leaderboard's metric of each pattern; methods joined by a red bar are not "
-                "distinguishable by the Nemenyi test at α = 0.05. Drawn from the rank tables of "
-                "`LEADERBOARD.json`, so the page and the tables show the same numbers.")
+    s = Section("Across data sets: each method against joint training", "ranks",
+                "Bayesian signed-rank test (baycomp) of each method against joint training over the independent "
+                "data-set groups, with a 1-point region of practical equivalence: P(worse), P(equivalent), "
+                "P(better); * = Holm's test on the mean ranks (Demšar 2006, §3.2.2) says better or worse. Drawn "
+                "from the rank tables of `LEADERBOARD.json`, so the page and the tables show the same numbers.")
     ranks = json.loads(leaderboard_json.read_text()).get("ranks", []) if leaderboard_json.exists() else []
     for summary in ranks:
-        mean_ranks = {m["method"]: m["mean_rank"] for m in summary["methods"]}
-        n, pattern = len(summary["datasets"]), summary["pattern"]
-        friedman = summary.get("friedman_p")
-        friedman = float("nan") if friedman is None else friedman  # undefined below 3 methods
-        title = f"pattern {pattern}, {summary['metric']}: {n} data sets, Friedman p = {friedman:.3g}"
-        _add(s, figures.cd_diagram(mean_ranks, summary["cd"], title), img, f"cd-{_slug(pattern)}",
-             f"Pattern {pattern}, {summary['metric']}: mean ranks and critical difference "
-             f"(CD = {summary['cd']:.2f}, {n} data sets).")
-    if not s.figures:
+        pattern, metric = summary["pattern"], summary["metric"]
+        title = f"pattern {pattern}, {metric}: {summary.get('n_groups', 0)} independent groups"
+        fig = figures.control_plot(summary, title)
+        if fig is None:
+            s.missing.append(f"pattern {pattern}, {metric}: {summary.get('reason') or 'no verdict'}")
+            continue
+        _add(s, fig, img, f"control-{_slug(pattern)}-{_slug(metric)}",
+             f"Pattern {pattern}, {metric}: each method against {summary.get('control', 'joint')}.")
+    if not ranks:
         s.missing.append("no rank table in LEADERBOARD.json (needs two data sets with the same methods; "
                          "`python -m mmbench table` writes it)")
     return s

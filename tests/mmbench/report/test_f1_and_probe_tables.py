@@ -1,6 +1,6 @@
 """Macro-F1 in the leaderboard (its own table and beside reported numbers) and the linear-probe columns."""
 from mmbench.report import write_tables
-from mmbench.results_store import ResultsStore
+from fake_results import HandWrittenStore
 
 REPORTED = """
 datasets:
@@ -26,7 +26,7 @@ def result(method, seed, acc, f1, lp):
 
 
 def test_macro_f1_table_reported_comparison_and_probe_columns(tmp_path):
-    store = ResultsStore(tmp_path)
+    store = HandWrittenStore(tmp_path)
     for seed in (0, 1):
         store.save(result("joint", seed, 0.8, 0.6123, 0.7))
         store.save(result("unimodal", seed, 0.75, 0.7, 0.9))

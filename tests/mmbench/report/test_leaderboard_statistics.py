@@ -8,8 +8,9 @@ import pytest
 from mmbench.engine.outcomes import pack_correct
 from mmbench.report import write_tables
 from mmbench.report.imbalance import add_gaps
-from mmbench.report.reported import load_reported, match_dataset
+from mmbench.report.reported import load_reported, match_dataset, reported_table
 from fake_results import HandWrittenStore
+from mmbench.results_store import ResultsStore
 
 N = 300
 
@@ -64,18 +65,25 @@ def test_markdown_marks_best_or_tied_with_intervals(board):
     assert "**" not in bad_line
     old_line = next(line for line in fused.splitlines() if line.startswith("| old "))
     assert "†" in old_line  # a cell without per-sample outcomes says so
-    assert "two-level bootstrap" in md and "Holm" in md
+    assert "crossed design" in md and "max-T" in md
+    assert md.split("\n")[2] == "## Which method should I use?"  # the summary opens the page
+    which = md.split("## Which method should I use?")[1].split("\n## ")[0]
+    assert "`best`" in which and "`bad`" not in which.split("**All modalities present**")[1].split("\n")[0]
 
 
 def test_csv_and_json_carry_the_marks_and_ranks(board):
     csv = pd.read_csv(board["csv"])
     row = csv[(csv.method == "bad") & (csv.dataset == "d1")].iloc[0]
-    assert row["test_acc|best_or_tied"] == False and row["test_acc|p_holm"] < 0.05  # noqa: E712
+    assert row["test_acc|best_or_tied"] == False and row["test_acc|p_adj"] < 0.05  # noqa: E712
+    assert row["test_acc|n_boot"] >= 10_000 and row["test_acc|compared"] == True  # noqa: E712
+    assert row["test_acc|num"] / row["test_acc|den"] == pytest.approx(row["test_acc|mean"], abs=1e-12)
     assert row["test_acc|lo"] < row["test_acc|mean"] < row["test_acc|hi"]
     ranks = json.loads(board["json"].read_text())["ranks"]
     complete = next(r for r in ranks if r["pattern"] == "complete")
-    assert complete["methods"][0]["method"] in ("best", "twin") and complete["cd"] > 0
-    assert "Mean rank across data sets" in board["md"].read_text()
+    assert complete["methods"][0]["method"] in ("best", "twin")
+    # d1, d2, crema-d: 3 independent groups, fewer than 5: no verdict, and the section says why
+    assert complete["n_groups"] == 3 and not complete["verdict"] and "at least 5" in complete["reason"]
+    assert "No cross-data-set verdict: only 3 independent" in board["md"].read_text()
 
 
 def test_diagnostics_columns(board):
@@ -94,9 +102,25 @@ def test_reported_section_only_for_data_sets_run_here(board):
 
 
 def test_reported_file_of_the_project_is_valid():
-    data = load_reported("results/reported.yaml")
+    from mmbench.methods import list_methods
+    data = load_reported("results/reported.yaml", methods=list_methods())  # mmbench's names only, no duplicates
     assert match_dataset(data, "CREMA_D") == "crema-d" and match_dataset(data, "mfeat-pix-mor") is None
     assert all(e["checked"] in ("readme", "issue", "secondary", "artifact") for e in data["entries"])
+    table = reported_table(data, "crema-d")
+    joint_acc = [line for line in table.splitlines() if line.startswith("| joint ") and "| acc " in line]
+    assert len(joint_acc) == 3 and [("%d of 3" % k) in joint_acc[k - 1] for k in (1, 2, 3)] == [True] * 3
+    assert "| unimodal (first of two" in table and "unimodal-1" not in table.split("| Unimodal-1")[0]
+
+
+def test_reported_duplicates_and_unknown_methods_are_errors(tmp_path):
+    path = tmp_path / "r.yaml"
+    entry = "  - {dataset: x, method: joint, metric: acc, value: 1, source: s, epoch_on_test: false, checked: readme}\n"
+    path.write_text("entries:\n" + entry + entry)
+    with pytest.raises(ValueError, match="entries 0 and 1 both report"):
+        load_reported(path)
+    path.write_text("entries:\n" + entry.replace("joint", "unimodal-1"))
+    with pytest.raises(ValueError, match="names method 'unimodal-1', which mmbench does not have"):
+        load_reported(path, methods=["joint", "unimodal"])
 
 
 def test_reported_file_bad_entry_names_the_problem(tmp_path):

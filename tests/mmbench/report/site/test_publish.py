@@ -24,7 +24,20 @@ def test_site_has_every_plot_kind_and_its_images(site):
     for src in sources:
         assert (index.parent / src).stat().st_size > 0, src
     kinds = {src.split("/")[1].split("-")[0] for src in sources}
-    assert {"cost", "subsets", "robustness", "gap", "traces", "cd"} <= kinds
+    assert {"cost", "subsets", "robustness", "gap", "traces"} <= kinds
+    # two data sets: no cross-data-set verdict, so no method-vs-joint plot, and the page says why
+    assert "control" not in kinds and "a cross-data-set verdict needs at least 5" in page
+
+
+def test_control_plot_draws_a_verdict_and_nothing_without_one():
+    from mmbench.report.site.figures import control_plot
+    summary = {"verdict": True, "control": "joint", "methods": [
+        {"method": "joint", "mean_rank": 2.0},
+        {"method": "a", "p_better": 0.9, "p_equiv": 0.1, "p_worse": 0.0, "p_holm": 0.01},
+        {"method": "b", "p_better": 0.1, "p_equiv": 0.3, "p_worse": 0.6, "p_holm": 0.5}]}
+    fig = control_plot(summary, "t")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["b", "a"]  # most likely better on top
+    assert control_plot({**summary, "verdict": False}, "t") is None
 
 
 def test_site_tables_come_from_the_leaderboard_and_data_is_copied(site):
