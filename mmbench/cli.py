@@ -107,7 +107,8 @@ class All(Command):
             print(f"tables: {paths['md']}")
         bad = counts.get("failed", 0) + counts.get("diverged", 0)
         if bad:
-            print(f"error: {bad} runs failed or diverged (listed above); they are retried on the next call",
+            print(f"error: {bad} runs failed or diverged (listed above); failed runs are retried on the next "
+                  "call, diverged ones are final results (a non-finite training loss is what that method did)",
                   file=sys.stderr)
             return 1
         return 0
