@@ -199,3 +199,20 @@ def test_fused_slots_hold_the_translated_features_in_both_directions(three):
         # and not the untranslated restored feature
         assert not torch.allclose(slots[a], f + restored * mask[:, a : a + 1])
     torch.testing.assert_close(slots[method.k], restored + t_avail)
+
+
+def test_loss_adds_lambda_mmd_times_the_jmmd(data, monkeypatch):
+    """``L = CE + lambda_missing * CE_k + lambda_mmd * JMMD``: with the JMMD replaced by known values the
+    loss moves by exactly ``lambda_mmd`` times the change, with a + sign (a flipped sign would push the
+    restored feature AWAY from the true one)."""
+    method = make_method("osmd", data, hp={"lambda_mmd": 1.7})
+    batch = _batch(data)
+    losses, knowns = [], []
+    for value in (0.0, 0.4):
+        known = torch.tensor(value, requires_grad=True)
+        knowns.append(known)
+        monkeypatch.setattr(osmd, "joint_mmd", lambda *a, **k: knowns[-1])
+        losses.append(method.compute_loss(batch, _Ctx))
+    assert float(losses[1] - losses[0]) == pytest.approx(1.7 * 0.4, rel=1e-5)
+    (g,) = torch.autograd.grad(losses[1], [knowns[1]])
+    assert float(g) == pytest.approx(1.7)
