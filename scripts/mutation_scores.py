@@ -107,6 +107,31 @@ def run_group(group: Group, work: Path) -> float:
     return seconds
 
 
+def rescore(group: Group, work: Path) -> float:
+    """Re-run only the group's survivors of its last run, against the current tests (after new tests
+    were written to kill them): the tests are copied into the scratch copy again and mutmut's
+    statistics (which test reaches which function) are recomputed."""
+    dest = work / group.name
+    res = results(group, work)
+    if res is None:
+        raise SystemExit(f"{group.name}: no previous run in {dest}")
+    survivors = [k for k, v in res["mutants"].items() if v == "survived"]
+    if not survivors:
+        return 0.0
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "mutations")
+    for target in (dest / "tests", dest / "mutants" / "tests"):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", target, ignore=ignore)
+    (dest / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(MMBENCH_NO_CPP="1", MMBENCH_CACHE=str(dest / ".cache"), PYTHONDONTWRITEBYTECODE="1")
+    start = time.perf_counter()
+    with open(dest / "mutmut-rescore.txt", "w") as log:
+        subprocess.run([sys.executable, "-m", "mutmut", "run", *survivors], cwd=dest, env=env, stdout=log,
+                       stderr=subprocess.STDOUT)
+    return time.perf_counter() - start
+
+
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
           24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
 
@@ -180,6 +205,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--all", action="store_true", help="score every group")
     ap.add_argument("--list", action="store_true", help="list the groups and exit")
     ap.add_argument("--report-only", action="store_true", help="no run: only write the table of the last results")
+    ap.add_argument("--rescore", action="store_true", help="re-run only the survivors of the last run, current tests")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mmbench-mutmut"))
     ap.add_argument("--out", type=Path, help="write the markdown table here")
     args = ap.parse_args(argv)
@@ -192,7 +218,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown or not names:
         ap.error(f"unknown or no groups: {unknown}; choose from {list(GROUPS)}")
     args.work.mkdir(parents=True, exist_ok=True)
-    if not args.report_only:
+    if args.rescore:
+        for n in names:
+            print(f"{n}: rescored survivors in {rescore(GROUPS[n], args.work):.0f} s", flush=True)
+    elif not args.report_only:
         for n in names:
             print(f"{n}: {run_group(GROUPS[n], args.work):.0f} s", flush=True)
     text = table([GROUPS[n] for n in names] if not args.out else list(GROUPS.values()), args.work)

@@ -227,3 +227,11 @@ def test_two_epoch_run_traces_the_gate_share_per_modality():
         assert c["gate:a"] + c["gate:b"] == pytest.approx(1.0, abs=1e-5)
     # a is the strong (confident) modality of the toy data: the entropy gate favours it once trained
     assert history[-1]["coefficients"]["gate:a"] > 0.5
+
+
+def test_owm_update_with_a_non_identity_projector():
+    """After the first step P is not the identity, so ``r^T P r`` and ``r^T r`` differ: P = diag(1, 2),
+    r = (1, 0.5), alpha = 0.5 -> k = P r = (1, 1), r^T k = 1.5, P - k k^T / 2 = [[0.5, -0.5], [-0.5, 1.5]]."""
+    P, r = torch.diag(torch.tensor([1.0, 2.0])), torch.tensor([1.0, 0.5])
+    expected = torch.tensor([[0.5, -0.5], [-0.5, 1.5]])
+    torch.testing.assert_close(owm_update(P, r, 0.5), expected / expected.norm())

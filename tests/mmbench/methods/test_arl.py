@@ -238,3 +238,18 @@ def test_two_modality_coefficient_uses_entropy_for_q_and_logit_size_for_d():
     expected, swapped = arl_w(H, Dm), arl_w(Dm, H)
     assert float((expected - swapped).abs().max()) > 0.05  # the test can tell the two apart
     torch.testing.assert_close(method.last_weights, expected, rtol=1e-7, atol=1e-9)
+
+
+def test_floor_and_temperature_settings_reach_both_coefficient_paths():
+    """Non-default ``floor`` and ``temperature`` are used by the step and by :meth:`ARL.coefficients`
+    (with the defaults, dropping either argument would go unnoticed: the kernel's defaults agree)."""
+    data, method = build(floor=0.55, temperature=2.5)
+    batch = batch_of(data)
+    method_grads(method, batch, SimpleNamespace(epoch=5, epochs=10))
+    with torch.no_grad():
+        uni = torch.stack(method.model.unimodal_logits(method.model.encode(batch)))
+    expected = torch.from_numpy(ref_coefficients(uni.numpy(), 2.5, floor=0.55))
+    assert float((expected - torch.from_numpy(ref_coefficients(uni.numpy(), 4.0))).abs().max()) > 1e-3
+    assert float((expected - torch.from_numpy(ref_coefficients(uni.numpy(), 2.5))).abs().max()) > 1e-4
+    torch.testing.assert_close(method.last_weights, expected, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(method.coefficients(uni, batch.labels), expected, rtol=1e-7, atol=1e-9)
