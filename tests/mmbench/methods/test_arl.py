@@ -253,3 +253,16 @@ def test_floor_and_temperature_settings_reach_both_coefficient_paths():
     assert float((expected - torch.from_numpy(ref_coefficients(uni.numpy(), 2.5))).abs().max()) > 1e-4
     torch.testing.assert_close(method.last_weights, expected, rtol=1e-7, atol=1e-9)
     torch.testing.assert_close(method.coefficients(uni, batch.labels), expected, rtol=1e-7, atol=1e-9)
+
+
+def test_ce_weights_by_hand_with_a_modality_on_one_sample():
+    """``[M + 1, B]`` weights: 1 for the fused CE; ``coef * B / n_m`` on the ``n_m`` samples having m, so
+    the kernel's mean over B gives ``coef * mean_{b has m} CE(z_m)``; exact for ``n_m = 1`` and 0 too."""
+    from mmbench.methods.arl import ce_weights
+
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])  # b once, c never
+    expected = torch.tensor([[1.0, 1.0, 1.0, 1.0],
+                             [3.0 * 4 / 3, 3.0 * 4 / 3, 0.0, 3.0 * 4 / 3],
+                             [0.0, 3.0 * 4 / 1, 0.0, 0.0],
+                             [0.0, 0.0, 0.0, 0.0]])
+    torch.testing.assert_close(ce_weights(mask, 3.0), expected)
