@@ -182,8 +182,8 @@ def table(groups: Sequence[Group], work: Path) -> str:
         count = {s: sum(v == s for v in statuses.values()) for s in set(statuses.values())}
         survivors = sorted(k for k, v in statuses.items() if v == "survived")
         eq = [s for s in survivors if s in equivalent]
-        killed = count.get("killed", 0) + count.get("timeout", 0)
-        scored = n - len(eq) - count.get("no tests", 0) * 0
+        killed = count.get("killed", 0) + count.get("timeout", 0)  # a timeout is an infinite loop: caught
+        scored = n - len(eq)  # equivalent mutants cannot be killed; "no tests" ones count as not killed
         score = killed / scored if scored else float("nan")
         funcs = sorted({function_of(k) for k in statuses})
         wall = f"{res['seconds'] / 60:.0f} min" if res["seconds"] else "?"

@@ -28,6 +28,7 @@ Command line (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import signal
@@ -113,14 +114,29 @@ def stale(entries: Sequence[Entry], root: Path = ROOT) -> Dict[str, str]:
         if not path.is_file():
             bad[e.id] = f"{e.file} does not exist"
             continue
-        n = path.read_text(encoding="utf-8").count(e.original)
+        text = path.read_text(encoding="utf-8")
+        n = text.count(e.original)
         if n != 1:
             bad[e.id] = f"original snippet found {n} times in {e.file} (expected exactly once): {e.original!r}"
+            if n == 0:  # help the refresh: the most similar line of the file now
+                line, share = closest_line(e.original, text)
+                bad[e.id] += f"; closest line now ({share:.0%} of the snippet): {line!r}" if share >= 0.6 else ""
             continue
         for t in e.tests:
             if not (root / t.split("::")[0]).is_file():
                 bad[e.id] = f"test file {t.split('::')[0]} does not exist"
     return bad
+
+
+def closest_line(snippet: str, text: str) -> Tuple[str, float]:
+    """The line of ``text`` sharing the most characters (in order) with ``snippet``, and that share."""
+    best, share = "", 0.0
+    for line in text.splitlines():
+        blocks = difflib.SequenceMatcher(None, snippet, line, autojunk=False).get_matching_blocks()
+        s = sum(b.size for b in blocks) / max(1, len(snippet))
+        if s > share:
+            best, share = line.strip(), s
+    return best, share
 
 
 def make_scratch(root: Path, dest: Path) -> Path:
