@@ -221,3 +221,15 @@ def test_quick_fit(three, pattern, fusion):
         assert metrics["test_acc"] > 0.3
     assert len(metrics["unimodal_acc"]) == (3 if three else 2)
     assert all(math.isfinite(v) for v in metrics["unimodal_acc"].values())
+
+
+def test_dgl_logits_default_is_the_paper_form_for_gated_heads():
+    """Called without ``gated_quirk`` (the paper's intent is the default), the fused path of a gated
+    head trains its ``fc_m`` layers; only ``gated_quirk=True`` cuts them off."""
+    data, method = build(fusion="gated")
+    head = method.model.head
+    feats = [f.detach() for f in method.model.encode(batch_of(data))]
+    for quirk, reaches in ((None, True), (True, False)):
+        fused, _ = dgl_logits(head, feats) if quirk is None else dgl_logits(head, feats, gated_quirk=quirk)
+        grads = torch.autograd.grad(fused.sum(), list(head.fcs.parameters()), allow_unused=True)
+        assert all(g is not None and g.abs().sum() > 0 for g in grads) == reaches

@@ -216,3 +216,35 @@ def test_loss_adds_lambda_mmd_times_the_jmmd(data, monkeypatch):
     assert float(losses[1] - losses[0]) == pytest.approx(1.7 * 0.4, rel=1e-5)
     (g,) = torch.autograd.grad(losses[1], [knowns[1]])
     assert float(g) == pytest.approx(1.7)
+
+
+@pytest.mark.parametrize("jmmd_target", ["softmax", "onehot"])
+@pytest.mark.parametrize("present", ["one", "half"])
+def test_loss_terms_by_hand(data, monkeypatch, jmmd_target, present):
+    """``L = CE(fused) + lambda_missing * mean_{b has k} CE(missing_head(f_k)) + lambda_mmd * JMMD`` with the
+    JMMD's target the (detached) softmax of the true branch or the one-hot label, computed here term by
+    term, on batches where the missing modality k is present on one sample or on half of them."""
+    method = make_method("osmd", data, hp={"lambda_missing": 0.7, "lambda_mmd": 1.3, "jmmd_target": jmmd_target})
+    batch = _batch(data)
+    mask = batch.mask.clone()
+    mask[1:, 1] = 0 if present == "one" else 1
+    if present == "half":
+        mask[::2, 1] = 0
+    batch = batch.with_mask(mask)
+    seen = {}
+    real = osmd.joint_mmd
+    monkeypatch.setattr(osmd, "joint_mmd", lambda s, t, w, *a: seen.update(target=t[1], w=w) or real(s, t, w, *a))
+    loss = method.compute_loss(batch, _Ctx)
+    has_k = mask[:, 1]
+    avail = method.available_features(batch)
+    restored = method.restore(avail)
+    ce = F.cross_entropy(method.fuse(avail, restored, mask), batch.labels)
+    f_k = method.model.encoders["b"](batch.inputs["b"]) * has_k.unsqueeze(1)
+    logits_k = method.extra["missing_head"](f_k)
+    ce_k = (F.cross_entropy(logits_k, batch.labels, reduction="none") * has_k).sum() / has_k.sum()
+    target = F.one_hot(batch.labels, data.num_classes).float() if jmmd_target == "onehot" else torch.softmax(logits_k, 1)
+    p_restored = torch.softmax(method.extra["missing_head"](restored), 1)
+    mmd = real([restored, p_restored], [f_k.detach(), target.detach()], has_k, 5, 2.0)
+    torch.testing.assert_close(seen["target"], target.detach())
+    torch.testing.assert_close(seen["w"], has_k)
+    torch.testing.assert_close(loss, ce + 0.7 * ce_k + 1.3 * mmd)
