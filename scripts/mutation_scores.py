@@ -153,11 +153,23 @@ def results(group: Group, work: Path) -> Optional[dict]:
 
 
 def show(group: Group, work: Path, name: str) -> str:
-    """mutmut's diff of one mutant (the changed lines only)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work / group.name, env=env,
-                          capture_output=True, text=True)
-    return "\n".join(l for l in proc.stdout.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---")))
+    """The changed lines of one mutant, read from mutmut's mutants/ copy (original vs mutated function)."""
+    import difflib
+    import re
+
+    func, _, _ = name.rsplit(".", 1)[-1].partition("__mutmut_")
+    for f in group.files:
+        src = (work / group.name / "mutants" / f).read_text()
+
+        def body(fname: str) -> List[str]:
+            m = re.search(r"^( {4})?def " + re.escape(fname) + r"\(.*?(?=^( {4})?def |\Z)", src, re.S | re.M)
+            return m.group(0).splitlines()[1:] if m else []
+
+        orig, mut = body(func + "__mutmut_orig"), body(name.rsplit(".", 1)[-1])
+        if mut:
+            diff = difflib.unified_diff(orig, mut, lineterm="", n=0)
+            return "\n".join(l[0] + " " + l[1:].strip() for l in diff if l[:1] in "+-" and not l.startswith(("+++", "---")))
+    return ""
 
 
 def function_of(name: str) -> str:
@@ -168,10 +180,12 @@ def function_of(name: str) -> str:
 
 def table(groups: Sequence[Group], work: Path) -> str:
     """The markdown report: per file, per function, and every survivor with its diff and reason."""
-    equivalent = yaml.safe_load(EQUIVALENTS.read_text()) if EQUIVALENTS.exists() else {}
-    equivalent = equivalent or {}
-    head = ["| file | functions scored | mutants | killed | equivalent | survived | timeout | no tests | score | wall |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    explained = (yaml.safe_load(EQUIVALENTS.read_text()) if EQUIVALENTS.exists() else None) or {}
+    equivalent = explained.get("equivalent") or {}
+    new_kill = explained.get("killed_by_new_test") or {}
+    head = ["| file | functions scored | mutants | checked | killed | killed by a new test | equivalent | survived | "
+            "timeout | score | wall |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     rows, details = [], []
     for g in groups:
         res = results(g, work)
@@ -180,22 +194,30 @@ def table(groups: Sequence[Group], work: Path) -> str:
         statuses = res["mutants"]
         n = len(statuses)
         count = {s: sum(v == s for v in statuses.values()) for s in set(statuses.values())}
-        survivors = sorted(k for k, v in statuses.items() if v == "survived")
+        checked = n - count.get("not checked", 0)
+        survivors = sorted(k for k, v in statuses.items() if v in ("survived", "no tests"))
         eq = [s for s in survivors if s in equivalent]
-        killed = count.get("killed", 0) + count.get("timeout", 0)  # a timeout is an infinite loop: caught
-        scored = n - len(eq)  # equivalent mutants cannot be killed; "no tests" ones count as not killed
-        score = killed / scored if scored else float("nan")
+        late = [s for s in survivors if s in new_kill]
+        killed = count.get("killed", 0) + len(late)
+        # A timeout (mutmut's CPU limit) is inconclusive on a loaded machine: neither killed nor survived.
+        scored = count.get("killed", 0) + len(survivors) - len(eq)
+        score = f"{100 * killed / scored:.0f}%" if scored else "-"
         funcs = sorted({function_of(k) for k in statuses})
-        wall = f"{res['seconds'] / 60:.0f} min" if res["seconds"] else "?"
-        rows.append(f"| `{', '.join(g.files)}` | {', '.join(funcs)} | {n} | {count.get('killed', 0)} | {len(eq)} | "
-                    f"{len(survivors) - len(eq)} | {count.get('timeout', 0)} | {count.get('no tests', 0)} | "
-                    f"{100 * score:.0f}% | {wall} |")
-        if survivors or count.get("no tests"):
+        wall = f"{res['seconds'] / 60:.0f} min" if res["seconds"] else "stopped"
+        rows.append(f"| `{', '.join(g.files)}` | {', '.join(funcs)} | {n} | {checked} | {count.get('killed', 0)} | "
+                    f"{len(late)} | {len(eq)} | {len(survivors) - len(eq) - len(late)} | {count.get('timeout', 0)} | "
+                    f"{score} | {wall} |")
+        if survivors:
             details.append(f"\n### `{', '.join(g.files)}`\n")
-            for s in survivors + sorted(k for k, v in statuses.items() if v == "no tests"):
-                why = equivalent.get(s, "**not yet explained**" if statuses[s] == "survived" else "no test reaches it")
-                diff = show(g, work, s).replace("\n", "<br>")
-                details.append(f"- `{s}` ({statuses[s]}): {why}\n  <br>`{diff}`" if diff else f"- `{s}`: {why}")
+            for s in survivors:
+                if s in new_kill:
+                    k = new_kill[s]
+                    why = f"killed by the new test `{k['test']}`" + (
+                        f" (verified: curated entry `{k['verified by']}`)" if k.get("verified by") else "")
+                else:
+                    why = "equivalent: " + equivalent[s] if s in equivalent else "**not yet explained**"
+                diff = show(g, work, s).replace("\n", " / ")
+                details.append(f"- `{s.rsplit('.', 1)[-1]}` ({statuses[s]}): `{diff}`: {why}")
     return "\n".join(head + rows) + "\n" + "\n".join(details) + "\n"
 
 

@@ -88,7 +88,8 @@ def load(path: Path = SUITE) -> List[Entry]:
         raise ValueError(f"{path}: expected a list of entries")
     entries, seen = [], set()
     for i, item in enumerate(raw):
-        missing = [k for k in REQUIRED if not item.get(k)]
+        # every field non-empty, except the replacement (an empty one deletes the snippet)
+        missing = [k for k in REQUIRED if item.get(k) is None or (k != "replacement" and not item.get(k))]
         if missing:
             raise ValueError(f"{path}: entry {i} ({item.get('id', '?')}) lacks {missing}")
         unknown = set(item) - set(REQUIRED) - {"k", "issue"}
