@@ -224,7 +224,8 @@ def test_loss_terms_by_hand(data, monkeypatch, jmmd_target, present):
     """``L = CE(fused) + lambda_missing * mean_{b has k} CE(missing_head(f_k)) + lambda_mmd * JMMD`` with the
     JMMD's target the (detached) softmax of the true branch or the one-hot label, computed here term by
     term, on batches where the missing modality k is present on one sample or on half of them."""
-    method = make_method("osmd", data, hp={"lambda_missing": 0.7, "lambda_mmd": 1.3, "jmmd_target": jmmd_target})
+    method = make_method("osmd", data, hp={"lambda_missing": 0.7, "lambda_mmd": 1.3, "jmmd_target": jmmd_target,
+                                          "kernel_num": 4, "kernel_mul": 1.5})
     batch = _batch(data)
     mask = batch.mask.clone()
     mask[1:, 1] = 0 if present == "one" else 1
@@ -244,7 +245,35 @@ def test_loss_terms_by_hand(data, monkeypatch, jmmd_target, present):
     ce_k = (F.cross_entropy(logits_k, batch.labels, reduction="none") * has_k).sum() / has_k.sum()
     target = F.one_hot(batch.labels, data.num_classes).float() if jmmd_target == "onehot" else torch.softmax(logits_k, 1)
     p_restored = torch.softmax(method.extra["missing_head"](restored), 1)
-    mmd = real([restored, p_restored], [f_k.detach(), target.detach()], has_k, 5, 2.0)
+    mmd = real([restored, p_restored], [f_k.detach(), target.detach()], has_k, 4, 1.5)
     torch.testing.assert_close(seen["target"], target.detach())
     torch.testing.assert_close(seen["w"], has_k)
     torch.testing.assert_close(loss, ce + 0.7 * ce_k + 1.3 * mmd)
+
+
+def test_lambda_avail_adds_the_available_only_prediction(data):
+    """``lambda_avail > 0`` adds ``lambda_avail * CE(head([x_a, 0]))``: the fused head on the available
+    features alone, the missing modality's slot zero (the default 0 adds nothing)."""
+    method = make_method("osmd", data, hp={"lambda_avail": 0.6})
+    batch = _batch(data)
+    with_avail = method.compute_loss(batch, _Ctx)
+    method.hp["lambda_avail"] = 0.0
+    without = method.compute_loss(batch, _Ctx)
+    f_a = method.available_features(batch)[0]
+    ref = F.cross_entropy(method.model.head([f_a, torch.zeros_like(f_a)]), batch.labels)
+    torch.testing.assert_close(with_avail - without, 0.6 * ref)
+
+
+def test_available_features_follow_the_missing_input_setting(data):
+    """``missing="input"``: a missing available modality's INPUT is filled (zeros) before its encoder,
+    as ``MultimodalModel.encode`` does; ``"feature"`` zeroes the encoder's output instead."""
+    batch = _batch(data, 8)
+    mask = batch.mask.clone()
+    mask[::2, 0] = 0
+    batch = batch.with_mask(mask)
+    method = make_method("osmd", data, missing="input")
+    x = batch.inputs["a"] * mask[:, :1]
+    torch.testing.assert_close(method.available_features(batch)[0], method.model.encoders["a"](x))
+    method = make_method("osmd", data)
+    torch.testing.assert_close(method.available_features(batch)[0],
+                               method.model.encoders["a"](batch.inputs["a"]) * mask[:, :1])
