@@ -198,14 +198,17 @@ def table(groups: Sequence[Group], work: Path) -> str:
         survivors = sorted(k for k, v in statuses.items() if v in ("survived", "no tests"))
         eq = [s for s in survivors if s in equivalent]
         late = [s for s in survivors if s in new_kill]
-        killed = count.get("killed", 0) + len(late)
+        verified = [s for s in late if new_kill[s].get("verified by")]
+        # Score: mutmut's kills plus the new-test kills that were verified (re-run); an unverified one
+        # (explained by a new test that checks the term, not re-run) still counts against the score.
+        killed = count.get("killed", 0) + len(verified)
         # A timeout (mutmut's CPU limit) is inconclusive on a loaded machine: neither killed nor survived.
         scored = count.get("killed", 0) + len(survivors) - len(eq)
         score = f"{100 * killed / scored:.0f}%" if scored else "-"
         funcs = sorted({function_of(k) for k in statuses})
         wall = f"{res['seconds'] / 60:.0f} min" if res["seconds"] else "stopped"
         rows.append(f"| `{', '.join(g.files)}` | {', '.join(funcs)} | {n} | {checked} | {count.get('killed', 0)} | "
-                    f"{len(late)} | {len(eq)} | {len(survivors) - len(eq) - len(late)} | {count.get('timeout', 0)} | "
+                    f"{len(late)} ({len(verified)} re-run) | {len(eq)} | {len(survivors) - len(eq) - len(late)} | {count.get('timeout', 0)} | "
                     f"{score} | {wall} |")
         if survivors:
             details.append(f"\n### `{', '.join(g.files)}`\n")
@@ -213,7 +216,8 @@ def table(groups: Sequence[Group], work: Path) -> str:
                 if s in new_kill:
                     k = new_kill[s]
                     why = f"killed by the new test `{k['test']}`" + (
-                        f" (verified: curated entry `{k['verified by']}`)" if k.get("verified by") else "")
+                        f" (verified: curated entry `{k['verified by']}`)" if k.get("verified by")
+                        else f" ({k.get('note', 'not re-run')})")
                 else:
                     why = "equivalent: " + equivalent[s] if s in equivalent else "**not yet explained**"
                 diff = show(g, work, s).replace("\n", " / ")
