@@ -45,6 +45,8 @@ setup(
         "video": ["av>=11", "Pillow>=9"],
         # Paper scale: ResNet-18 encoders and the training augmentations (install the build matching your torch).
         "paper": ["torchvision>=0.16"],
+        # Mutation scores per file (scripts/mutation_scores.py, docs/mutation-testing.md).
+        "mutation": ["mutmut>=3.8"],
     },
     entry_points={"console_scripts": ["mmbench=mmbench.cli:main"]},
     license="MIT",

@@ -268,3 +268,11 @@ def test_drop_last_decides_the_trained_batches_and_the_owm_schedule(drop_last, s
     out = quick_fit("mla", data, epochs=1, hp={"drop_last": drop_last})
     assert out["throughput"]["steps"] == steps
     assert out["method"].num_batches == steps  # alpha_t = 0.1 ** (1 + batch_idx / num_batches)
+
+
+def test_owm_update_with_a_non_identity_projector():
+    """After the first step P is not the identity, so ``r^T P r`` and ``r^T r`` differ: P = diag(1, 2),
+    r = (1, 0.5), alpha = 0.5 -> k = P r = (1, 1), r^T k = 1.5, P - k k^T / 2 = [[0.5, -0.5], [-0.5, 1.5]]."""
+    P, r = torch.diag(torch.tensor([1.0, 2.0])), torch.tensor([1.0, 0.5])
+    expected = torch.tensor([[0.5, -0.5], [-0.5, 1.5]])
+    torch.testing.assert_close(owm_update(P, r, 0.5), expected / expected.norm())

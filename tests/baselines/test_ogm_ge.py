@@ -209,3 +209,39 @@ def test_log_space_score_matches_masked_mean_and_survives_underflow():
     ce32 = torch.tensor([[300.0, 310.0], [200.0, 205.0]])  # exp(-ce) = 0 in fp32 for every entry
     log_s = masked_log_mean_exp(-ce32, torch.ones(2, 2))
     assert torch.isfinite(log_s).all() and float(log_s[1] - log_s[0]) > 90  # modality 1 is ahead by e^95
+
+
+def test_noise_branch_scales_by_k_before_adding_noise(monkeypatch):
+    """Default OGM-GE (``ge=True``), with the noise draw replaced by a known tensor: every selected
+    tensor of encoder m gets exactly ``k_m * g + noise * (std(g) + 1e-8)`` (std of the un-modulated
+    gradient), so swapped or missing coefficients in the noise branch show exactly, not statistically."""
+    import baselines.ogm_ge as ogm
+
+    data = toy_dataset()
+    method = make_method("ogm-ge", data, hp={"alpha": 0.8})
+    assert method.hp["ge"]
+    batch = batch_of(data)
+    ref = plain_grads(method, batch)
+    fixed = {}
+
+    def known_noise(tensors, generator):
+        fixed["noise"] = [torch.linspace(-1.0, 2.0, t.numel()).view_as(t) for t in tensors]
+        return fixed["noise"]
+
+    monkeypatch.setattr(ogm, "noise_like", known_noise)
+    got = ogm_grads(method, batch, ctx_at())
+    k = method.last_k
+    np.testing.assert_allclose(k.numpy(), ref_k(method, batch, 0.8), rtol=1e-5)
+    assert k.min() < 1 and k.max() == 1  # one modality slowed: a swap of k would show
+    i = 0
+    for m, name in enumerate(data.modalities):
+        selected = {id(p) for p in modulated_tensors(method.model.encoders[name], "weights")}
+        for pname, p in method.model.encoders[name].named_parameters():
+            full = f"encoders.{name}.{pname}"
+            if id(p) not in selected:
+                torch.testing.assert_close(got[full], ref[full], rtol=0, atol=0)
+                continue
+            expected = k[m] * ref[full] + fixed["noise"][i] * (ref[full].std() + 1e-8)
+            torch.testing.assert_close(got[full], expected, rtol=1e-5, atol=1e-7)
+            i += 1
+    assert i == len(fixed["noise"]) >= 4  # every selected tensor of both encoders checked

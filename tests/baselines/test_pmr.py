@@ -141,3 +141,35 @@ def test_end_to_end(three, pattern):
     assert np.isfinite(m["test_acc"]) and m["test_acc"] > 0.3
     assert all(np.isfinite(h["loss"]) for h in out["history"])
     assert torch.isfinite(out["method"].protos).all()
+
+
+def test_pce_reaches_exactly_the_slower_encoder_found_independently():
+    """The slower modality is found here from the prototypes alone (softmax of negative distances,
+    mean true-class probability, the lower one), not from the method's output; the PCE gradient must
+    reach exactly that encoder: ``grad = grad(fused CE) + alpha * grad(PCE_slow)``, the other encoder
+    and the head keep the plain gradient."""
+    data = toy_dataset()
+    method = make_method("pmr", data, hp={"proto_fraction": 1.0, "alpha": 2.0})
+    ctx = proto_ctx(data)
+    method.on_epoch_start(ctx)
+    batch = batch_of(data)
+    y = batch.labels
+    with torch.no_grad():
+        feats = method.model.encode(batch)
+    scores = []
+    for m, f in enumerate(feats):
+        q = -torch.cdist(f.double(), method.protos[m].double())
+        scores.append(float(torch.softmax(q, 1)[torch.arange(len(y)), y].mean()))
+    assert abs(scores[0] - scores[1]) > 1e-4
+    slow = int(np.argmin(scores))
+    # Reference gradients by plain autograd: fused CE + alpha * PCE of the slow modality only.
+    method.model.zero_grad(set_to_none=True)
+    feats = method.model.encode(batch)
+    pce = F.cross_entropy(-torch.cdist(feats[slow], method.protos[slow]), y)
+    (F.cross_entropy(method.model.head(feats), y) + 2.0 * pce).backward()
+    ref = {n: p.grad.clone() for n, p in method.model.named_parameters()}
+    method.model.zero_grad(set_to_none=True)
+    method.compute_loss(batch, ctx).backward()
+    for n, p in method.model.named_parameters():
+        torch.testing.assert_close(p.grad, ref[n], rtol=1e-4, atol=1e-6)
+    assert method.last_weights.tolist() == [float(m == slow) for m in range(2)]

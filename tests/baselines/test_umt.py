@@ -84,3 +84,13 @@ def test_end_to_end(three, pattern):
     m = out["metrics"]
     assert np.isfinite(m["test_acc"]) and m["test_acc"] > 0.3
     assert all(np.isfinite(h["loss"]) for h in out["history"])
+
+
+def test_distill_loss_by_hand():
+    """Per modality, the mean over feature dimensions of the squared student-teacher difference,
+    averaged over the samples that have the modality, summed over modalities."""
+    fs = [torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.tensor([[3.0, 0.0], [1.0, 1.0]])]
+    ft = [torch.tensor([[0.0, 0.0], [4.0, 4.0]]), torch.tensor([[1.0, 0.0], [0.0, 3.0]])]
+    mask = torch.tensor([[1.0, 1.0], [0.0, 1.0]])  # sample 1 lacks modality 0: its 16 must not count
+    # modality 0: sample 0 only, (1 + 4) / 2 = 2.5; modality 1: ((4 + 0) / 2 + (1 + 4) / 2) / 2 = 2.25
+    assert float(distill_loss(fs, ft, mask)) == pytest.approx(2.5 + 2.25)

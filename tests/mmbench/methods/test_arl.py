@@ -209,3 +209,60 @@ def test_quick_fit(three, pattern, weights):
     method = out["method"]
     # epoch 0 is warm-up (floor(0.05 * 2) = 0), epoch 1 is active and logged its mean coefficients
     assert len(method.weight_history) == 1 and abs(sum(method.weight_history[0]) - 1) < 1e-5
+
+
+def test_two_modality_coefficient_uses_entropy_for_q_and_logit_size_for_d():
+    """Two modalities whose entropy and dependence shares differ, with the entropy floor active: the
+    step's ``w`` is ``softmax(T [d_v q_a, d_a q_v])`` with ``q`` from the entropies and ``d`` from the
+    mean |logit|. Swapping the two statistics gives the same ``w`` when the floor is inactive (the
+    formula is symmetric then), so this batch is built to hit the floor."""
+    data, method = build(temperature=4.0)
+    with torch.no_grad():  # modality a: confident (low entropy share) and large logits
+        D = method.model.feature_dim
+        method.model.head.weight[:, :D] *= 40.0
+    batch = batch_of(data)
+    method_grads(method, batch, SimpleNamespace(epoch=5, epochs=10))
+    with torch.no_grad():
+        uni = torch.stack(method.model.unimodal_logits(method.model.encode(batch)))  # [2, B, C]
+    logp = torch.log_softmax(uni, -1)
+    H = -(logp.exp() * logp).sum(-1).mean(1)  # [2] batch-mean entropy
+    Dm = uni.abs().mean(1).sum(-1)  # [2] sum over classes of the batch-mean |z|
+
+    def arl_w(ent, dep):
+        h = torch.clamp_min(ent / ent.sum(), 0.3)
+        q = (1 / h) / (1 / h).sum()
+        d = dep / dep.sum()
+        return torch.softmax(4.0 * torch.stack([d[1] * q[0], d[0] * q[1]]), 0)
+
+    assert float((H / H.sum()).min()) < 0.3  # the floor is active
+    expected, swapped = arl_w(H, Dm), arl_w(Dm, H)
+    assert float((expected - swapped).abs().max()) > 0.05  # the test can tell the two apart
+    torch.testing.assert_close(method.last_weights, expected, rtol=1e-7, atol=1e-9)
+
+
+def test_floor_and_temperature_settings_reach_both_coefficient_paths():
+    """Non-default ``floor`` and ``temperature`` are used by the step and by :meth:`ARL.coefficients`
+    (with the defaults, dropping either argument would go unnoticed: the kernel's defaults agree)."""
+    data, method = build(floor=0.55, temperature=2.5)
+    batch = batch_of(data)
+    method_grads(method, batch, SimpleNamespace(epoch=5, epochs=10))
+    with torch.no_grad():
+        uni = torch.stack(method.model.unimodal_logits(method.model.encode(batch)))
+    expected = torch.from_numpy(ref_coefficients(uni.numpy(), 2.5, floor=0.55))
+    assert float((expected - torch.from_numpy(ref_coefficients(uni.numpy(), 4.0))).abs().max()) > 1e-3
+    assert float((expected - torch.from_numpy(ref_coefficients(uni.numpy(), 2.5))).abs().max()) > 1e-4
+    torch.testing.assert_close(method.last_weights, expected, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(method.coefficients(uni, batch.labels), expected, rtol=1e-7, atol=1e-9)
+
+
+def test_ce_weights_by_hand_with_a_modality_on_one_sample():
+    """``[M + 1, B]`` weights: 1 for the fused CE; ``coef * B / n_m`` on the ``n_m`` samples having m, so
+    the kernel's mean over B gives ``coef * mean_{b has m} CE(z_m)``; exact for ``n_m = 1`` and 0 too."""
+    from mmbench.methods.arl import ce_weights
+
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])  # b once, c never
+    expected = torch.tensor([[1.0, 1.0, 1.0, 1.0],
+                             [3.0 * 4 / 3, 3.0 * 4 / 3, 0.0, 3.0 * 4 / 3],
+                             [0.0, 3.0 * 4 / 1, 0.0, 0.0],
+                             [0.0, 0.0, 0.0, 0.0]])
+    torch.testing.assert_close(ce_weights(mask, 3.0), expected)

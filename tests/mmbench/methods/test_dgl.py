@@ -221,3 +221,27 @@ def test_quick_fit(three, pattern, fusion):
         assert metrics["test_acc"] > 0.3
     assert len(metrics["unimodal_acc"]) == (3 if three else 2)
     assert all(math.isfinite(v) for v in metrics["unimodal_acc"].values())
+
+
+def test_dgl_logits_default_is_the_paper_form_for_gated_heads():
+    """Called without ``gated_quirk`` (the paper's intent is the default), the fused path of a gated
+    head trains its ``fc_m`` layers; only ``gated_quirk=True`` cuts them off."""
+    data, method = build(fusion="gated")
+    head = method.model.head
+    feats = [f.detach() for f in method.model.encode(batch_of(data))]
+    for quirk, reaches in ((None, True), (True, False)):
+        fused, _ = dgl_logits(head, feats) if quirk is None else dgl_logits(head, feats, gated_quirk=quirk)
+        grads = torch.autograd.grad(fused.sum(), list(head.fcs.parameters()), allow_unused=True)
+        assert all(g is not None and g.abs().sum() > 0 for g in grads) == reaches
+
+
+def test_gated_quirk_fused_logits_by_hand_three_modalities():
+    """Released gated form: ``z = fc_out(sigmoid(h_1) * sum_{m>1} h_m)`` with ``h_m = fc_m(x_m)`` detached;
+    with three modalities the sum over the other two matters (two would hide a wrong reduction)."""
+    data, method = build(three=True, fusion="gated")
+    head = method.model.head
+    feats = method.model.encode(batch_of(data))
+    fused, _ = dgl_logits(head, feats, gated_quirk=True)
+    h = [fc(f) for fc, f in zip(head.fcs, feats)]
+    torch.testing.assert_close(fused, head.fc_out(torch.sigmoid(h[0]) * (h[1] + h[2])))
+    torch.testing.assert_close(dgl_logits(head, feats)[0], head([f.detach() for f in feats]))

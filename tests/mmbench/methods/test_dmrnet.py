@@ -264,3 +264,22 @@ def test_dmrnet_step_moves_no_seed_to_the_device_after_the_first(data, monkeypat
     for _ in range(3):
         method.compute_loss(batch, ctx)
     assert moved == []
+
+
+@pytest.mark.parametrize("target", ["weak", "fixed", "missing"])
+def test_hcr_starts_exactly_at_the_first_epoch_after_selection(data, target):
+    """HCR up-weights hard combinations from epoch ``select_epochs`` on (released: after the warm-up
+    epochs), never in the last selection epoch: the boundary itself, for every HCR target."""
+    hp = {"select_epochs": 3, "beta": 0.5, "hcr_target": target}
+    if target == "fixed":
+        hp["hard_combinations"] = ["b"]
+    method = make_method("dmrnet", data, epochs=10, hp=hp)
+    if target == "weak":
+        method.variance_sum = torch.tensor([0.1, 0.9])
+        method.select_weak_modality()  # as if mined already: only the epoch decides
+    batch = _batch(data, 64)
+    assert [method.hcr_active(e) for e in (0, 2, 3, 9)] == [False, False, True, True]
+    method.compute_loss(batch, _ctx(epoch=2))
+    assert torch.equal(method.last_weights, torch.ones(64))
+    method.compute_loss(batch, _ctx(epoch=3))
+    assert float(method.last_weights.max()) == 1.5

@@ -215,3 +215,22 @@ def test_two_epoch_run_traces_mining_scores_and_mar_share():
     assert set(out["method"].weak_names()) == {*pair, "+".join(pair)}
     # 3 of the 7 combinations, drawn uniformly, are in the weak set: about 3/7 of the 160 samples
     assert 0.25 < second["mar_share"] < 0.6
+
+
+def test_loss_adds_lambda_mad_times_the_distillation_value(data, monkeypatch):
+    """``L = CE(student) + lambda_mar * L_MAR + lambda_mad * L_MAD`` with a known ``L_MAD``: the exact
+    value, its sign and its weight (a flipped sign or wrong weight would only show as worse accuracy)."""
+    method, _, ctx = _setup(data, hp={"lambda_mad": 2.5, "lambda_mar": 0.5})
+    ctx.epoch = method.begin_epoch
+    method.delta = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    method.select_weak_set()  # weak {b}: the MAR term is active too
+    known = torch.tensor(0.37, requires_grad=True)
+    monkeypatch.setattr(mma, "mad_loss", lambda *a, **k: known)
+    seen = {}
+    real_ce = mma.weighted_multimodal_ce
+    monkeypatch.setattr(mma, "weighted_multimodal_ce", lambda l, y, w: seen.setdefault("v", real_ce(l, y, w)))
+    batch = next(ctx.train.iterate(64))
+    loss = method.compute_loss(batch, ctx)
+    assert float(loss.detach()) == pytest.approx(float(seen["v"].detach()) + 2.5 * 0.37, rel=1e-6)
+    (g,) = torch.autograd.grad(loss, [known])
+    assert float(g) == pytest.approx(2.5)  # d L / d L_MAD = +lambda_mad

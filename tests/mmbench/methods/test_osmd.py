@@ -199,3 +199,81 @@ def test_fused_slots_hold_the_translated_features_in_both_directions(three):
         # and not the untranslated restored feature
         assert not torch.allclose(slots[a], f + restored * mask[:, a : a + 1])
     torch.testing.assert_close(slots[method.k], restored + t_avail)
+
+
+def test_loss_adds_lambda_mmd_times_the_jmmd(data, monkeypatch):
+    """``L = CE + lambda_missing * CE_k + lambda_mmd * JMMD``: with the JMMD replaced by known values the
+    loss moves by exactly ``lambda_mmd`` times the change, with a + sign (a flipped sign would push the
+    restored feature AWAY from the true one)."""
+    method = make_method("osmd", data, hp={"lambda_mmd": 1.7})
+    batch = _batch(data)
+    losses, knowns = [], []
+    for value in (0.0, 0.4):
+        known = torch.tensor(value, requires_grad=True)
+        knowns.append(known)
+        monkeypatch.setattr(osmd, "joint_mmd", lambda *a, **k: knowns[-1])
+        losses.append(method.compute_loss(batch, _Ctx))
+    assert float(losses[1] - losses[0]) == pytest.approx(1.7 * 0.4, rel=1e-5)
+    (g,) = torch.autograd.grad(losses[1], [knowns[1]])
+    assert float(g) == pytest.approx(1.7)
+
+
+@pytest.mark.parametrize("jmmd_target", ["softmax", "onehot"])
+@pytest.mark.parametrize("present", ["one", "half"])
+def test_loss_terms_by_hand(data, monkeypatch, jmmd_target, present):
+    """``L = CE(fused) + lambda_missing * mean_{b has k} CE(missing_head(f_k)) + lambda_mmd * JMMD`` with the
+    JMMD's target the (detached) softmax of the true branch or the one-hot label, computed here term by
+    term, on batches where the missing modality k is present on one sample or on half of them."""
+    method = make_method("osmd", data, hp={"lambda_missing": 0.7, "lambda_mmd": 1.3, "jmmd_target": jmmd_target,
+                                          "kernel_num": 4, "kernel_mul": 1.5})
+    batch = _batch(data)
+    mask = batch.mask.clone()
+    mask[1:, 1] = 0 if present == "one" else 1
+    if present == "half":
+        mask[::2, 1] = 0
+    batch = batch.with_mask(mask)
+    seen = {}
+    real = osmd.joint_mmd
+    monkeypatch.setattr(osmd, "joint_mmd", lambda s, t, w, *a: seen.update(target=t[1], w=w) or real(s, t, w, *a))
+    loss = method.compute_loss(batch, _Ctx)
+    has_k = mask[:, 1]
+    avail = method.available_features(batch)
+    restored = method.restore(avail)
+    ce = F.cross_entropy(method.fuse(avail, restored, mask), batch.labels)
+    f_k = method.model.encoders["b"](batch.inputs["b"]) * has_k.unsqueeze(1)
+    logits_k = method.extra["missing_head"](f_k)
+    ce_k = (F.cross_entropy(logits_k, batch.labels, reduction="none") * has_k).sum() / has_k.sum()
+    target = F.one_hot(batch.labels, data.num_classes).float() if jmmd_target == "onehot" else torch.softmax(logits_k, 1)
+    p_restored = torch.softmax(method.extra["missing_head"](restored), 1)
+    mmd = real([restored, p_restored], [f_k.detach(), target.detach()], has_k, 4, 1.5)
+    torch.testing.assert_close(seen["target"], target.detach())
+    torch.testing.assert_close(seen["w"], has_k)
+    torch.testing.assert_close(loss, ce + 0.7 * ce_k + 1.3 * mmd)
+
+
+def test_lambda_avail_adds_the_available_only_prediction(data):
+    """``lambda_avail > 0`` adds ``lambda_avail * CE(head([x_a, 0]))``: the fused head on the available
+    features alone, the missing modality's slot zero (the default 0 adds nothing)."""
+    method = make_method("osmd", data, hp={"lambda_avail": 0.6})
+    batch = _batch(data)
+    with_avail = method.compute_loss(batch, _Ctx)
+    method.hp["lambda_avail"] = 0.0
+    without = method.compute_loss(batch, _Ctx)
+    f_a = method.available_features(batch)[0]
+    ref = F.cross_entropy(method.model.head([f_a, torch.zeros_like(f_a)]), batch.labels)
+    torch.testing.assert_close(with_avail - without, 0.6 * ref)
+
+
+def test_available_features_follow_the_missing_input_setting(data):
+    """``missing="input"``: a missing available modality's INPUT is filled (zeros) before its encoder,
+    as ``MultimodalModel.encode`` does; ``"feature"`` zeroes the encoder's output instead."""
+    batch = _batch(data, 8)
+    mask = batch.mask.clone()
+    mask[::2, 0] = 0
+    batch = batch.with_mask(mask)
+    method = make_method("osmd", data, missing="input")
+    x = batch.inputs["a"] * mask[:, :1]
+    torch.testing.assert_close(method.available_features(batch)[0], method.model.encoders["a"](x))
+    method = make_method("osmd", data)
+    torch.testing.assert_close(method.available_features(batch)[0],
+                               method.model.encoders["a"](batch.inputs["a"]) * mask[:, :1])
