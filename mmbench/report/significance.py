@@ -6,13 +6,14 @@ runs. ``GROUP_KEYS`` is what makes a cell; change it in one place if cells gain 
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from mmbench.report.intervals import FUSED, MASKED, SUBSET_MEAN, cell_interval
-from mmbench.report.paired import best_or_tied
+from mmbench.report.intervals import CONFIDENCE, FUSED, MASKED, N_BOOT, SUBSET_MEAN, cell_interval
+from mmbench.report.paired import ALPHA, best_or_tied
+from mmbench.report.stats_cache import StatisticsCache, group_digest
 
 GROUP_KEYS = ["method", "overrides", "dataset", "pattern", "settings"]  # a cell: identical resolved settings
 COMPARE_KEYS = ["dataset", "pattern"]  # cells compared with one another
@@ -24,35 +25,49 @@ def _label(key):
     return key[0] if isinstance(key, tuple) and len(key) == 1 else key
 
 
-def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, cache: Optional[StatisticsCache] = None,
+                    progress: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
     """One row per cell: ``<metric>|lo``, ``|hi``, ``|ci_level``, ``|best_or_tied``, ``|p_holm`` for each metric.
 
     Args:
         runs: finished runs (``status == "ok"``), one row each, with an ``outcomes`` column where stored.
+        cache: where the statistics of unchanged groups are read from (see :mod:`mmbench.report.stats_cache`).
+        progress: called with (groups done, groups in all) after each data set and pattern.
     """
     rows: List[dict] = []
     if runs.empty:
         return pd.DataFrame(columns=GROUP_KEYS)
-    cell_keys = [k for k in GROUP_KEYS if k not in COMPARE_KEYS]  # what tells the cells of a comparison apart
-    for _, group in runs.groupby(COMPARE_KEYS):
-        # cell label -> its runs; the label is the method name while a cell is (method, dataset, pattern)
-        cells = {_label(lab): r for lab, r in group.groupby(cell_keys)}
-        per_method = {lab: {k: cell[k].iloc[0] for k in GROUP_KEYS} for lab, cell in cells.items()}
-        for metric in metrics:
-            if metric not in group or group[metric].isna().all():
-                continue
-            for method, cell in cells.items():
-                ci = cell_interval(cell, metric)
-                per_method[method].update(
-                    {f"{metric}|lo": ci["lo"], f"{metric}|hi": ci["hi"], f"{metric}|ci_level": ci["level"]})
-            marks = best_or_tied(cells, metric)
-            for _, mark in marks.iterrows():
-                per_method[mark.method].update({
-                    f"{metric}|best": bool(mark.best), f"{metric}|best_or_tied": bool(mark.best_or_tied),
-                    f"{metric}|p_holm": mark.p_holm, f"{metric}|paired_seeds": int(mark.paired_seeds),
-                })
-        rows += per_method.values()
+    cache = cache or StatisticsCache()
+    constants = {"n_boot": N_BOOT, "confidence": CONFIDENCE, "alpha": ALPHA}
+    groups = list(runs.groupby(COMPARE_KEYS))
+    for done, (_, group) in enumerate(groups, 1):
+        rows += cache.get_or_compute(group_digest(group, metrics, constants),
+                                     lambda group=group: _group_statistics(group, metrics))
+        if progress:
+            progress(done, len(groups))
     return pd.DataFrame(rows)
+
+
+def _group_statistics(group: pd.DataFrame, metrics: Sequence[str]) -> List[dict]:
+    """The rows of :func:`cell_statistics` for the cells of one data set and pattern."""
+    cell_keys = [k for k in GROUP_KEYS if k not in COMPARE_KEYS]  # what tells the cells of a comparison apart
+    # cell label -> its runs; the label is the method name while a cell is (method, dataset, pattern)
+    cells = {_label(lab): r for lab, r in group.groupby(cell_keys)}
+    per_method = {lab: {k: cell[k].iloc[0] for k in GROUP_KEYS} for lab, cell in cells.items()}
+    for metric in metrics:
+        if metric not in group or group[metric].isna().all():
+            continue
+        for method, cell in cells.items():
+            ci = cell_interval(cell, metric)
+            per_method[method].update(
+                {f"{metric}|lo": ci["lo"], f"{metric}|hi": ci["hi"], f"{metric}|ci_level": ci["level"]})
+        marks = best_or_tied(cells, metric)
+        for _, mark in marks.iterrows():
+            per_method[mark.method].update({
+                f"{metric}|best": bool(mark.best), f"{metric}|best_or_tied": bool(mark.best_or_tied),
+                f"{metric}|p_holm": mark.p_holm, f"{metric}|paired_seeds": int(mark.paired_seeds),
+            })
+    return list(per_method.values())
 
 
 STATISTICS_NOTE = (
@@ -71,11 +86,12 @@ STATISTICS_NOTE = (
 )
 
 
-def attach_statistics(agg: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+def attach_statistics(agg: pd.DataFrame, runs: pd.DataFrame, cache: Optional[StatisticsCache] = None,
+                      progress: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
     """``agg`` (one row per cell) with the columns of :func:`cell_statistics` merged on :data:`GROUP_KEYS`."""
     if agg.empty or runs.empty:
         return agg
-    stats = cell_statistics(runs[runs.status == "ok"])
+    stats = cell_statistics(runs[runs.status == "ok"], cache=cache, progress=progress)
     return agg.merge(stats, on=GROUP_KEYS, how="left") if not stats.empty else agg
 
 

@@ -59,7 +59,31 @@ def test_subset_mean_score_is_the_mean_over_subsets():
 def test_chunked_resampling_same_distribution(monkeypatch):
     import mmbench.report.intervals as intervals
     per_seed = [np.random.default_rng(s).random(50) < 0.7 for s in range(3)]
+    monkeypatch.setattr(intervals, "MAX_DISTINCT", 0)  # the index path, which is the one chunked
     whole = two_level_bootstrap(per_seed, n_boot=3000, seed=0)
     monkeypatch.setattr(intervals, "MAX_INDICES", 120)  # 2 replicates per chunk
     chunked = two_level_bootstrap(per_seed, n_boot=3000, seed=0)
     assert abs(whole.mean() - chunked.mean()) < 0.003 and abs(whole.std() - chunked.std()) < 0.003
+
+
+@pytest.mark.parametrize("kind", ["correct", "subset_fraction", "paired_difference"])
+def test_resampling_through_value_counts_has_the_index_resampling_distribution(monkeypatch, kind):
+    """The count path (Multinomial draws of each distinct value) and the index path (N drawn indices
+    averaged) give the same replicate distribution, for 0/1 scores, 1/7 fractions and differences."""
+    from scipy.stats import ks_2samp
+
+    import mmbench.report.intervals as intervals
+
+    rng = np.random.default_rng(7)
+    if kind == "correct":
+        per_seed = [(rng.random(n) < p).astype(float) for n, p in ((120, 0.8), (120, 0.6), (120, 0.7))]
+    elif kind == "subset_fraction":
+        per_seed = [rng.integers(0, 8, 90) / 7 for _ in range(3)]
+    else:
+        per_seed = [(rng.random(150) < 0.7).astype(float) - (rng.random(150) < 0.6) for _ in range(3)]
+    counted = two_level_bootstrap(per_seed, n_boot=4000, seed=1)
+    monkeypatch.setattr(intervals, "MAX_DISTINCT", 0)
+    indexed = two_level_bootstrap(per_seed, n_boot=4000, seed=2)
+    assert ks_2samp(counted, indexed).pvalue > 0.001
+    assert abs(np.percentile(counted, 2.5) - np.percentile(indexed, 2.5)) < 0.01
+    assert abs(np.percentile(counted, 97.5) - np.percentile(indexed, 97.5)) < 0.01
