@@ -190,7 +190,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile-only", action="store_true",
                    help="no timing: compile every Triton kernel variant for sm_80 and sm_90 (no GPU needed) and "
                         "write <out>/kernels_static.csv plus the static table of <out>/KERNELS.md")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every timing as it is measured")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
