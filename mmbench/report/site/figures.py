@@ -57,6 +57,12 @@ def pareto_front(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
     return np.asarray(front, dtype=int)
 
 
+def _rgb(color) -> tuple:
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(color)
+
+
 def _outliers(acc: np.ndarray) -> np.ndarray:
     """Points far below the rest (Q1 - 3 IQR, at least 10 points under the median): drawn apart so
     that one collapsed method does not squash the others into one band."""
@@ -90,8 +96,10 @@ def cost_accuracy(points: pd.DataFrame, dataset: str):
     for i, row in points.iterrows():
         st = method_style.style(row.method)
         target = low if far[i] else ax
+        # error bars light and thin: 20+ of them must not hide the points and labels
         target.errorbar(row.cost, row.acc, yerr=err[i], fmt=st["marker"], color=st["color"], ms=st["ms"],
-                        capsize=2, lw=1, zorder=st["zorder"], mfc=st["color"] if st["lw"] > 2 else "none")
+                        capsize=0, lw=0.8, zorder=st["zorder"], ecolor=(*_rgb(st["color"]), 0.3),
+                        mfc=st["color"] if st["lw"] > 2 else "none")
     main = ~far
     front = pareto_front(cost[main], acc[main])
     ax.plot(cost[main][front], acc[main][front], "--", color="0.4", lw=1, label="Pareto front", zorder=1)

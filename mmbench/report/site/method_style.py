@@ -80,7 +80,7 @@ def place_labels(ax, points: Sequence[Tuple[float, float, str, dict]], fontsize:
     renderer = fig.canvas.get_renderer()
     to_px = ax.transData.transform
     point_px = [to_px((x, y)) for x, y, _, _ in points]
-    taken: List[Tuple[float, float, float, float]] = [(px - 4, py - 4, px + 4, py + 4) for px, py in point_px]
+    taken: List[Tuple[float, float, float, float]] = [(px - 6, py - 6, px + 6, py + 6) for px, py in point_px]
     axes_box = ax.get_window_extent(renderer)
     artists = []
     # most crowded first would be ideal; highest y first keeps the leaders' labels nearest their points
