@@ -244,7 +244,8 @@ class List_(Command):
         if getattr(args, "memo_argv", None) is not None:  # a shell command line: answer from the memo
             from mmbench.cli_memo import memoized
 
-            return memoized(args.memo_argv, lambda: List_.execute(argparse.Namespace(what=args.what, pattern=args.pattern)))
+            return memoized(args.memo_argv,
+                            lambda: List_.execute(argparse.Namespace(what=args.what, pattern=args.pattern)))
         if args.what is None:
             for kind in List_.KINDS:
                 print(f"# {kind}")

@@ -40,7 +40,8 @@ def pytest_collection_modifyitems(config, items):
 # Optional packages: triton (the ``triton`` extra: Triton kernels, on a CPU through the interpreter)
 # and torchvision (the ``paper`` extra, pinned to one torch). A test that reaches for one that is not
 # installed is reported as skipped with the install that brings it, never as a failure.
-_OPTIONAL = {"triton": "pip install -e '.[triton]'", "torchvision": "pip install -e '.[paper]' (the build matching torch)"}
+_OPTIONAL = {"triton": "pip install -e '.[triton]'",
+             "torchvision": "pip install -e '.[paper]' (the build matching torch)"}
 
 
 def _missing_optional(excinfo):

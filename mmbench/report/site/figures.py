@@ -104,7 +104,8 @@ def cost_accuracy(points: pd.DataFrame, dataset: str):
     front = pareto_front(cost[main], acc[main])
     ax.plot(cost[main][front], acc[main][front], "--", color="0.4", lw=1, label="Pareto front", zorder=1)
     span = np.ptp(acc[main]) if main.sum() > 1 else 1.0
-    ax.set_ylim(acc[main].min() - err[main].max() - 0.08 * span - 0.2, acc[main].max() + err[main].max() + 0.12 * span + 0.2)
+    pad = err[main].max()
+    ax.set_ylim(acc[main].min() - pad - 0.08 * span - 0.2, acc[main].max() + pad + 0.12 * span + 0.2)
     xspan = max(np.ptp(cost), 0.05)
     ax.set_xlim(cost.min() - 0.06 * xspan, cost.max() + 0.35 * xspan)
     ax.set_ylabel("fused test accuracy (%)")

@@ -36,7 +36,8 @@ def style(method: str) -> Dict[str, object]:
         color, marker = _FIXED[base]
     else:
         h = int(hashlib.sha1(base.encode()).hexdigest(), 16)
-        color, marker = _BASELINE_COLORS[h % len(_BASELINE_COLORS)], _BASELINE_MARKERS[(h // 7) % len(_BASELINE_MARKERS)]
+        color = _BASELINE_COLORS[h % len(_BASELINE_COLORS)]
+        marker = _BASELINE_MARKERS[(h // 7) % len(_BASELINE_MARKERS)]
     return {"color": color, "marker": marker, "lw": 1.2, "ms": 6, "zorder": 3, "fontweight": "normal"}
 
 

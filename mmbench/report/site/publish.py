@@ -103,7 +103,8 @@ def publish(root: str | Path = "results", out: Optional[str | Path] = None,
             shutil.copyfile(root / name, data / name)
             copied.append(name)
     tables = [(title, _markdown_html(root / name)) for name, title in TABLE_PAGES if (root / name).exists()]
-    kernel_tables = [("Kernel benchmark", _markdown_html(root / "KERNELS.md"))] if (root / "KERNELS.md").exists() else []
+    kernels_md = root / "KERNELS.md"
+    kernel_tables = [("Kernel benchmark", _markdown_html(kernels_md))] if kernels_md.exists() else []
     pages = [("index.html", "Overview", overview, [])]
     pages += [(_dataset_page(ds), ds, sections, []) for ds, sections in per_dataset.items()]
     pages += [("tables.html", "Tables", [Section("Cost: two numbers", "cost-numbers", COST_NOTE)], tables),
@@ -167,35 +168,33 @@ def _add(section: Section, fig, img: Path, name: str, caption: str) -> None:
     section.figures.append((f"img/{name}.svg", caption))
 
 
-def _cost_section(runs, steptime, img, dataset: str) -> Section:
+def _cost_section(runs, steptime, img, ds: str) -> Section:
     s = Section("Accuracy against cost", "cost",
                 "Fused test accuracy (complete pattern, mean ± std over seeds) against the step time relative "
                 "to joint training. The dashed line joins the Pareto front: no other method is both cheaper "
                 "and more accurate. Methods far below the others sit in a strip under the plot. " + COST_NOTE)
-    for ds in [dataset]:
-        source = "the interleaved `steps` benchmark" if steptime is not None and (steptime.dataset == ds).any() \
-            else "the runs' median step times (noisier)"
-        _add(s, figures.cost_accuracy(inputs.cost_points(runs, steptime, ds), ds), img, f"cost-{_slug(ds)}",
-             f"{ds}: accuracy against step-time cost; cost from {source}.")
+    source = "the interleaved `steps` benchmark" if steptime is not None and (steptime.dataset == ds).any() \
+        else "the runs' median step times (noisier)"
+    _add(s, figures.cost_accuracy(inputs.cost_points(runs, steptime, ds), ds), img, f"cost-{_slug(ds)}",
+         f"{ds}: accuracy against step-time cost; cost from {source}.")
     if not s.figures:
         s.missing.append("no finished complete-pattern runs")
     return s
 
 
-def _heatmap_section(runs, img, dataset: str) -> Section:
+def _heatmap_section(runs, img, ds: str) -> Section:
     s = Section("Accuracy per modality subset", "subsets",
                 "Every non-empty subset of modalities present at test (the others missing); mean over seeds, %. "
                 "Rows sorted by the full set. One colour scale for all the heatmaps of the data set: one "
                 "colour is one accuracy in each of them.")
-    for ds in [dataset]:
-        patterns = sorted(runs[runs.dataset == ds].pattern.unique(), key=lambda p: (p != "complete", p))
-        tables = {p: inputs.subset_table(runs, ds, p) for p in patterns}
-        values = [v for t in tables.values() if not t.empty for v in t.to_numpy(dtype=float).ravel() if v == v]
-        scale = (min(values), max(values)) if values else (None, None)
-        for pattern in patterns:
-            table = tables[pattern]
-            _add(s, figures.subset_heatmap(table, f"trained under {pattern}", *scale), img,
-                 f"subsets-{_slug(ds)}-{_slug(pattern)}", f"{ds}, training pattern {pattern}: test accuracy per subset.")
+    patterns = sorted(runs[runs.dataset == ds].pattern.unique(), key=lambda p: (p != "complete", p))
+    tables = {p: inputs.subset_table(runs, ds, p) for p in patterns}
+    values = [v for t in tables.values() if not t.empty for v in t.to_numpy(dtype=float).ravel() if v == v]
+    scale = (min(values), max(values)) if values else (None, None)
+    for pattern in patterns:
+        table = tables[pattern]
+        _add(s, figures.subset_heatmap(table, f"trained under {pattern}", *scale), img,
+             f"subsets-{_slug(ds)}-{_slug(pattern)}", f"{ds}, training pattern {pattern}: test accuracy per subset.")
     return s
 
 
@@ -221,27 +220,25 @@ def _robustness_section(runs, img) -> Section:
     return s
 
 
-def _gap_section(runs, img, dataset: str) -> Section:
+def _gap_section(runs, img, ds: str) -> Section:
     s = Section("Under-optimisation gap", "gap",
                 "The accuracy of each modality trained alone (the `unimodal` run of the same seed) minus its "
                 "accuracy inside the multimodal model (its probe), points, mean over seeds: the `gap` columns "
                 "of the leaderboard. Positive: the multimodal model under-trains that modality, the imbalance "
                 "these methods target.")
-    for ds in [dataset]:
-        _add(s, figures.gap_bars(inputs.unimodal_gaps(runs, ds), ds), img, f"gap-{_slug(ds)}",
-             f"{ds}: unimodal accuracy minus probe accuracy, complete pattern.")
+    _add(s, figures.gap_bars(inputs.unimodal_gaps(runs, ds), ds), img, f"gap-{_slug(ds)}",
+         f"{ds}: unimodal accuracy minus probe accuracy, complete pattern.")
     if not s.figures:
         s.missing.append("needs `unimodal` runs beside the methods")
     return s
 
 
-def _traces_section(results, runs, img, dataset: str) -> Section:
+def _traces_section(results, runs, img, ds: str) -> Section:
     s = Section("Coefficients over training", "traces",
                 "What the balancing methods computed, per epoch (mean over the epoch's steps), complete pattern, "
                 "seed 0.")
-    for ds in [dataset]:
-        _add(s, figures.coefficient_traces(inputs.coefficient_traces(results, ds), ds), img, f"traces-{_slug(ds)}",
-             f"{ds}: coefficient traces of the balancing methods.")
+    _add(s, figures.coefficient_traces(inputs.coefficient_traces(results, ds), ds), img, f"traces-{_slug(ds)}",
+         f"{ds}: coefficient traces of the balancing methods.")
     if not s.figures:
         s.missing.append("no run recorded coefficient traces")
     return s

@@ -72,7 +72,8 @@ def take(site: Path) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mmbench.report.site.screenshots", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mmbench.report.site.screenshots",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--site", default="results/site", help="the published folder (default: results/site)")
     args = parser.parse_args(argv)
     try:

@@ -88,8 +88,8 @@ def test_no_plot_text_under_9px_at_390px(site):
     with chromium(width, WIDTHS[width]) as browser:
         for page in sorted(site.glob("*.html")):
             load(browser, page)
-            shown = browser.execute_script(
-                "return Array.from(document.images).map(i => [i.getAttribute('src'), i.getBoundingClientRect().width]);")
+            shown = browser.execute_script("return Array.from(document.images)"
+                                           ".map(i => [i.getAttribute('src'), i.getBoundingClientRect().width]);")
             checked += len(shown)
             for src, rendered in shown:
                 box, smallest = _svg_text_scale((site / src).read_text())

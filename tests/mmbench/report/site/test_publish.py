@@ -42,8 +42,11 @@ def test_heatmaps_of_a_data_set_share_one_colour_scale(site, monkeypatch):
     index, root = site
     scales = []
     original = figures.subset_heatmap
-    monkeypatch.setattr(figures, "subset_heatmap",
-                        lambda table, title, vmin=None, vmax=None: scales.append((vmin, vmax)) or original(table, title, vmin, vmax))
+    def recording(table, title, vmin=None, vmax=None):
+        scales.append((vmin, vmax))
+        return original(table, title, vmin, vmax)
+
+    monkeypatch.setattr(figures, "subset_heatmap", recording)
     publish(root)
     assert len(scales) == 6 and len(set(scales[:3])) == 1 and len(set(scales[3:])) == 1  # 2 data sets x 3 patterns
     assert scales[0][0] is not None and scales[0][0] < scales[0][1]
