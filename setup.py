@@ -12,6 +12,7 @@ install_requires = [
     "ninja>=1.11",
     "matplotlib>=3.6",  # the leaderboard page's plots (python -m mmbench publish)
     "markdown>=3.4",  # the page's tables are LEADERBOARD.md's own, converted
+    "scikit-learn>=1.2",  # K-means for the relearning baseline's purity diagnosis
 ]
 # Triton is not a requirement: its kernels run on CUDA GPUs only (the CUDA build of torch brings the
 # matching triton itself), and a CPU machine would carry ~1 GB it cannot use. The ``triton`` extra
@@ -37,11 +38,12 @@ setup(
         # (a CPU build by the CUDA one). Tests that need it skip, naming why, when it is absent or does
         # not match torch; install the ``paper`` extra with the build that matches your torch.
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "distributed>=2023.1", "selenium>=4.10",
-                 "soundfile>=0.12", "scipy>=1.12", "av>=11", "Pillow>=9"],
+                 "soundfile>=0.12", "scipy>=1.12", "soxr>=0.3", "av>=11", "Pillow>=9"],
         "triton": [TRITON],
         "dask": ["distributed>=2023.1"],
         # decoders for `python -m mmbench prepare` (the field's data sets from disk)
-        "audio": ["soundfile>=0.12", "scipy>=1.12"],
+        "audio": ["soundfile>=0.12", "scipy>=1.12", "soxr>=0.3"],  # soxr: librosa's default resampler
+        "audio-kaiser": ["resampy>=0.4"],  # resampler=kaiser_best (librosa < 0.10's default)
         "video": ["av>=11", "Pillow>=9"],
         # Paper scale: ResNet-18 encoders and the training augmentations (install the build matching your torch).
         "paper": ["torchvision>=0.16"],

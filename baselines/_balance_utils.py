@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mmbench.engine.distributed import global_sum
+from mmbench.engine.distributed import global_sum, masked_batch_mean
 
 
 def epoch_bound(value: float, epochs: int) -> float:
@@ -53,9 +53,12 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def masked_ce(logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the samples with ``present`` ``[B]`` = 1 (0 if none)."""
+    """Mean cross-entropy over the samples with ``present`` ``[B]`` = 1 (0 if none).
+
+    Under torchrun the count is the global batch's (:func:`mmbench.engine.distributed.count_share`),
+    so the averaged gradients are those of the global masked mean, not a mean of per-rank means."""
     ce = nn.functional.cross_entropy(logits, labels, reduction="none")
-    return (ce * present).sum() / present.sum().clamp_min(1.0)
+    return masked_batch_mean(ce, present)
 
 
 def device_generator(ctx_generator: torch.Generator, device: torch.device) -> torch.Generator:

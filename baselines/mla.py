@@ -13,11 +13,15 @@ from torch import nn
 from baselines._balance_utils import masked_ce
 from kernels import modality_stats
 from mmbench.batching import Batch
-from mmbench.engine.distributed import global_sum
+from mmbench.engine.distributed import global_sum, masked_batch_mean
 from mmbench.methods.base import Method, register_method
-from mmbench.settings_schema import BACKEND, Setting
+from mmbench.settings_schema import BACKEND, POSITIVE_INT, Setting
 
-PROJECTIONS = ("replace", "add", "none")
+PROJECTIONS = ("replace", "add", "none", "official", "balancebenchmark")
+#: Named forms of the released code bases -> the projection they run (see :class:`MLA`).
+PROJECTION_FORMS = {"official": "none", "balancebenchmark": "add"}
+#: The released MLA code evaluates (and so gates) in test batches of 64 (``--batch_size`` default).
+RELEASED_GATE_BATCH = 64
 OWM_UPDATES = ("owm", "released")
 GATES = ("dynamic", "released", "fixed")
 
@@ -46,7 +50,9 @@ def owm_update(P: torch.Tensor, r: torch.Tensor, alpha: float, form: str = "owm"
 
 
 def project_gradient(G: torch.Tensor, P: torch.Tensor, mode: str) -> torch.Tensor:
-    """Head-weight gradient ``G`` ``[C, D]`` -> ``G P^T`` (``replace``) or ``G + G P^T`` (``add``)."""
+    """Head-weight gradient ``G`` ``[C, D]`` -> ``G P^T`` (``replace``) or ``G + G P^T`` (``add``);
+    the named forms ``official`` (no projection) and ``balancebenchmark`` (``add``) as they run."""
+    mode = PROJECTION_FORMS.get(mode, mode)
     if mode == "replace":
         return G @ P.t()
     if mode == "add":
@@ -121,8 +127,15 @@ class MLA(Method):
 
     Hyper-parameters (released code -> harness default):
 
-    * ``projection``: ``"replace"`` (authors: ``G P^T``) -> ``"replace"``; ``"add"`` is
-      BalanceBenchmark's ``G + G P^T``; ``"none"`` disables the projection (ablation).
+    * ``projection``: ``"replace"`` (default: ``G P^T``, the OWM paper's projection and what the
+      official ``before_update`` would compute if it ran) ; ``"add"``: ``G + G P^T``; ``"none"``: no
+      projection. Two named forms say which released code base each reproduces:
+      ``"official"`` = ``"none"``: in the official repository (Cecile-hi/Multimodal-Learning-with-
+      Alternating-Unimodal-Adaptation) ``before_update`` only touches a parameter named
+      ``"module.weight"``, but the head it is handed is a plain ``nn.Linear`` whose weight is named
+      ``"weight"``, so the projection never runs there and its published numbers are those of
+      unprojected alternating training; ``"balancebenchmark"`` = ``"add"``: BalanceBenchmark's MLA
+      (with ``owm_update="released"`` it equals that code bit for bit).
     * ``owm_update``: ``"owm"`` (default: the standard OWM update with a scalar denominator, the
       paper's stated intent) or ``"released"`` (the authors' code and BalanceBenchmark: a ``D x D``
       denominator, element-wise update; see :func:`owm_update`).
@@ -130,6 +143,14 @@ class MLA(Method):
       ``"released"`` (the authors' code: softmax over the batch, one weight per modality per
       evaluation batch; see :func:`gate_weights_released`) or ``"fixed"``; ``fixed_weights``:
       None (uniform).
+    * ``gate_batch``: the batch over which ``gate="released"`` takes its softmax: the released code's
+      test batch, 64 (default). Prediction splits each evaluation batch into consecutive chunks of
+      this size, so with an ``eval_batch_size`` that is a multiple of it (the default 512) the chunks
+      are the released test loader's batches (unshuffled test split). Other gates are per sample.
+    * ``drop_last``: ``True`` (default, the engine's rule: the last partial training batch of an epoch
+      is dropped, and the OWM schedule ``alpha_t`` counts ``floor(N / batch)`` batches) or ``False``
+      (the released ``DataLoader``: the partial batch is trained and the schedule counts
+      ``ceil(N / batch)``; one process only).
     * ``backend``: ``kernels`` backend for the gate's entropies.
 
     Departures (each restorable by an option):
@@ -148,10 +169,13 @@ class MLA(Method):
     name = "mla"
     hparams: Dict[str, Any] = {
         "projection": "replace", "owm_update": "owm", "gate": "dynamic", "fixed_weights": None, "backend": "auto",
+        "gate_batch": RELEASED_GATE_BATCH, "drop_last": True,
     }
+    version = 2  # named projection forms, gate_batch, drop_last; global masked means under torchrun
     hparam_schema = {
         "projection": Setting(str, choices=PROJECTIONS), "owm_update": Setting(str, choices=OWM_UPDATES),
         "gate": Setting(str, choices=GATES), "fixed_weights": Setting(list, nullable=True), "backend": BACKEND,
+        "gate_batch": POSITIVE_INT, "drop_last": Setting(bool),
     }
 
     def build(self) -> None:
@@ -166,12 +190,18 @@ class MLA(Method):
         fixed = self.hp["fixed_weights"]
         if fixed is not None and len(fixed) != self.info.num_modalities:
             raise ValueError(f"fixed_weights needs {self.info.num_modalities} values, got {len(fixed)}")
+        if int(self.hp["gate_batch"]) < 1:
+            raise ValueError(f"gate_batch={self.hp['gate_batch']!r}: expected a positive batch size")
+        # Read by the engine (Method.drop_last): True keeps the engine's rule (drop the last partial
+        # batch when there is more than one batch), False trains it as the released DataLoader does.
+        self.drop_last = None if self.hp["drop_last"] else False
         D = self.model.feature_dim
         self.extra["head"] = nn.Linear(D, self.info.num_classes)
         self.P = torch.eye(D)
         self.steps = 0  # modality steps so far; the very first one is not projected
         self.batch_idx = 0
-        self.num_batches = max(1, self.info.num_train // self.info.batch_size)
+        n, bs = self.info.num_train, self.info.batch_size
+        self.num_batches = max(1, n // bs if self.drop_last is None and n > bs else -(-n // bs))
 
     def param_groups(self):
         # The model's fusion head is never used: leave it out of the optimizer.
@@ -186,7 +216,9 @@ class MLA(Method):
     def on_epoch_start(self, ctx) -> None:
         self.batch_idx = 0
         bs = self.info.batch_size
-        self.num_batches = max(1, ctx.train.num_batches(bs, drop_last=len(ctx.train) > bs))
+        # The batches the engine trains this epoch (Method.drop_last): floor, or the released ceil.
+        drop = self.drop_last is None and len(ctx.train) > bs
+        self.num_batches = max(1, ctx.train.num_batches(bs, drop_last=drop))
 
     # ----------------------------------------------------------------- training
     def encode_one(self, batch: Batch, m: int) -> torch.Tensor:
@@ -244,7 +276,7 @@ class MLA(Method):
         w = self.fusion_weights(logits.float(), batch)  # [M, B]
         has_any = batch.mask.sum(1) > 0  # [B]; a sample with nothing present has NaN weights: left out
         w = torch.where(has_any, w, torch.zeros_like(w))
-        return w.sum(1) / has_any.sum().clamp_min(1)
+        return masked_batch_mean(w, has_any.to(w.dtype).expand_as(w), dim=1)  # global batch under torchrun
 
     # ----------------------------------------------------------------- evaluation
     def unimodal_logits(self, batch: Batch) -> List[torch.Tensor]:
@@ -256,7 +288,10 @@ class MLA(Method):
         if self.hp["gate"] == "dynamic":
             return gate_weights(logits, batch.mask, batch.labels, self.hp["backend"])
         if self.hp["gate"] == "released":
-            return gate_weights_released(logits, batch.mask)
+            # One softmax per chunk of gate_batch samples: the released test batches.
+            size = int(self.hp["gate_batch"])
+            return torch.cat([gate_weights_released(z, m) for z, m in
+                              zip(logits.split(size, dim=1), batch.mask.split(size, dim=0))], dim=1)
         M = logits.shape[0]
         fixed = self.hp["fixed_weights"] or [1.0 / M] * M
         w = torch.tensor(fixed, dtype=logits.dtype, device=logits.device).unsqueeze(1) * batch.mask.t().to(logits.dtype)

@@ -78,6 +78,7 @@ class MMPareto(Method):
     """
 
     name = "mmpareto"
+    version = 2  # global masked means / draws under torchrun (issue 22)
     hparams: Dict[str, Any] = {"gamma": 1.5}
     hparam_schema = {"gamma": NON_NEGATIVE}
     # Gradients come from torch.autograd.grad, outside the engine's fp16 GradScaler.

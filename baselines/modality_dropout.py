@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mmbench.batching import Batch
+from mmbench.engine.distributed import global_rand
 from mmbench.methods.base import Method, register_method
 from mmbench.settings_schema import FRACTION
 
@@ -20,11 +21,11 @@ def drop_modalities(mask: torch.Tensor, p: float, generator: torch.Generator) ->
     Random numbers come from the CPU ``generator`` (reproducible) and are moved to the mask's
     device; no host sync.
     """
-    keep = (torch.rand(mask.shape, generator=generator) >= p).to(mask)
+    keep = (global_rand(mask.shape, generator) >= p).to(mask)
     new = mask * keep
     empty = (new.sum(1) == 0).unsqueeze(1)
     # Among the present modalities, pick one uniformly: random scores, present ones lifted by 1.
-    scores = torch.rand(mask.shape, generator=generator).to(mask) + mask
+    scores = global_rand(mask.shape, generator).to(mask) + mask
     pick = torch.nn.functional.one_hot(scores.argmax(1), mask.shape[1]).to(mask) * mask
     return torch.where(empty, pick, new)
 
@@ -34,6 +35,7 @@ class ModalityDropout(Method):
     """Joint training with per-sample modality dropout (probability p, keep at least one)."""
 
     name = "modality-dropout"
+    version = 2  # global masked means / draws under torchrun (issue 22)
     hparams = {"p": 0.5}
     hparam_schema = {"p": FRACTION}
 

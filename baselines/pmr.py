@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from baselines._balance_utils import masked_mean, window_active, window_start_epoch
 from kernels import modality_stats
 from mmbench.batching import Batch
+from mmbench.engine.distributed import masked_batch_mean
 from mmbench.methods.base import Method, register_method
 from mmbench.settings_schema import BACKEND, FRACTION, NON_NEGATIVE, Setting
 
@@ -88,6 +89,7 @@ class PMR(Method):
     """
 
     name = "pmr"
+    version = 2  # global masked means / draws under torchrun (issue 22)
     # The official CREMA-D bash line (concat fusion): alpha 2.0.
     dataset_hparams = {"crema-d*": {"alpha": 2.0}}
     hparams: Dict[str, Any] = {
@@ -168,9 +170,9 @@ class PMR(Method):
         ce = -logp.gather(-1, batch.labels.view(1, -1, 1).expand(q.shape[0], -1, 1)).squeeze(-1)  # [M, B]
         ent = -(logp.exp() * logp).sum(-1)  # [M, B]
         present = batch.mask.t().to(q.dtype)
-        count = present.sum(1).clamp_min(1.0)
-        pce = (ce * present).sum(1) / count
-        entropy = (ent * present).sum(1) / count
+        # Means over the present samples of the global batch under torchrun (count_share).
+        pce = masked_batch_mean(ce, present, dim=1)
+        entropy = masked_batch_mean(ent, present, dim=1)
         p_true = modality_stats(q.detach(), batch.labels, backend=self.hp["backend"]).p_true  # [M, B]
         return pce, entropy, masked_mean(p_true, batch.mask)
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbench.batching import Batch
+from mmbench.engine.distributed import global_rand, masked_batch_mean
 from mmbench.methods.base import Method, register_method
 from mmbench.settings_schema import FRACTION, NON_NEGATIVE, Setting
 
@@ -56,7 +57,7 @@ def draw_subsets(mask: torch.Tensor, generator: torch.Generator, draw: str = "un
         logw = -log_binom
     elif draw != "uniform":
         raise ValueError(f"draw={draw!r}: expected one of {DRAWS}")
-    u = torch.rand(valid.shape, generator=generator).to(logw).clamp(1e-9, 1 - 1e-9)
+    u = global_rand(valid.shape, generator).to(logw).clamp(1e-9, 1 - 1e-9)  # global batch's draw under torchrun
     gumbel = -torch.log(-torch.log(u))
     score = torch.where(valid, logw + gumbel, torch.full_like(logw, -math.inf))
     pick = subsets[score.argmax(1)]  # [B, M]
@@ -129,6 +130,7 @@ class ShaSpec(Method):
     """
 
     name = "shaspec"
+    version = 2  # global masked means / draws under torchrun (issue 22)
     hparams = {"alpha": 0.1, "beta": 0.02, "warmup": 0.3, "fill": "first", "draw": "uniform"}
     hparam_schema = {
         "alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "warmup": FRACTION, "fill": Setting(str, choices=FILLS),
@@ -185,7 +187,7 @@ class ShaSpec(Method):
         terms = []
         for a, b in self.pairs:
             w = mask[:, a] * mask[:, b]
-            terms.append(((shared[a] - shared[b]).abs().mean(1) * w).sum() / w.sum().clamp_min(1.0))
+            terms.append(masked_batch_mean((shared[a] - shared[b]).abs().mean(1), w))  # global count
         return torch.stack(terms).mean()
 
     def spec_loss(self, specific: List[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
@@ -194,7 +196,7 @@ class ShaSpec(Method):
         M, B = len(specific), specific[0].shape[0]
         target = torch.arange(M, device=logits.device).repeat_interleave(B)
         w = mask.t().reshape(-1)
-        return (F.cross_entropy(logits, target, reduction="none") * w).sum() / w.sum().clamp_min(1.0)
+        return masked_batch_mean(F.cross_entropy(logits, target, reduction="none"), w)  # global count
 
     def compute_loss(self, batch: Batch, ctx) -> torch.Tensor:
         if ctx.epoch >= self.warmup_epochs(ctx.epochs):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mmbench.batching import Batch
+from mmbench.engine.distributed import masked_batch_mean
 from mmbench.methods.base import Method, register_method
 from mmbench.settings_schema import NON_NEGATIVE
 
@@ -26,7 +27,7 @@ def distill_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor
     for m, (fs, ft) in enumerate(zip(student, teacher)):
         per_sample = (ft - fs).pow(2).mean(dim=1)  # [B]
         w = mask[:, m]
-        terms.append((per_sample * w).sum() / w.sum().clamp_min(1.0))
+        terms.append(masked_batch_mean(per_sample, w))  # over the global batch's present samples
     return torch.stack(terms).sum()
 
 
@@ -65,6 +66,7 @@ class UMT(Method):
     """
 
     name = "umt"
+    version = 2  # global masked means / draws under torchrun (issue 22)
     teachers = ("unimodal",)
     hparams = {"lam": 1.0}
     hparam_schema = {"lam": NON_NEGATIVE}

@@ -1,4 +1,4 @@
-"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench, publish, prepare, build-ext.
+"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench, publish, prepare, verify, build-ext.
 
 One argparse parser, one class per subcommand (torchtune's layout). Answering at once: this module
 imports nothing heavy (torch, pandas, the registries); each command imports what it needs when it
@@ -124,6 +124,7 @@ class All(Command):
             for s in specs:
                 print(("done " if store.is_done(s.key()) else "todo ") + s.label())
             return 0
+        __import__("mmbench.env_errors", fromlist=["check_writable"]).check_writable(args.out)  # before training
         if done < len(specs):
             _build_extension_visibly(suite.overrides.get("device", "cpu"))  # once, before the workers start
         start = time.time()
@@ -186,6 +187,8 @@ class Run(Command):
         explicit, args.out = args.out is not None, args.out or run_out()
         runner = Runner(args.out)
         cached = not args.force and runner.store.is_done(spec.key())
+        if not cached:
+            __import__("mmbench.env_errors", fromlist=["check_writable"]).check_writable(args.out)  # before training
         epochs = int(train["epochs"])
         # Under torchrun (WORLD_SIZE > 1): one run across the processes; rank 0 writes and prints.
         dist_info = distributed.init_from_env(train["device"])
@@ -475,6 +478,23 @@ class Prepare(Command):
         return 0
 
 
+class Verify(Command):
+    name = "verify"
+    help = "recompute the content hash of every prepared cache (or of NAMEs) and report any that changed"
+
+    @classmethod
+    def add_arguments(cls, p):
+        p.add_argument("names", nargs="*", help="prepared data sets to check (default: every one prepared)")
+
+    @staticmethod
+    def execute(args) -> int:
+        from mmbench.prepare.integrity import verify_all
+
+        lines = verify_all(args.names or None)
+        print("\n".join(lines) or "no prepared caches")
+        return 1 if any(line.startswith("damaged") for line in lines) else 0
+
+
 class BuildExt(Command):
     name = "build-ext"
     help = ("build the C++ extension of the fused statistics now (otherwise the first run builds it, with a "
@@ -494,7 +514,7 @@ class BuildExt(Command):
         return 0
 
 
-COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare, BuildExt]
+COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare, Verify, BuildExt]
 
 
 def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
@@ -527,13 +547,17 @@ def _build_extension_visibly(device: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    line = sys.argv[1:] if argv is None else argv
-    args = build_parser(line).parse_args(line)
+    try:  # Ctrl-C from the first line: during imports and argument parsing too
+        from mmbench.grid import GridInterrupted
+
+        line = sys.argv[1:] if argv is None else argv
+        args = build_parser(line).parse_args(line)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr, flush=True)
+        return 130
     # list/show from a shell answer from a memo of their output (mmbench.cli_memo); in-process calls
     # (tests, scripts that register their own methods) always compute.
     args.memo_argv = line if argv is None else None
-    from mmbench.grid import GridInterrupted
-
     try:
         return args.func(args)
     except (KeyError, ValueError, FileNotFoundError) as err:
@@ -552,6 +576,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         # interpreter's final flush does not raise (and print) the same error again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a process ended by a closed pipe
+    except OSError as err:  # disk full, read-only or a file in the way: one line naming the path and what to do
+        print(f"error: {__import__('mmbench.env_errors', fromlist=['describe']).describe(err)}", file=sys.stderr)
+        return 3
 
 
 def _command_line(argv: Optional[List[str]]) -> str:

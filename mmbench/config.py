@@ -15,7 +15,8 @@ from typing import Any, Dict, Tuple
 from mmbench.settings_schema import check_settings
 
 # Bump when a change makes earlier cached results incomparable (protocol, engine, models).
-PROTOCOL_VERSION = 2  # 2: model selection skips warm-up epochs, ties go to the latest epoch
+PROTOCOL_VERSION = 3  # 2: model selection skips warm-up epochs, ties go to the latest epoch
+# 3: every run stores frozen-encoder linear probes per modality (mmbench.engine.linear_probe)
 
 TRAIN_DEFAULTS: Dict[str, Any] = {
     "epochs": 20,

@@ -1,8 +1,11 @@
 """Content fingerprints: what a run's cached result depends on, as short SHA-256 digests.
 
-* :func:`file_digest`: SHA-256 of a file's bytes, cached by ``(path, size, mtime_ns)`` in a small JSON
-  file (``$MMBENCH_CACHE/file-hashes.json``, default ``~/.cache/mmbench``), so a key costs one
-  ``stat`` per file once a file was hashed, and an edited file (new size or mtime) is hashed again.
+* :func:`file_digest`: SHA-256 of a file's bytes, cached by ``(path, inode, size, mtime_ns, ctime_ns)``
+  in a small JSON file (``$MMBENCH_CACHE/file-hashes.json``, default ``~/.cache/mmbench``), so a key
+  costs one ``stat`` per file once a file was hashed. An edited file is hashed again even when the edit
+  kept its size and modification time (``touch -r``, ``cp -p``, rsync, tar restore them): every write
+  and every ``utime`` sets the change time ``ctime``, which no user call can set back, and a file
+  replaced by another gets a new inode.
 * :func:`dataset_digest`: SHA-256 of a loaded data set's arrays, labels, split and groups.
 * :func:`digest`: SHA-256 of any JSON-able value (settings), order of dict keys ignored.
 """
@@ -22,7 +25,7 @@ CACHE_ENV_VAR = "MMBENCH_CACHE"
 _CHUNK = 1 << 20
 RACY_NS = 2_000_000_000  # files modified less than this long ago are hashed but not cached
 
-# In-process copy of the JSON cache: "<abs path>|<size>|<mtime_ns>" -> hex digest.
+# In-process copy of the JSON cache: "<abs path>|<inode>|<size>|<mtime_ns>|<ctime_ns>" -> hex digest.
 _memo: Optional[Dict[str, str]] = None
 _memo_file: Optional[Path] = None
 
@@ -64,10 +67,10 @@ def _save_memo(memo: Dict[str, str]) -> None:
 
 
 def file_digest(path: os.PathLike | str) -> str:
-    """SHA-256 (hex) of the file's content, from the cache when its size and mtime are unchanged."""
+    """SHA-256 (hex) of the file's content, from the cache when its inode, size, mtime and ctime are unchanged."""
     path = Path(path).resolve()
     st = path.stat()
-    entry = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    entry = f"{path}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
     memo = _load_memo()
     if entry in memo:
         return memo[entry]
@@ -75,12 +78,13 @@ def file_digest(path: os.PathLike | str) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
-    if time.time_ns() - st.st_mtime_ns < RACY_NS:
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
         # Written just now: a second write within the file system's timestamp resolution could keep
         # size and mtime, so such a file is hashed again next time rather than cached (git's "racy" rule).
         return h.hexdigest()
     # drop stale entries of the same path so the cache does not grow with every edit
-    for old in [k for k in memo if k.rsplit("|", 2)[0] == str(path)]:
+    # (and entries of the older "<path>|<size>|<mtime>" format, which nothing looks up any more)
+    for old in [k for k in memo if k.rsplit("|", 4)[0] == str(path) or k.rsplit("|", 2)[0] == str(path)]:
         del memo[old]
     memo[entry] = h.hexdigest()
     _save_memo(memo)

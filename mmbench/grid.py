@@ -20,6 +20,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -98,12 +99,20 @@ def _on_sigterm(signum, frame) -> None:  # pragma: no cover - runs in worker pro
 
 
 def _work(spec: RunSpec, root: str) -> Dict:
+    from mmbench.run_lock import run_lock
     from mmbench.runner import Runner
 
     global _in_run
     _in_run = True
     try:
-        result = Runner(root).run(spec)
+        store = ResultsStore(root)
+        key = spec.key()
+        with run_lock(store, key) as mine:  # another `all` on this --out may be training it
+            if not mine:
+                return {"key": key, "status": "busy", "label": spec.label(), "error": None}
+            if store.is_done(key):  # stored by another process while this one waited
+                return {"key": key, "status": "cached", "label": spec.label(), "error": None}
+            result = Runner(store).run(spec)
     except _Stopped:  # pragma: no cover - runs in worker processes
         os._exit(128 + signal.SIGTERM)
     finally:
@@ -111,8 +120,12 @@ def _work(spec: RunSpec, root: str) -> Dict:
     return {"key": result["key"], "status": result.get("status"), "label": result.get("label"), "error": result.get("error")}
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: Optional[int] = None) -> None:
     import torch
+
+    from mmbench.parent_death import die_with_parent
+
+    die_with_parent(os.getppid() if parent_pid is None else parent_pid)  # a SIGKILLed `all` leaves no orphaned worker training on
 
     # Ctrl-C reaches the whole process group; the parent alone decides what stops (it ends the
     # workers), so a worker never turns the signal into a traceback or a half-finished run.
@@ -139,8 +152,9 @@ def run_grid(
     if executor not in ("local", "dask"):
         raise ValueError(f"unknown executor {executor!r} (local, dask)")
     store = ResultsStore(root)
-    todo = [s for s in specs if not store.is_done(s.key())]
-    counts = {"cached": len(specs) - len(todo), "ok": 0, "failed": 0, "diverged": 0}
+    unique = {s.key(): s for s in specs}  # the same run listed twice is trained once
+    todo = [s for k, s in unique.items() if not store.is_done(k)]
+    counts = {"cached": len(unique) - len(todo), "ok": 0, "failed": 0, "diverged": 0}
     if not todo:
         return counts
     bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not show_progress, dynamic_ncols=True)
@@ -166,8 +180,17 @@ def run_grid(
         signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C while stopping: exit at once
         bar.close()
         # Counted from the store: a run may have been stored just before its outcome reached us.
-        raise GridInterrupted(counts, len(specs), sum(store.is_done(s.key()) for s in specs)) from None
+        done = sum(store.is_done(k) for k in unique)
+        if done < len(unique):
+            raise GridInterrupted(counts, len(unique), done) from None
+        # Ctrl-C after the last run was stored: nothing is lost or left to resume, so the grid is
+        # finished and the caller writes the tables (a second Ctrl-C still exits at once).
+        print("interrupted after every run was stored: finishing normally", file=sys.stderr, flush=True)
+        return counts
     bar.close()
+    if counts.get("busy"):
+        print(f"  {counts['busy']} runs were being trained by another process on {root}; "
+              "its results appear there when done (rerun to pick up any it did not finish)")
     for line in failures[:20]:
         print(f"  {line}")
     if len(failures) > 20:
@@ -190,9 +213,32 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
+def _quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with its leak warning filtered out.
+
+    A second Ctrl-C exits the parent at once (:func:`_exit_now`); the tracker then cleans up the
+    pool's semaphores as designed, but warns about "leaked semaphore objects", a warning cut off by the
+    closing terminal that looks like a crash. The filter reaches only the tracker (started now, with this
+    environment), not this process nor the workers.
+    """
+    from multiprocessing import resource_tracker
+
+    previous = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [previous, "ignore:resource_tracker:UserWarning"]))
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if previous is None:
+            del os.environ["PYTHONWARNINGS"]
+        else:
+            os.environ["PYTHONWARNINGS"] = previous
+
+
 def _run_pool(todo: Sequence[RunSpec], root: str, workers: int, record) -> None:
     ctx = mp.get_context("spawn")  # fork after torch's thread pools start can deadlock
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    _quiet_resource_tracker()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(os.getpid(),))
     try:
         with _sigint_ignored():  # submitting starts the workers
             pending = {pool.submit(_work, spec, root) for spec in todo}

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
+
+
+_NAMED: set = set()  # (path, reason) of untrusted results already named on stderr by this process
 
 
 def write_json_atomic(path: Path, payload: Dict[str, Any]) -> None:
@@ -66,6 +70,8 @@ class ResultsStore:
         self.cache = self.root / "cache"
         # result files the last all_results() could not read (truncated, not JSON), with the reason
         self.unreadable: List[str] = []
+        # key -> why, for stored results load() refused (named once each on stderr)
+        self.untrusted: Dict[str, str] = {}
 
     def run_path(self, key: str) -> Path:
         return self.runs / f"{key}.json"
@@ -83,14 +89,30 @@ class ResultsStore:
         return self.cache / "masks"
 
     def load(self, key: str) -> Optional[Dict[str, Any]]:
+        """The stored result of ``key`` if it validates (:mod:`mmbench.result_check`), else ``None``.
+
+        A file that is there but not trusted (unreadable, forged, edited) is named once on stderr and
+        in :attr:`untrusted`; the caller then trains the run again, and the new result replaces it.
+        """
+        from mmbench.result_check import problem
+
         path = self.run_path(key)
         if not path.exists():
             return None
         try:
             with open(path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None  # unreadable: treat as not done (atomic writes make this rare)
+                result = json.load(f)
+        except (OSError, ValueError) as err:
+            why = f"unreadable ({type(err).__name__}: {err})"
+        else:
+            why = problem(result, path)
+            if why is None:
+                return result
+        self.untrusted[key] = why
+        if (str(path), why) not in _NAMED:  # once per process, though several stores look at it
+            _NAMED.add((str(path), why))
+            print(f"mmbench: not trusting {path}: {why}; the run is trained again", file=sys.stderr)
+        return None
 
     def is_done(self, key: str) -> bool:
         """A run is done when it finished, successfully or by diverging; failed runs are retried."""
@@ -98,12 +120,18 @@ class ResultsStore:
         return result is not None and result.get("status") in ("ok", "diverged")
 
     def save(self, result: Dict[str, Any]) -> Path:
+        """Store ``result`` atomically as ``runs/<key>.json``, sealed with its checksum."""
+        from mmbench.result_check import seal
+
         path = self.run_path(result["key"])
-        write_json_atomic(path, result)
+        write_json_atomic(path, seal(result))
         return path
 
     def all_results(self) -> Iterator[Dict[str, Any]]:
-        """Every readable result in ``runs/``; the others are named in :attr:`unreadable` (``"path: why"``)."""
+        """Every trusted result in ``runs/`` (:mod:`mmbench.result_check`); the others are named in
+        :attr:`unreadable` (``"path: why"``)."""
+        from mmbench.result_check import problem
+
         self.unreadable = []
         if not self.runs.exists():
             return
@@ -114,7 +142,8 @@ class ResultsStore:
             except (OSError, ValueError) as err:
                 self.unreadable.append(f"{path}: {type(err).__name__}: {err}")
                 continue
-            if not isinstance(result, dict) or "spec" not in result:
-                self.unreadable.append(f"{path}: not a run result (no 'spec')")
+            why = problem(result, path)
+            if why is not None:
+                self.unreadable.append(f"{path}: {why}")
                 continue
             yield result

@@ -8,7 +8,10 @@
   method's defaults and the user's overrides), so a changed default makes a new key;
 * ``method_version`` and ``teachers`` (settings and versions of the methods it may load as teachers);
 * ``protocol``: :data:`mmbench.config.PROTOCOL_VERSION`;
-* the spec itself (method, data set, pattern, seed, overrides).
+* the spec itself (method, data set, pattern, seed, overrides);
+* ``processes``: the torchrun process count, only where it changes the result (encoders with per-rank
+  BatchNorm statistics, :func:`mmbench.engine.distributed.key_world_size`; otherwise a run on N
+  processes equals one process and shares its key).
 
 The library versions and the machine are deliberately *not* part of it (they are recorded in each
 result's ``env``): with them, the committed results could never be cache hits on a user's machine.
@@ -20,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from mmbench.config import PROTOCOL_VERSION, RunSpec, _match, resolve
+from mmbench.engine.distributed import key_world_size
 from mmbench.fingerprint import digest
 
 KEY_LENGTH = 16
@@ -53,7 +57,7 @@ def run_identity(spec: RunSpec) -> Dict[str, Any]:
 
     method_cls = get_method(spec.method)
     train, hp = resolve(spec, method_cls)
-    return {
+    identity = {
         **spec.canonical(),
         "protocol": PROTOCOL_VERSION,
         "data": dataset_fingerprint(spec.dataset),
@@ -62,6 +66,10 @@ def run_identity(spec: RunSpec) -> Dict[str, Any]:
         "method_version": method_cls.version,
         "teachers": _teacher_settings(method_cls, hp, spec.dataset),
     }
+    world = key_world_size(train)
+    if world > 1:  # torchrun with per-rank BatchNorm statistics: another result than one process
+        identity["processes"] = world
+    return identity
 
 
 def identity_key(identity: Dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from mmbench.data import load_dataset, standardize
 from mmbench.engine import distributed
 from mmbench.engine.context import DivergedError
 from mmbench.engine.trainer import build_method, fit_and_test
+from mmbench.env_errors import diagnose_write_failure, is_environment_error
 from mmbench.environment import environment
 from mmbench.methods import get_method
 from mmbench.methods.base import Method, RunInfo
@@ -124,9 +125,16 @@ class Runner:
                 try:
                     torch.save({"modules": method.modules().state_dict(), "extra_state": method.extra_state()}, tmp)
                     os.replace(tmp, path)
-                except BaseException:  # an interrupted save leaves no temporary file behind
+                except BaseException as err:  # an interrupted save leaves no temporary file behind
                     tmp.unlink(missing_ok=True)
+                    disk = diagnose_write_failure(path, err) if isinstance(err, Exception) else None
+                    if disk is not None:
+                        raise disk from None  # the disk, named: not a "failed" run with torch's message
                     raise
+        except OSError as err:
+            if is_environment_error(err):
+                raise  # disk full or read-only: the machine's problem, stops the grid with one line
+            result.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
         except DivergedError as err:
             result.update(status="diverged", error=str(err))
         except Exception as err:  # one failing run is recorded and does not stop the grid

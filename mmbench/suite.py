@@ -88,29 +88,46 @@ def load_suite(name_or_path: str) -> Suite:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"suite {path} is not valid YAML: {' '.join(str(err).split())}") from None
-    raw = {} if raw is None else raw
+    if raw is None or raw == {}:
+        raise ValueError(f"suite {path} is empty: name at least the methods and datasets to run "
+                         f"(an empty suite does not mean every run)")
     if not isinstance(raw, dict):
         raise ValueError(f"suite {path}: expected a mapping of keys (name, methods, datasets, ...), "
                          f"got {type(raw).__name__}")
     unknown = set(raw) - {"name", "methods", "exclude_methods", "datasets", "patterns", "seeds", "overrides", "method_overrides"}
     if unknown:
         raise ValueError(f"suite {path}: unknown keys {sorted(unknown)}")
-    methods = list_methods(_as_list(raw.get("methods", "*")) or ["*"])
+    for axis in ("methods", "datasets", "patterns", "seeds"):
+        if axis in raw and (raw[axis] is None or raw[axis] == [] or raw[axis] == ""):
+            raise ValueError(f"suite {path}: {axis} is empty ({raw[axis]!r}); an empty list selects nothing "
+                             f"(leave the key out for its default)")
+    methods = list_methods(_as_list(raw.get("methods", "*")))
     excluded = _as_list(raw.get("exclude_methods"))
     methods = [m for m in methods if not any(fnmatch.fnmatch(m, x) for x in excluded)]
-    datasets = list_datasets(_as_list(raw.get("datasets", "*")) or ["*"])
+    if not methods:
+        raise ValueError(f"suite {path}: no method left after exclude_methods {excluded}")
+    datasets = list_datasets(_as_list(raw.get("datasets", "*")))
     patterns = _as_list(raw.get("patterns", "complete"))
+    _no_repeats(patterns, f"suite {path}: patterns")
     for p in patterns:
         get_pattern(p)
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise ValueError(f"suite {path}: seeds must be a list of integers >= 0, e.g. [0, 1, 2]; got {seeds!r}")
+    _no_repeats(seeds, f"suite {path}: seeds")
     overrides = _mapping(raw.get("overrides"), path, "overrides")
     method_overrides = _mapping(raw.get("method_overrides"), path, "method_overrides")
     for m, values in method_overrides.items():
         list_methods(m)
         _mapping(values, path, f"method_overrides.{m}")
     return Suite(raw.get("name", path.stem), methods, datasets, patterns, list(seeds), overrides, method_overrides)
+
+
+def _no_repeats(values: List[Any], what: str) -> None:
+    """A repeated seed (or pattern) would train the same run twice and count it twice: an error."""
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{what} repeat {', '.join(repeated)}: each may appear once")
 
 
 def _mapping(value, path: Path, key: str) -> Dict[str, Any]:
@@ -129,6 +146,7 @@ def parse_seeds(text: str) -> List[int]:
         seeds = []
     if not seeds or any(s < 0 for s in seeds):
         raise ValueError(f"--seeds {text!r}: expected a comma list of integers >= 0, e.g. 0,1,2")
+    _no_repeats(seeds, f"--seeds {text!r}:")
     return seeds
 
 
@@ -165,12 +183,13 @@ def apply_filters(suite: Suite, methods: Optional[str] = None, datasets: Optiona
     from mmbench.methods import get_method
     from mmbench.patterns import get_pattern
 
-    if methods:
+    # `is not None`: an empty filter (--methods '') selects nothing, an error in _choose, never everything
+    if methods is not None:
         suite.methods = _choose("--methods", methods, suite.methods, get_method, "method")
-    if datasets:
+    if datasets is not None:
         suite.datasets = _choose("--datasets", datasets, suite.datasets, list_datasets, "data set")
-    if patterns:
+    if patterns is not None:
         suite.patterns = _choose("--patterns", patterns, suite.patterns, get_pattern, "pattern")
-    if seeds:
+    if seeds is not None:
         suite.seeds = parse_seeds(seeds)
     return suite

@@ -26,6 +26,7 @@ import pytest  # noqa: E402
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (compiled Triton kernels); skipped on CPU")
     config.addinivalue_line("markers", "slow: longer end-to-end tests")
+    config.addinivalue_line("markers", "faults: fault injection from the command line (issue 21)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -55,6 +55,14 @@ def build_dataset(name: str, modalities: Mapping[str, np.ndarray], labels, num_c
         else:
             raise ValueError(f"labels must be integers 0..C-1, got dtype {labels.dtype}")
     labels = labels.astype(np.int64)
+    if num_classes is None and class_names is None and labels.size:
+        # C inferred from the labels: a gap ({0, 1, 7} -> 8 classes, 5 never seen) is almost surely a
+        # labelling slip, and would silently change chance level and macro-F1; declare C to mean it.
+        absent = sorted(set(range(int(labels.max()) + 1)) - set(np.unique(labels).tolist()))
+        if absent and labels.min() >= 0:
+            raise ValueError(f"labels take the values {sorted(np.unique(labels).tolist())[:20]}: classes {absent[:20]} "
+                             "have no sample; relabel to 0..C-1, or declare num_classes (meta.json) if some "
+                             "classes are truly absent")
     if num_classes is None:
         num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1 if labels.size else 0
     kinds = dict(kinds or {})

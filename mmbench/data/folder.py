@@ -69,6 +69,9 @@ def _load_npy(path: Path, numeric: bool = False) -> np.ndarray:
         if handle.read(6) != b"\x93NUMPY":  # np.load would take it for a pickle and say only that
             raise ValueError(f"{path} is not a readable .npy array: it lacks the .npy header (a text or CSV file? "
                              "write it with np.save)")
+    from mmbench.data.npy_check import check_npy
+
+    check_npy(path, fix="write it again with np.save")  # a damaged header must not allocate GBs unnamed
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as err:

@@ -31,8 +31,12 @@ def load_prepared(name: str, split_seed: int = 0) -> MultimodalDataset:
     """
     from mmbench.prepare.cache import find_cache, read_cache
 
+    from mmbench.prepare.integrity import check_cache
+
     preparer = _preparer_of(name)
-    cache = read_cache(find_cache(preparer.name))
+    folder = find_cache(preparer.name)
+    check_cache(folder)  # stat only, unless a file changed since prepare: then its content decides
+    cache = read_cache(folder)
     split = {k: np.asarray(v, dtype=np.int64) for k, v in preparer.split(preparer.datasets[name], cache,
                                                                           split_seed).items()}
     meta = cache.meta
@@ -65,8 +69,12 @@ def prepared_fingerprint(name: str, split_seed: int = 0) -> str:
 
     from mmbench.prepare.cache import find_cache
 
+    from mmbench.prepare.integrity import check_cache
+
     preparer = _preparer_of(name)
-    meta = json.loads((find_cache(preparer.name) / "meta.json").read_text())
+    folder = find_cache(preparer.name)
+    check_cache(folder)  # a cache edited since prepare has no valid fingerprint: an error, not a stale key
+    meta = json.loads((folder / "meta.json").read_text())
     return f"{meta['fingerprint']}:{preparer.datasets[name]}:split_seed={split_seed}"
 
 

@@ -44,13 +44,29 @@ def standardize(dataset: MultimodalDataset, lazy: bool = False) -> MultimodalDat
         for spec in dataset.specs:
             x = dataset.arrays[spec.name]
             stats[spec.name] = _train_stats(x, train, _reduce_axes(spec.kind, x.ndim))
-        save_stats(path, stats)
+            if not all(np.isfinite(v).all() for v in stats[spec.name]):
+                _raise_nonfinite(dataset, spec.name)
+        save_stats(path, stats)  # only finite statistics are ever stored
     arrays = {}
     for spec in dataset.specs:
         x, (mean, std) = dataset.arrays[spec.name], stats[spec.name]
         arrays[spec.name] = StandardizedArray(x, mean, std) if lazy else _materialize(x, mean, std)
     used = {m: (mean[0].astype(np.float32), std[0].astype(np.float32)) for m, (mean, std) in stats.items()}
     return dataclasses.replace(dataset, arrays=arrays, meta={**dataset.meta, "standardize": used})
+
+
+def _raise_nonfinite(dataset: MultimodalDataset, modality: str) -> None:
+    """Non-finite training input is a data error naming the file and the position, never a run that
+    trains on NaN and is stored as ``diverged``."""
+    from mmbench.data.validate import DatasetError, _nonfinite_count
+
+    count, first = _nonfinite_count(dataset.arrays[modality])
+    folder = dataset.meta.get("cache")
+    where = f"{folder}/{modality}.npy" if folder else f"data set {dataset.name!r} ({dataset.source}), modality {modality!r}"
+    fix = (f"rebuild it: python -m mmbench prepare <name> --src DIR --force (python -m mmbench verify checks "
+           "every prepared cache)" if folder else "fix the data")
+    raise DatasetError(f"{where}: {count} NaN/inf values in the input, the first at position {first} "
+                       f"(sample {first[0] if first else '?'}); {fix}")
 
 
 def _materialize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -47,6 +47,8 @@ def load_stats(path: Optional[Path], modalities) -> Optional[Stats]:
                for m in modalities}
     except (OSError, ValueError, KeyError, TypeError):
         return None  # a damaged file is recomputed (and rewritten), not trusted
+    if not all(np.isfinite(v).all() for pair in out.values() for v in pair):
+        return None  # poisoned (NaN from data that has since been fixed): recomputed, never reused
     return out
 
 

@@ -81,22 +81,34 @@ def _check_modality(where: str, spec, arr, n: int, checked_finite: bool = False)
     if tuple(arr.shape[1:]) != tuple(spec.shape):
         raise DatasetError(f"{what}: per-sample shape {tuple(arr.shape[1:])} "
                            f"does not match the spec {tuple(spec.shape)}")
+    if any(int(d) == 0 for d in spec.shape):
+        raise DatasetError(f"{what}: per-sample shape {tuple(spec.shape)} has no features (a 0-sized "
+                           "dimension); drop the modality or give it data")
     if arr.dtype != np.float32:
         raise DatasetError(f"{what}: dtype {arr.dtype}, expected float32")
     if not checked_finite:
-        count = _nonfinite_count(arr)
+        count, first = _nonfinite_count(arr)
         if count:
-            raise DatasetError(f"{what}: {count} NaN/inf values")
+            raise DatasetError(f"{what}: {count} NaN/inf values, the first at position {first} "
+                               f"(sample {first[0]}); non-finite input is a data error, fix the data")
 
 
 FINITE_CHUNK_BYTES = 64 << 20  # a memory-mapped modality (GBs from prepare) is scanned in row chunks
 
 
-def _nonfinite_count(arr: np.ndarray) -> int:
-    """NaN/inf values in ``arr`` ``[N, ...]``, counted over row chunks (no whole-array temporary)."""
+def _nonfinite_count(arr: np.ndarray):
+    """``(count, first)``: NaN/inf values in ``arr`` ``[N, ...]`` and the index tuple of the first (or
+    ``None``), counted over row chunks (no whole-array temporary)."""
     step = max(1, FINITE_CHUNK_BYTES // max(1, arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))))
-    return sum(int(chunk.size - np.isfinite(chunk).sum())
-               for chunk in (arr[i:i + step] for i in range(0, arr.shape[0], step)))
+    count, first = 0, None
+    for start in range(0, arr.shape[0], step):
+        bad = ~np.isfinite(arr[start:start + step])
+        n_bad = int(bad.sum())
+        if n_bad and first is None:
+            where = np.argwhere(bad)[0]
+            first = (start + int(where[0]), *(int(i) for i in where[1:]))
+        count += n_bad
+    return count, first
 
 
 def _check_split(where: str, split, n: int) -> None:

@@ -13,8 +13,19 @@ entropies and logit magnitudes) are averaged over ranks with :func:`global_mean`
 price against DDP: the all-reduce does not overlap the backward pass.
 
 Exactness: with equal shards (``batch_size`` divisible by the world size, the last partial batch
-dropped) and complete modalities, the averaged gradient is the single-process gradient of the global
-batch (tested with gloo on CPU). BatchNorm statistics stay per rank (as DDP without SyncBatchNorm).
+dropped) the averaged gradient is the single-process gradient of the global batch, also with missing
+modalities: a loss that averages over the samples that *have* something (a modality, a pair) divides
+its rank's sum by :func:`count_share` (the global count over the world size), not by its own count, so
+the mean over ranks of the rank losses is the global masked mean (:func:`masked_batch_mean`).
+Per-sample random draws of a method (combination sampling, PME noise) are drawn for the global batch
+and sliced (:func:`rank_rows`), so the run generator advances as in one process. The logged loss and
+coefficient traces are means over ranks. Tested with gloo on CPU over whole epochs
+(``tests/mmbench/engine/test_distributed_epochs.py``). BatchNorm statistics of the encoders stay per
+rank (as DDP without SyncBatchNorm): the process count enters the run key of a model with BatchNorm
+encoders (:func:`key_world_size`); DMRNet's own PME BatchNorm uses :func:`global_batch_norm`.
+Not made global: OSMD's joint MMD is a kernel statistic over all pairs of a batch, computed over each
+rank's shard; and the Triton PME kernel's noise (CUDA) cannot be sliced, so DMRNet draws eager noise
+for the global batch under torchrun (one host read of the seed per step).
 """
 from __future__ import annotations
 
@@ -90,6 +101,94 @@ def global_sum(value: torch.Tensor) -> torch.Tensor:
     out = value.detach().clone()
     dist.all_reduce(out)
     return out
+
+
+def count_share(count: torch.Tensor) -> torch.Tensor:
+    """The global count (summed over ranks, at least 1) divided by the world size; ``count.clamp_min(1)``
+    on one process.
+
+    A rank that divides its *sum* over its samples by this gives a loss whose mean over ranks is the
+    global sum over the global count: averaging the rank gradients (:func:`average_gradients`) then
+    gives the gradient of the masked mean over the global batch, whatever each rank's own count.
+    """
+    count = count.detach()
+    if not active():
+        return count.clamp_min(1.0)
+    return global_sum(count).clamp_min(1.0) / dist.get_world_size()
+
+
+def masked_batch_mean(values: torch.Tensor, weights: torch.Tensor, dim=None) -> torch.Tensor:
+    """``sum(values * weights) / sum(weights)`` over the batch (along ``dim``, all of it when None),
+    the denominator counted over the global batch (:func:`count_share`); 0 where nothing is present."""
+    if dim is None:
+        return (values * weights).sum() / count_share(weights.sum())
+    return (values * weights).sum(dim) / count_share(weights.sum(dim))
+
+
+def rank_rows(global_tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's rows of a tensor drawn for the whole global batch (dim 0 = ``world * B_rank``):
+    the same contiguous part ``SplitTensors.iterate(shard=...)`` gives the rank; itself on one process."""
+    if not active():
+        return global_tensor
+    return global_tensor.tensor_split(dist.get_world_size())[dist.get_rank()]
+
+
+def global_rows(local_rows: int) -> int:
+    """Rows of the global batch of which this rank holds ``local_rows`` (equal shards)."""
+    return local_rows * (dist.get_world_size() if active() else 1)
+
+
+def global_rand(shape, generator: torch.Generator) -> torch.Tensor:
+    """``torch.rand(shape, generator=generator)`` for a rank's ``shape = (B_rank, ...)``, drawn for the
+    whole global batch and sliced to this rank's rows: every rank's generator advances as one
+    process's does, and the rows are the ones one process would give these samples."""
+    shape = tuple(shape)
+    return rank_rows(torch.rand((global_rows(shape[0]),) + shape[1:], generator=generator))
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """``all_reduce(sum)`` with a gradient: the forward sums over ranks, the backward too (every rank's
+    loss depends on every rank's input), as in ``torch.nn.SyncBatchNorm``."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def global_batch_norm(x: torch.Tensor, bn: torch.nn.BatchNorm1d) -> torch.Tensor:
+    """``bn(x)`` for ``x`` ``[B, F]`` with the statistics of the global batch in training (the
+    running statistics updated as one process would); plain ``bn(x)`` on one process or in eval mode.
+
+    ``torch.nn.SyncBatchNorm`` does the same on GPUs only; this works on gloo (CPU) too.
+    """
+    if not active() or not bn.training:
+        return bn(x)
+    n = float(x.shape[0] * dist.get_world_size())
+    mean = _SumOverRanks.apply(x.sum(0)) / n
+    var = _SumOverRanks.apply(((x - mean) ** 2).sum(0)) / n  # biased, what the normalisation uses
+    if bn.track_running_stats:
+        with torch.no_grad():
+            m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked + 1)
+            bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            bn.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1.0, 1.0)), alpha=m)
+            bn.num_batches_tracked += 1
+    out = (x - mean) / torch.sqrt(var + bn.eps)
+    return out * bn.weight + bn.bias if bn.affine else out
+
+
+def key_world_size(train: dict) -> int:
+    """The process count to put in a run's identity: the torchrun world size when it can change the
+    result (encoders with per-rank BatchNorm statistics: ``encoder=resnet18``), else 1 (left out)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world if world > 1 and train.get("encoder") == "resnet18" else 1
 
 
 def global_logsumexp(value: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,8 @@ from mmbench.engine.evaluate import (
     evaluate_logits, evaluate_missing_rates, evaluate_subsets, extra_subset_metrics, predict_split, subset_logits,
     unimodal_split,
 )
-from mmbench.engine.outcomes import build_outcomes
+from mmbench.engine.linear_probe import linear_probe_metrics
+from mmbench.engine.outcomes import build_outcomes, correct_of, pack_correct
 from mmbench.engine.memory import SavedTensorMeter
 from mmbench.engine.selection import is_better, selection_start
 from mmbench.methods.base import Method, RunInfo
@@ -71,6 +72,19 @@ def build_method(method_cls, data: MultimodalDataset, train: Dict[str, Any], hp:
     if train.get("channels_last"):
         use_channels_last(method.modules())
     return method
+
+
+def _drop_last(method: Method, num_train: int, batch_size: int, world_size: int) -> bool:
+    """Whether the epoch drops its last partial batch: the method's ``drop_last`` when it sets one
+    (MLA's released schedule trains it), else when the split has more than one batch. Always under
+    torchrun (the shards must be equal); a method asking to keep it there is an error."""
+    wanted = getattr(method, "drop_last", None)
+    if world_size > 1:
+        if wanted is False:
+            raise ValueError(f"{method.name}: drop_last=False (train the last partial batch) cannot run on "
+                             f"{world_size} processes, whose shards must be equal; use drop_last=True")
+        return True
+    return num_train > batch_size if wanted is None else bool(wanted)
 
 
 def _snapshot(method: Method) -> Dict[str, Any]:
@@ -143,7 +157,7 @@ def fit_and_test(
         method.modules().train()
         epoch_start = time.perf_counter()
         method.on_epoch_start(ctx)
-        drop_last = len(tr) > bs or dist_info.world_size > 1
+        drop_last = _drop_last(method, len(tr), bs, dist_info.world_size)
         for i, batch in enumerate(tr.iterate(bs, ctx.train_mask, shuffle=True, generator=generator,
                                              drop_last=drop_last, shard=shard)):
             hooked = i < MEASURE_STEPS_PER_EPOCH and device.type == "cpu"
@@ -159,6 +173,11 @@ def fit_and_test(
             timer.stop("hooked" if hooked else "plain")
             samples += len(batch) * dist_info.world_size
             ctx.step_count += 1
+        if ctx.step_count == 0:
+            raise ValueError(
+                f"no training step in epoch {epoch}: {len(tr)} training samples make no full batch of "
+                f"batch_size={bs} (split over {dist_info.world_size} process(es), partial batches dropped); "
+                "choose a smaller batch_size")
         method.on_epoch_end(ctx)
         timer.flush()  # synchronises a GPU once per epoch
         train_seconds += time.perf_counter() - epoch_start
@@ -167,7 +186,8 @@ def fit_and_test(
         if scheduler is not None:
             scheduler.step()
         score = _selection_metric(method, va, info, pattern, ebs)
-        mean_loss = (ctx.loss_sum / max(1, ctx.loss_count)).item()
+        # Under torchrun each rank logged the loss of its shard: the epoch loss is their mean.
+        mean_loss = (distributed.global_mean(ctx.loss_sum) / max(1, ctx.loss_count)).item()
         history.append({"epoch": epoch, "loss": mean_loss, "val": score})
         coefficients = method.pop_coefficients()
         if coefficients:  # balancing methods' per-epoch mean coefficients (Method.log_coefficients)
@@ -183,6 +203,9 @@ def fit_and_test(
     metrics = test_metrics(method, te, info, test_mask_fixed, ebs, outcomes, data.split["test"],
                            data.meta.get("extra_metrics"))
     metrics.update({"val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible})
+    probe_start = time.perf_counter()
+    add_linear_probes(metrics, outcomes, method, tr, va, te, info, ebs)
+    probe_seconds = time.perf_counter() - probe_start
     if device.type == "cuda":
         peak_mb, mem_kind = peak_memory_mb(device), "cuda_max_allocated"
     else:
@@ -202,8 +225,21 @@ def fit_and_test(
         "params": sum(p.numel() for p in method.modules().parameters()),
         "world_size": dist_info.world_size,  # processes of a torchrun run (samples/s counts them all)
         "amp": amp,
+        "linear_probe_seconds": probe_seconds,  # the post-training linear probes (mmbench.engine.linear_probe)
     }
     return {"metrics": metrics, "throughput": throughput, "history": history, "outcomes": outcomes}
+
+
+def add_linear_probes(metrics: Dict[str, Any], outcomes: Dict[str, Any], method: Method, tr, va, te, info: RunInfo,
+                      bs: int) -> None:
+    """Frozen-encoder linear probes per modality (:mod:`mmbench.engine.linear_probe`) into ``metrics``
+    (``linear_probe_acc`` / ``linear_probe_f1`` / ``linear_probe_val_acc`` / ``linear_probe_steps``, per
+    modality) and their per-sample test outcomes ``lp:<m>`` into ``outcomes``."""
+    probes, logits = linear_probe_metrics(method, tr, va, te, info.num_classes, bs)
+    for key in ("acc", "f1", "val_acc", "steps"):
+        metrics[f"linear_probe_{key}"] = probes[key]
+    if outcomes.get("correct") is not None:
+        outcomes["correct"].update({f"lp:{m}": pack_correct(correct_of(lg, te.labels)) for m, lg in logits.items()})
 
 
 def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Optional[torch.Tensor], bs: int,

@@ -11,6 +11,8 @@ from typing import Iterable, List, Sequence
 
 import torch
 
+from mmbench.engine.distributed import global_rand
+
 
 def check_multimodal(info, method: str) -> None:
     """Raise a clear error for a single-modality data set (the methods drop / restore modalities)."""
@@ -83,7 +85,7 @@ def sample_combinations(mask: torch.Tensor, generator: torch.Generator) -> torch
     table = subset_table(mask.shape[1], mask.device)  # [K, M]
     # A subset is allowed when it uses no modality the sample lacks.
     allowed = (table.unsqueeze(0) * (1 - mask).unsqueeze(1)).sum(2) == 0  # [B, K]
-    noise = torch.rand(allowed.shape, generator=generator).to(mask.device)
+    noise = global_rand(allowed.shape, generator).to(mask.device)  # global batch's draw under torchrun
     pick = torch.where(allowed, noise, torch.full_like(noise, -1.0)).argmax(1)  # [B]
     return table[pick].to(mask.dtype) * mask
 

@@ -14,7 +14,7 @@ import torch
 
 import kernels
 from mmbench.batching import Batch
-from mmbench.engine.distributed import global_mean
+from mmbench.engine.distributed import count_share, global_mean
 from mmbench.methods.base import Method, register_method
 from mmbench.settings_schema import BACKEND, FRACTION, NON_NEGATIVE, POSITIVE, Setting
 
@@ -38,7 +38,9 @@ def ce_weights(mask: torch.Tensor, coef: float) -> torch.Tensor:
     ``CE(z) + coef * sum_m mean_b CE(z_m)`` and a missing modality contributes no unimodal loss.
     """
     present = mask.t()  # [M, B]
-    count = present.sum(1, keepdim=True).clamp_min(1.0)
+    # The count of the global batch under torchrun (its share per rank): the averaged gradients are then
+    # those of the global masked mean, as one process computes it (count_share).
+    count = count_share(present.sum(1, keepdim=True))
     return torch.cat([torch.ones_like(present[:1]), present * (coef * present.shape[1] / count)])
 
 
@@ -133,6 +135,7 @@ class ARL(Method):
     """
 
     name = "arl"
+    version = 2  # global masked means / draws under torchrun (issue 22)
     # The released launch scripts (methods.md, ARL (b)): CREMA-D gamma 4, T 8; KS 3, 4; AVE 5, 4;
     # VGGSound 1, 4 (its *_arl.sh scripts; vggsound.sh has gamma 5).
     dataset_hparams = {"crema-d*": {"gamma": 4.0, "temperature": 8.0},

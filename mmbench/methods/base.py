@@ -23,7 +23,7 @@ A new method is one file: subclass :class:`Method`, set ``name`` and ``hparams``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, List, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +101,9 @@ class Method:
     train_overrides: ClassVar[Dict[str, Any]] = {}
     hparam_schema: ClassVar[Dict[str, Any]] = {}
     version: ClassVar[int] = 1
+    #: Whether the engine drops each epoch's last partial training batch: None = the engine's rule
+    #: (drop it when the split has more than one batch); a method may set it from a hyper-parameter.
+    drop_last: Optional[bool] = None
     teachers: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, model: MultimodalModel, hp: Dict[str, Any], info: RunInfo):
@@ -145,10 +148,15 @@ class Method:
 
     def pop_coefficients(self) -> Dict[str, float]:
         """The epoch means of the logged coefficients (flattened to scalars), and reset."""
+        from mmbench.engine.distributed import average_tensors
+
         sums = self.__dict__.pop("_coef_sums", {})
+        # Under torchrun each rank traced its own shard: the epoch means are averaged over the ranks
+        # (every rank logs the same names in the same order, so one collective lines them up).
+        means = average_tensors([total / count for total, count in sums.values()])
         out: Dict[str, float] = {}
-        for name, (total, count) in sums.items():
-            mean = (total / count).flatten().cpu().tolist()
+        for name, mean in zip(sums, means):
+            mean = mean.flatten().cpu().tolist()
             if len(mean) == 1:
                 out[name] = mean[0]
             else:

@@ -10,8 +10,9 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
-from kernels import pme_sample_kl, weighted_multimodal_ce
+from kernels import pme_reference, pme_sample_kl, weighted_multimodal_ce
 from mmbench.batching import Batch
+from mmbench.engine import distributed
 from mmbench.methods._missing_utils import (
     check_multimodal,
     code_name,
@@ -41,7 +42,8 @@ class PMEHead(nn.Module):
         self.bn = nn.BatchNorm1d(2 * latent_dim)
 
     def forward(self, h: torch.Tensor):
-        return self.bn(self.linear(h)).chunk(2, dim=1)
+        # Under torchrun the BN statistics are the global batch's (as one process computes them).
+        return distributed.global_batch_norm(self.linear(h), self.bn).chunk(2, dim=1)
 
     def mean(self, h: torch.Tensor) -> torch.Tensor:
         """``mu`` ``[B, L]`` only (what inference needs)."""
@@ -124,6 +126,7 @@ class DMRNet(Method):
     """
 
     name = "dmrnet"
+    version = 2  # global masked means / draws under torchrun (issue 22)
     hparams = {
         "alpha": 1e-3,
         "beta": 0.3,
@@ -217,7 +220,7 @@ class DMRNet(Method):
         seeds = getattr(self, "_seeds", None)
         if seeds is None or seeds.device != mu.device:  # compute_loss without on_fit_start (tests)
             seeds = self._seeds = StepSeeds(ctx.generator, mu.device)
-        z, kl = pme_sample_kl(mu, logvar, seeds.next(), training=True)
+        z, kl = self.sample(mu, logvar, seeds.next())
         logits = self.extra["classifier"](z)
         if self.hp["hcr_target"] == "weak" and ctx.epoch < self.select_epochs:
             self._record_variance(logvar.detach(), codes)
@@ -230,13 +233,28 @@ class DMRNet(Method):
         self.last_weights = weights  # for inspection and tests
         return loss + self.hp["alpha"] * kl
 
+    @staticmethod
+    def sample(mu: torch.Tensor, logvar: torch.Tensor, seed: torch.Tensor):
+        """``(z, KL)`` of ``pme_sample_kl``. Under torchrun the noise is the eager path's draw for the
+        global batch, this rank's rows (one host read of the seed per step), so a run on N processes
+        takes the noise one process takes on CPU; the Triton kernel's noise cannot be sliced so."""
+        if not distributed.active():
+            return pme_sample_kl(mu, logvar, seed, training=True)
+        gen = torch.Generator(device=mu.device)
+        gen.manual_seed(int(seed.item()))
+        shape = (distributed.global_rows(mu.shape[0]),) + tuple(mu.shape[1:])
+        eps = distributed.rank_rows(torch.randn(shape, generator=gen, device=mu.device, dtype=mu.dtype))
+        return pme_reference(mu, logvar, eps)
+
     def _record_variance(self, logvar: torch.Tensor, codes: torch.Tensor) -> None:
         """Accumulate, per unimodal combination {m}, the batch mean of ``s_i = mean_d sigma^2`` (device only)."""
         s = logvar.exp().mean(1)  # [B]
         unimodal = 2 ** torch.arange(self.info.num_modalities, device=codes.device)  # codes of {m}
         onehot = (codes.unsqueeze(1) == unimodal.unsqueeze(0)).float()  # [B, M]
-        count = onehot.sum(0)
-        self._var_step_sum += (onehot * s.unsqueeze(1)).sum(0) / count.clamp_min(1)
+        # Sums and counts of the global batch under torchrun: every rank selects the same weak modality.
+        totals = distributed.global_sum(torch.stack([(onehot * s.unsqueeze(1)).sum(0), onehot.sum(0)]))
+        count = totals[1]
+        self._var_step_sum += totals[0] / count.clamp_min(1)
         self._var_steps += (count > 0).float()
 
     def on_epoch_end(self, ctx) -> None:

@@ -126,6 +126,7 @@ class MMANet(Method):
     """
 
     name = "mmanet"
+    version = 2  # global masked means / draws under torchrun (issue 22)
     teachers = ("joint",)
     hparams = {
         "lambda_mad": 30.0,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbench.batching import Batch
+from mmbench.engine.distributed import masked_batch_mean
 from mmbench.methods._missing_utils import check_multimodal, joint_mmd
 from mmbench.methods.base import Method, register_method
 from mmbench.settings_schema import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Setting
@@ -86,6 +87,7 @@ class OneStageModalityDistillation(Method):
     """
 
     name = "osmd"
+    version = 2  # global masked means / draws under torchrun (issue 22)
     hparams = {
         "missing_modality": None,
         "lambda_mmd": 1.0,
@@ -179,7 +181,7 @@ class OneStageModalityDistillation(Method):
         both = self.extra["missing_head"](torch.cat([f_k, restored], 0))
         logits_k, logits_restored = both[:b], both[b:]
         ce_k = F.cross_entropy(logits_k, batch.labels, reduction="none")
-        loss = loss + self.hp["lambda_missing"] * (ce_k * has_k).sum() / has_k.sum().clamp_min(1)
+        loss = loss + self.hp["lambda_missing"] * masked_batch_mean(ce_k, has_k)  # global count under torchrun
 
         # Joint-distribution adaptation: (restored, its prediction) vs (true, its target).
         p_restored = torch.softmax(logits_restored, 1)

@@ -5,8 +5,9 @@ has the trees). ``prepare NAME --src DIR`` writes two modalities, both ``image``
 
 * ``audio`` ``[1, F, T]``: a log spectrogram (settings below);
 * ``visual`` ``[3 * n_frames, size, size]``: frames stacked on the channel axis, resized to
-  ``size`` x ``size`` (the papers' *test* transform; the harness trains on fixed arrays, so their
-  train-time RandomResizedCrop / flip is not applied) and ImageNet-normalised.
+  ``size`` x ``size`` (the papers' *test* transform) and ImageNet-normalised. Their train-time
+  RandomResizedCrop / flip is applied by the engine at train time (``augment=true``, the default of
+  prepared data sets) on the stored ``size`` x ``size`` frame, not on the original frame.
 
 Defaults and where they come from (``docs``: methods.md "Shared audio-visual setup"; the OGM-GE code):
 
@@ -26,7 +27,10 @@ Defaults and where they come from (``docs``: methods.md "Shared audio-visual set
   ``[F, T]`` log spectrogram (F = ``n_fft // 2 + 1``; T is tiled / cropped); anything else (e.g. the
   ``[1024, 128]`` Kaldi fbanks of OGM-GE's KS ``process_audio.py``) is skipped as ``spectrogram shape``,
   so prepare from the wav files.
-* All: ``size=224``, ``normalize=true`` (ImageNet mean / std), ``val_fraction=0.1`` (val carved from
+* All: ``resampler=soxr_hq`` (what the loaders' ``librosa.load`` uses from librosa 0.10 on; see
+  ``frontends.RESAMPLERS``; no resampling when the file is at ``sample_rate`` already); KS / VGGSound
+  ``stft_pad=constant`` (the centred STFT's zero padding of librosa >= 0.10; ``reflect`` before);
+  ``size=224``, ``normalize=true`` (ImageNet mean / std), ``val_fraction=0.1`` (val carved from
   train, stratified, with the loader's ``split_seed``, when the lists have no val list; AVE's official
   lists have one), ``min_frames`` (a clip with fewer frame files is skipped: 3 for KS / VGGSound, 1 for AVE).
 """
@@ -109,7 +113,7 @@ class AudioVisual(ScannedPreparer):
         return [ModalitySpec("audio", "image", self.audio_shape(settings)), ModalitySpec("visual", "image", visual)]
 
     def requires(self, listing) -> List[str]:
-        return ["soundfile", "scipy", "PIL"]
+        return ["soundfile", "scipy", "soxr", "PIL"]
 
     def list_items(self, src: Path, settings: Dict[str, Any]):
         self.check(settings)
@@ -121,11 +125,14 @@ class AudioVisual(ScannedPreparer):
             audio = spectrogram_from_npy(path, self.audio_shape(settings))
         elif settings["audio_frontend"] == "ogm-ave":
             rate = int(settings["sample_rate"])
-            audio = ogm_ave_spectrogram(frontends.read_audio(path, rate), rate, self.length(settings),
+            samples = frontends.read_audio(path, rate, str(settings["resampler"]))
+            audio = ogm_ave_spectrogram(samples, rate, self.length(settings),
                                         int(settings["n_fft"]), int(settings["hop"]))
         else:
             audio = frontends.audio_spectrogram(path, int(settings["sample_rate"]), float(settings["seconds"]),
-                                                int(settings["n_fft"]), int(settings["hop"]))
+                                                int(settings["n_fft"]), int(settings["hop"]),
+                                                str(settings["resampler"]),
+                                                str(settings["stft_pad"]))
         visual = stacked_frames(Path(item.paths["frames"]), FRAME_PICKS[settings["frame_pick"]],
                                 int(settings["n_frames"]), int(settings["size"]), "RGB", bool(settings["normalize"]))
         return {"audio": audio, "visual": visual}
@@ -133,7 +140,7 @@ class AudioVisual(ScannedPreparer):
 
 _KS_VGG_DEFAULTS = {"audio_frontend": "stft", "sample_rate": 16000, "seconds": 5.0, "n_fft": 256, "hop": 128,
                     "n_frames": 3, "frame_pick": "first", "size": 224, "normalize": True, "val_fraction": 0.1,
-                    "min_frames": 3}
+                    "min_frames": 3, "resampler": "soxr_hq", "stft_pad": "constant"}
 
 
 class AVE(AudioVisual):
@@ -142,7 +149,7 @@ class AVE(AudioVisual):
     scanner = staticmethod(scan_ave)
     defaults = {"audio_frontend": "ogm-ave", "sample_rate": 22050, "seconds": 160000 / 22050, "n_fft": 512,
                 "hop": 159, "n_frames": 3, "frame_pick": "even", "size": 224, "normalize": True,
-                "val_fraction": 0.1, "min_frames": 1}
+                "val_fraction": 0.1, "min_frames": 1, "resampler": "soxr_hq"}
     datasets = {"ave": "lists"}
     dataset_descriptions = {"ave": "AVE (prepared cache): audio [1,257,1004] + visual 3 frames, 28 classes, "
                                    "official 3,339 / 402 / 402 split"}

@@ -97,8 +97,13 @@ def find_cache(name: str, root: Optional[Path] = None) -> Path:
 
 def read_cache(folder: Path) -> PreparedCache:
     """A completed cache folder as read-only memmaps (nothing is loaded until indexed)."""
+    from mmbench.data.npy_check import check_npy
+
     meta = json.loads((folder / "meta.json").read_text())
     items = json.loads((folder / "items.json").read_text())
+    fix = f"run `python -m mmbench prepare {meta.get('name', '<name>')} --src DIR --force` to write it again"
+    for name in [f"{m}.npy" for m in meta["modalities"]] + ["labels.npy", "status.npy"]:
+        check_npy(folder / name, fix=fix)  # a truncated memmap: an error naming the file, not mmap's
     status = np.load(folder / "status.npy")
     arrays = {m: np.load(folder / f"{m}.npy", mmap_mode="r") for m in meta["modalities"]}
     return PreparedCache(

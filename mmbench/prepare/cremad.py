@@ -18,13 +18,22 @@ from the clip name's third field; classes in the papers' order NEU HAP SAD FEA D
 Settings (defaults: the released OGM-GE / ARL / DGL code, which share this front-end):
 
 * ``sample_rate=22050``, ``seconds=3``: audio loaded at 22.05 kHz, tiled and cropped to 3 s, clipped
-  to [-1, 1] (the distributed wavs are 16 kHz: resampled with ``resample_poly``);
+  to [-1, 1]. The distributed wavs are 16 kHz: ``resampler=soxr_hq`` (default) resamples as the
+  released ``librosa.load(sr=22050)`` does with librosa >= 0.10; ``kaiser_best`` as with older
+  librosa (needs ``resampy``); ``scipy`` is the earlier ``resample_poly`` (``frontends.RESAMPLERS``);
+  ``stft_pad=constant``: the STFT's end padding of librosa >= 0.10 (zeros; ``reflect`` before);
 * ``n_fft=512``, ``hop=353``: log(|STFT| + 1e-7) -> ``audio`` [1, 257, 188], no normalisation;
-* ``fps=1``, ``n_frames=1``: one frame per clip, the first of the 1-fps extraction (the papers'
-  loaders draw random frame indices but then read the first files of the folder listing);
-* ``size=224``, ``normalize=true``: resized to 224 x 224 (the papers' *test* transform; the harness
-  trains on fixed arrays, so the train-time RandomResizedCrop/flip augmentation is not applied) and
-  ImageNet-normalised -> ``visual`` [3 * n_frames, 224, 224] (frames stacked on the channel axis);
+* ``fps=1``, ``n_frames=1``: one frame per clip, the first of the 1-fps extraction. ``frame_order``:
+  ``sorted`` (default, the first by file name: ``00000.jpg``; the same on every machine) or
+  ``listdir`` (the released loaders draw random indices but then read the first entries of the
+  unsorted ``os.listdir``, which depends on the filesystem: ``00030.jpg`` for 14 of 15 clips on ext4);
+* ``size=224``, ``normalize=true``: resized to 224 x 224 (the papers' *test* transform) and
+  ImageNet-normalised -> ``visual`` [3 * n_frames, 224, 224] (frames stacked on the channel axis).
+  Training augmentation (the papers' RandomResizedCrop(224) + horizontal flip) is applied at train
+  time by the engine (``augment=true``, the default of prepared data sets, ``loader=stream``), on the
+  stored 224 x 224 frame. Difference from the released transform: the released crop is drawn on the
+  original 480 x 360 frame, here on the frame already squashed to 224 x 224, so the crop's aspect
+  range [3/4, 4/3] is [1.00, 1.78] in original pixels; ``augment=false`` turns the augmentation off;
 * ``layout=auto`` (``papers`` | ``distribution``), ``lists=""``: folder holding ``train.csv`` /
   ``test.csv`` (default: ``ROOT`` if they are there; without lists only ``crema-d-speaker`` can be
   used). mmbench does not ship the published lists: they are distributed with the OGM-GE and PMR
@@ -33,7 +42,9 @@ Settings (defaults: the released OGM-GE / ARL / DGL code, which share this front
 Data sets registered (both read the same cache):
 
 * ``crema-d``: the published 6,698 / 744 split of OGM-GE (from the user's ``train.csv`` /
-  ``test.csv``); val carved from train, stratified with ``split_seed`` (default 0), as large as
+  ``test.csv``, checked against the published lists' sizes and SHA-256 of their clip names,
+  :mod:`mmbench.prepare.cremad_split`; the verdict is in the cache's ``notes.published_split`` and
+  printed by ``prepare``); val carved from train, stratified with ``split_seed`` (default 0), as large as
   test (744 of 6,698, the 5,954 / 744 / 744 of ECCV'24 Re-learning). Not speaker-disjoint: all 91
   actors are in both train and test.
 * ``crema-d-speaker``: speaker-disjoint, speakers (first field of the clip name) drawn with
@@ -51,6 +62,7 @@ import numpy as np
 from mmbench.data.base import ModalitySpec
 from mmbench.data.splits import group_split, stratified_split
 from mmbench.prepare import frontends
+from mmbench.prepare.cremad_split import check_published
 from mmbench.prepare.base import Item, Listing, PreparedCache, Preparer, SkipItem, register_preparer
 
 CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]  # the papers' class_dict order
@@ -89,7 +101,9 @@ class CremaD(Preparer):
     name = "crema-d"
     description = "CREMA-D audio (log-STFT) + face frames, 6 emotions; papers' layout or the distribution"
     defaults = {"layout": "auto", "lists": "", "sample_rate": 22050, "seconds": 3.0, "n_fft": 512, "hop": 353,
-                "fps": 1.0, "n_frames": 1, "size": 224, "normalize": True}
+                "fps": 1.0, "n_frames": 1, "size": 224, "normalize": True, "resampler": "soxr_hq",
+                "stft_pad": "constant",
+                "frame_order": "sorted"}
     datasets = {"crema-d": "published", "crema-d-speaker": "speaker"}
     rgb_modalities = ("visual",)
     dataset_descriptions = {
@@ -98,7 +112,7 @@ class CremaD(Preparer):
     }
 
     def requires(self, listing: Listing) -> List[str]:
-        return ["soundfile", "PIL"] + (["av"] if listing.notes["layout"] == "distribution" else [])
+        return ["soundfile", "soxr", "PIL"] + (["av"] if listing.notes["layout"] == "distribution" else [])
 
     def modalities(self, settings: Dict[str, Any]) -> List[ModalitySpec]:
         audio = frontends.spectrogram_shape(settings["sample_rate"], settings["seconds"], settings["n_fft"],
@@ -171,15 +185,20 @@ class CremaD(Preparer):
         skipped += [(str(src / AUDIO_DIR / f"{clip}.wav"), "listed but no audio file")
                     for clip in sorted(listed) if clip not in found]
         notes = {"layout": layout, "lists": str(list_folder) if list_folder else None}
+        if list_folder is not None:  # are these the published lists? (counts + SHA-256 of the clip names)
+            parts = {part: [c for c, (p, _) in listed.items() if p == part] for part in ("train", "test")}
+            check = check_published(parts)
+            notes["published_split"] = check
         return Listing(items, list(CLASSES), skipped, notes)
 
     def process(self, item: Item, settings: Dict[str, Any]) -> Dict[str, np.ndarray]:
         audio_path = Path(item.paths["audio"])
         audio = frontends.audio_spectrogram(audio_path, int(settings["sample_rate"]), float(settings["seconds"]),
-                                            int(settings["n_fft"]), int(settings["hop"]))
+                                            int(settings["n_fft"]), int(settings["hop"]), str(settings["resampler"]),
+                                            str(settings["stft_pad"]))
         n, size, norm = int(settings["n_frames"]), int(settings["size"]), bool(settings["normalize"])
         if "frames" in item.paths:
-            visual = frontends.folder_frames(Path(item.paths["frames"]), n, size, norm)
+            visual = frontends.folder_frames(Path(item.paths["frames"]), n, size, norm, str(settings["frame_order"]))
         else:
             video = Path(item.paths["video"])
             if not video.exists():

@@ -8,8 +8,11 @@ deadlock). A bad file is recorded in the skipped report by reason and never stop
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import sys
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -51,6 +54,7 @@ class PrepareReport:
             the cache was complete already); reused: the cache was complete already.
         skipped: reason -> ``[(file or item id, detail)]``, from listing and from processing.
         fingerprint: ``"<settings hash>-<content hash>"``.
+        notes: the listing's notes; a note holding a ``message`` (CREMA-D's published-split check) is printed.
     """
 
     folder: Path
@@ -60,6 +64,7 @@ class PrepareReport:
     reused: bool
     skipped: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)
     fingerprint: str = ""
+    notes: Dict[str, Any] = field(default_factory=dict)  # the preparer's listing notes (e.g. a split check)
 
     def lines(self) -> List[str]:
         """The human-readable report: counts, then every skipped file grouped by reason."""
@@ -67,6 +72,8 @@ class PrepareReport:
         out = [f"{'cache up to date' if self.reused else 'prepared'}: {self.folder}",
                f"  {self.done} of {self.total} items written, {n_skip} skipped"
                + (f" ({self.processed} processed now)" if not self.reused else "")]
+        out += [f"  {key}: {note['message']}" for key, note in sorted(self.notes.items())
+                if isinstance(note, dict) and "message" in note]
         for reason, entries in sorted(self.skipped.items()):
             out.append(f"  skipped, {reason}: {len(entries)}")
             out.extend(f"    {where}: {detail}" if detail and detail != where else f"    {where}"
@@ -128,9 +135,18 @@ def _open(folder: Path, record: Dict[str, Any], items: List[Item], shapes: Dict[
         write_json_atomic(folder / "settings.json", record)
         (folder / "skipped.json").write_text("{}")
         mode, changed = "w+", list(range(n))
-    arrays = {m: np.lib.format.open_memmap(folder / f"{m}.npy", mode=mode, dtype=np.float32, shape=(n, *s))
-              for m, s in shapes.items()}
-    status = np.lib.format.open_memmap(folder / "status.npy", mode=mode, dtype=np.uint8, shape=(n,))
+    try:
+        arrays = {m: np.lib.format.open_memmap(folder / f"{m}.npy", mode=mode, dtype=np.float32, shape=(n, *s))
+                  for m, s in shapes.items()}
+        status = np.lib.format.open_memmap(folder / "status.npy", mode=mode, dtype=np.uint8, shape=(n,))
+        if mode == "w+":
+            _allocate(folder, [f"{m}.npy" for m in shapes] + ["status.npy"])
+    except OSError as err:
+        if mode == "w+":  # started over: nothing of this folder is worth keeping, no sparse files left
+            shutil.rmtree(folder, ignore_errors=True)
+        need = sum(4 * n * int(np.prod(s)) for s in shapes.values())
+        raise type(err)(err.errno, f"{err.strerror} (the prepared cache needs about {need / 2**20:.0f} MiB)",
+                        str(folder)) from None
     skipped = json.loads((folder / "skipped.json").read_text())
     # killed between a status write and the next flush of skipped.json: redo, so no reason is lost
     ids = [it.id for it in items]
@@ -138,12 +154,30 @@ def _open(folder: Path, record: Dict[str, Any], items: List[Item], shapes: Dict[
     if changed:
         (folder / "meta.json").unlink(missing_ok=True)  # incomplete until the changed rows are redone
         status[changed] = STATUS_PENDING
+        for arr in arrays.values():  # as a fresh prepare has them: the same source gives the same content hash
+            arr[changed] = 0
         for i in changed:
             skipped.pop(items[i].id, None)
         _flush(folder, arrays, status, skipped)
         (folder / "items.json").write_text(json.dumps(rows))
         np.save(folder / "labels.npy", np.array([it.label for it in items], dtype=np.int64))
     return arrays, status, skipped
+
+
+def _allocate(folder: Path, names: List[str]) -> None:
+    """Reserve the disk blocks of freshly created (sparse) memmaps now: a full disk is then an ``OSError``
+    (ENOSPC) before any item is processed, not a SIGBUS on the first write into a hole."""
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - not Linux
+        return
+    for name in names:
+        with open(folder / name, "r+b") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            try:
+                os.posix_fallocate(handle.fileno(), 0, size)
+            except OSError as err:
+                if err.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it: best effort
+                    return
+                raise OSError(err.errno, err.strerror, str(folder / name)) from None
 
 
 def _flush(folder: Path, arrays, status, skipped) -> None:
@@ -181,8 +215,18 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
         raise FileNotFoundError(f"prepare {name}: source {str(src)!r} does not exist")
     record = settings_record(name, preparer.version, src, settings)
     folder = cache_folder(name, record["hash"])
+    if not force and (folder / "meta.json").exists():
+        from mmbench.prepare.integrity import CacheChangedError, check_cache
+
+        try:
+            check_cache(folder)
+        except CacheChangedError as err:  # edited or damaged since: never "up to date", written again
+            print(f"prepare {name}: {err}; preparing it again", file=sys.stderr)
+            force = True
     if force:
         (folder / "items.json").unlink(missing_ok=True)  # start over
+        # statistics derived from the old content (standardisation): rebuilt from the new one
+        shutil.rmtree(folder / "standardize", ignore_errors=True)
 
     listing = preparer.list_items(src, settings)
     if not listing.items:
@@ -197,7 +241,8 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
         clear_cache()
         meta = json.loads((folder / "meta.json").read_text())
         return PrepareReport(folder, meta["counts"]["total"], meta["counts"]["done"], 0, True,
-                             {k: [tuple(e) for e in v] for k, v in meta["skipped"].items()}, meta["fingerprint"])
+                             {k: [tuple(e) for e in v] for k, v in meta["skipped"].items()}, meta["fingerprint"],
+                             meta.get("notes", {}))
     todo = np.flatnonzero(status == STATUS_PENDING)
     processed = 0
     bar = None
@@ -211,7 +256,11 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
     last_flush = time.time()
     try:
         if workers > 1 and preparer.parallel and len(todo) > 1:
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+            from mmbench.parent_death import die_with_parent
+
+            # die_with_parent: a killed prepare (SIGKILL, SIGBUS) leaves no orphaned workers behind
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                       initializer=die_with_parent, initargs=(os.getpid(),))
             results = pool.map(_process_one, *zip(*[(preparer, settings, shapes, int(i), listing.items[i])
                                                      for i in todo]), chunksize=4)
         else:
@@ -223,6 +272,8 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
                 status[index] = STATUS_DONE
             else:
                 skipped[listing.items[index].id] = list(skip)
+                for arr in arrays.values():  # a row skipped now may hold an older item's values: zero, as fresh
+                    arr[index] = 0
                 status[index] = STATUS_SKIPPED
             processed += 1
             if bar is not None:
@@ -249,14 +300,16 @@ def prepare(name: str, src, overrides: Optional[Dict[str, Any]] = None, workers:
     for item_id, (reason, detail) in skipped.items():
         report[reason].append((item_id, detail))
     fingerprint = f"{record['hash']}-{content_hash(folder, list(shapes))}"
+    from mmbench.prepare.integrity import stamps
     counts = {"total": len(status), "done": int((status == STATUS_DONE).sum()),
               "skipped": int((status == STATUS_SKIPPED).sum()), "skipped_while_listing": len(listing.skipped)}
     write_meta(folder, {
         "name": name, "settings": record, "modalities": list(shapes),
         "specs": [{"name": s.name, "kind": s.kind, "shape": list(s.shape)} for s in specs],
         "class_names": listing.class_names, "counts": counts, "skipped": dict(report), "notes": listing.notes,
-        "fingerprint": fingerprint, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fingerprint": fingerprint, "stamps": stamps(folder, {"modalities": list(shapes)}), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     mark_current(name, folder)
     clear_cache()  # a load of this data set earlier in this process read the previous cache
-    return PrepareReport(folder, counts["total"], counts["done"], processed, False, dict(report), fingerprint)
+    return PrepareReport(folder, counts["total"], counts["done"], processed, False, dict(report), fingerprint,
+                         listing.notes)

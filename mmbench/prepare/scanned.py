@@ -87,12 +87,16 @@ def frame_files(folder: Path) -> List[Path]:
 
 def read_image(path: Path, size: int, mode: str) -> np.ndarray:
     """One image as float32 ``[channels, size, size]`` in [0, 1]: ``mode`` ``"RGB"`` (3) or ``"L"`` (1),
-    bilinear resize. ``SkipItem("unreadable image")`` naming the file when Pillow cannot decode it."""
+    bilinear resize (``size=0``: the decoded size, no resize). ``SkipItem("unreadable image")`` naming
+    the file when Pillow cannot decode it."""
     frontends.require("PIL")  # names the extra ("video") when Pillow is missing
     from PIL import Image as pil
     try:
         with pil.open(path) as image:
-            x = np.asarray(image.convert(mode).resize((size, size), pil.BILINEAR), dtype=np.float32) / 255.0
+            converted = image.convert(mode)
+            if size:
+                converted = converted.resize((size, size), pil.BILINEAR)
+            x = np.asarray(converted, dtype=np.float32) / 255.0
     except (OSError, ValueError) as err:
         raise SkipItem("unreadable image", f"{path}: {err}") from None
     return x[None] if x.ndim == 2 else x.transpose(2, 0, 1)

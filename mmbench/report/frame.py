@@ -48,6 +48,8 @@ def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
     }
     for m, acc in metrics.get("unimodal_acc", {}).items():
         row[f"uni:{m}"] = acc
+    for m, acc in metrics.get("linear_probe_acc", {}).items():  # frozen encoder + own linear classifier
+        row[f"lp:{m}"] = acc
     for s, acc in metrics.get("subset_acc", {}).items():
         row[f"subset:{s}"] = acc
     row.update(shapley_columns(result))

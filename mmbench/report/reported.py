@@ -46,23 +46,48 @@ def match_dataset(reported: Dict[str, Any], dataset: str) -> Optional[str]:
     return None
 
 
-def reported_table(reported: Dict[str, Any], key: str) -> str:
-    """Markdown table of the reported numbers for one data set key."""
+# reported metric -> the leaderboard column holding mmbench's own value of it (complete pattern)
+OWN_COLUMN = {"acc": "test_acc", "f1": "test_f1"}
+
+
+def own_value(agg, dataset: Optional[str], method: str, metric: str) -> str:
+    """mmbench's mean (%, with n) of ``metric`` for ``method`` (its default row, no overrides) on ``dataset``
+    under the complete pattern, from the aggregate frame ``agg``; ``"-"`` when there is none."""
+    if agg is None or dataset is None or getattr(agg, "empty", True):
+        return "-"
+    col = OWN_COLUMN[metric]
+    rows = agg[(agg.dataset == dataset) & (agg.pattern == "complete") & (agg.row == method)]
+    if rows.empty or f"{col}|mean" not in rows:
+        return "-"
+    r = rows.iloc[0]
+    return f"{100 * r[f'{col}|mean']:.2f} ({int(r[f'{col}|count'])})"
+
+
+def reported_table(reported: Dict[str, Any], key: str, agg=None, dataset: Optional[str] = None) -> str:
+    """Markdown table of the reported numbers for one data set key.
+
+    With ``agg`` (the leaderboard's aggregate frame) and ``dataset`` (mmbench's name of the data set), a
+    column gives mmbench's own value of the same metric (accuracy or macro-F1) for the same method, mean
+    over seeds with n, beside each reported one.
+    """
     rows: List[list] = []
     for e in reported.get("entries", []):
         if e["dataset"] != key:
             continue
         source = e["source"] + (f" ({e['table']})" if e.get("table") else "")
         setting = e.get("setting", "") + (f"; {e['note']}" if e.get("note") else "")
-        rows.append([e["method"], e.get("paper_method", ""), e["metric"], f"{e['value']:.2f}",
-                     "yes" if e["epoch_on_test"] else "no", e["checked"], source, setting])
-    return tabulate(sorted(rows), headers=["method", "as named there", "metric", "%", "epoch chosen on test",
-                                           "checked", "source", "setting"], tablefmt="github",
+        own = [own_value(agg, dataset, e["method"], e["metric"])] if agg is not None else []
+        rows.append([e["method"], e.get("paper_method", ""), e["metric"], f"{e['value']:.2f}"] + own
+                    + ["yes" if e["epoch_on_test"] else "no", e["checked"], source, setting])
+    own_header = ["mmbench % (n)"] if agg is not None else []
+    return tabulate(sorted(rows), headers=["method", "as named there", "metric", "%"] + own_header
+                    + ["epoch chosen on test", "checked", "source", "setting"], tablefmt="github",
                     disable_numparse=True)
 
 
-def reported_sections(reported: Dict[str, Any], datasets: Iterable[str]) -> List[str]:
-    """Markdown lines: one "reported elsewhere" section per run data set that the file lists."""
+def reported_sections(reported: Dict[str, Any], datasets: Iterable[str], agg=None) -> List[str]:
+    """Markdown lines: one "reported elsewhere" section per run data set that the file lists (with
+    mmbench's own accuracy / macro-F1 beside each entry when ``agg`` is given, :func:`reported_table`)."""
     parts: List[str] = []
     for dataset in sorted(datasets):
         key = match_dataset(reported, dataset)
@@ -72,9 +97,11 @@ def reported_sections(reported: Dict[str, Any], datasets: Iterable[str]) -> List
             f"## {dataset}: numbers reported elsewhere (not mmbench runs)",
             "",
             "From `results/reported.yaml`. Other splits, encoders, epochs and often test-set model selection: "
-            "compare them with each other and with mmbench's only as references, never as one ranking.",
+            "compare them with each other and with mmbench's only as references, never as one ranking."
+            + (" `mmbench % (n)`: this board's value of the same metric (accuracy or macro-F1) for the same "
+               "method, complete pattern, mean over n seeds." if agg is not None else ""),
             "",
-            reported_table(reported, key),
+            reported_table(reported, key, agg, dataset),
             "",
         ]
     return parts

@@ -89,6 +89,7 @@ def dataset_table(agg: pd.DataFrame, dataset: str, pattern: str) -> str:
     present = [c[: -len("|mean")] for c in sub.columns if c.endswith("|mean") and sub[c].notna().any()]
     uni = sorted(c for c in present if c.startswith("uni:"))
     diagnostics = sorted(c for c in present if c.startswith(("gap:", "shapley:")))
+    diagnostics = linear_probe_columns(present) + diagnostics  # linear probe m, linear-probe gap m
     subsets = [c for c in present if c.startswith("subset:")]
     # the subset of every modality (named in modality order, not the sorted order of `uni`)
     full = next((s for s in subsets if s.count("+") == len(uni) - 1), None) if uni else None
@@ -99,10 +100,22 @@ def dataset_table(agg: pd.DataFrame, dataset: str, pattern: str) -> str:
     headers = (["method", "n", "fused acc", "macro-F1"] + [f"probe {u[4:]}" for u in uni]
                + [f"only {s[7:]}" if "+" not in s else f"subset {s[7:]}" for s in subsets]
                + ["subset mean", "worst subset"] + (["masked test"] if masked else []))
-    cols, headers = cols + diagnostics, headers + [c.replace(":", " ") for c in diagnostics]  # gap m, shapley m
+    cols, headers = cols + diagnostics, headers + [diagnostic_header(c) for c in diagnostics]  # gap m, shapley m
     ordered = sub.sort_values("test_acc|mean", ascending=False)
     rows = [[r.row, int(r["test_acc|count"])] + [_cell(r, c) for c in cols] for _, r in ordered.iterrows()]
     return tabulate(rows, headers=headers, tablefmt="github")
+
+
+def linear_probe_columns(present: Sequence[str]) -> List[str]:
+    """The linear-probe columns among ``present``: ``lp:<m>`` then ``lpgap:<m>``, each sorted."""
+    return sorted(c for c in present if c.startswith("lp:")) + sorted(c for c in present if c.startswith("lpgap:"))
+
+
+def diagnostic_header(column: str) -> str:
+    """``"lp:a"`` -> ``"linear probe a"``, ``"lpgap:a"`` -> ``"linear-probe gap a"``, else ``"gap a"``."""
+    kind, _, modality = column.partition(":")
+    names = {"lp": "linear probe", "lpgap": "linear-probe gap", "gap": "shared-head gap"}
+    return f"{names.get(kind, kind)} {modality}"
 
 
 def extra_metric_table(agg: pd.DataFrame, dataset: str, pattern: str, metric: str) -> str:
@@ -162,7 +175,7 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
         f"(`python -m mmbench all` writes it, `python -m mmbench table` rebuilds it). Machine: {machine}.",
     ]
     if unreadable:
-        parts += ["", f"**{len(unreadable)} result file(s) could not be read and are left out:** "
+        parts += ["", f"**{len(unreadable)} result file(s) could not be read or failed validation and are left out:** "
                   + "; ".join(f"`{u}`" for u in unreadable), ""]
     parts += [
         f"Accuracies in %, mean ± std over seeds {seeds}, with the number of runs n of each cell in "
@@ -171,7 +184,11 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
         "with overrides is its own row, `method [k=v,...]`, and a `{hash}` suffix separates runs of one "
         "label whose settings or data differ (e.g. made before a default changed). `probe m` = the method's "
         "own unimodal logits for m (shared head, other features zeroed, unless the method has unimodal "
-        "heads); `only m` / `subset` = the model evaluated with only those modalities present. Seeds are not "
+        "heads); `linear probe m` = m's encoder frozen after training with its own linear classifier fitted on "
+        "the train split (early-stopped on validation; OGM-GE's and BalanceBenchmark's unimodal accuracy); "
+        "`shared-head gap m` / `linear-probe gap m` = the under-optimisation gap (m trained alone minus m in the "
+        "multimodal model, same seed) read through the shared-head probe / the linear probe; "
+        "`only m` / `subset` = the model evaluated with only those modalities present. Seeds are not "
         "the only spread: the same runs are bit-identical on one machine but can differ on another CPU or "
         "BLAS (README, Reproducibility).",
         "",
@@ -180,6 +197,12 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
         "## Fused test accuracy, complete pattern",
         "",
         accuracy_table(agg, "complete"),
+        "",
+        "## Fused test macro-F1, complete pattern",
+        "",
+        "Macro-F1 (%, the mean over classes of per-class F1; BalanceBenchmark reports it beside accuracy).",
+        "",
+        accuracy_table(agg, "complete", "test_f1"),
         "",
     ]
     if agg.empty:
@@ -207,7 +230,7 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
                     parts += [f"ACER (%, lower is better) per modality combination at test, `{dataset}`, "
                               f"pattern `{pattern}`; mean over the combinations last.", "", table, ""]
     parts += traces_section(df)
-    parts += reported_sections(reported or {}, agg.dataset.unique())
+    parts += reported_sections(reported or {}, agg.dataset.unique(), agg)
     parts += [
         "## Throughput (complete pattern)",
         "",
@@ -242,7 +265,7 @@ def write_tables(root: str = "results", machine: str = "", progress=None) -> Dic
     store = ResultsStore(root)
     df = add_gaps(results_frame(store.all_results()))
     for line in store.unreadable:
-        print(f"warning: unreadable result file left out of the tables: {line}", file=sys.stderr)
+        print(f"warning: untrusted result file left out of the tables: {line}", file=sys.stderr)
     say(f"tables: {len(df)} runs read from {store.runs}")
     agg = aggregate(df) if not df.empty else pd.DataFrame()
     cache = StatisticsCache(root)

@@ -227,3 +227,44 @@ def test_two_epoch_run_traces_the_gate_share_per_modality():
         assert c["gate:a"] + c["gate:b"] == pytest.approx(1.0, abs=1e-5)
     # a is the strong (confident) modality of the toy data: the entropy gate favours it once trained
     assert history[-1]["coefficients"]["gate:a"] > 0.5
+
+
+@pytest.mark.parametrize("form, runs_as", [("official", "none"), ("balancebenchmark", "add")])
+def test_named_projection_forms_run_as_their_code_base(form, runs_as):
+    """``official``: the official repository's projection never runs (it looks for a parameter named
+    ``module.weight`` on a plain ``nn.Linear``); ``balancebenchmark``: BalanceBenchmark adds it."""
+    G, P = torch.randn(4, 3), torch.randn(3, 3)
+    torch.testing.assert_close(project_gradient(G, P, form), project_gradient(G, P, runs_as))
+    assert not torch.allclose(project_gradient(G, P, "official"), project_gradient(G, P, "replace"))
+    grads = {}
+    for projection in (form, runs_as):
+        data = toy_dataset(n=80)
+        method = make_method("mla", data, hp={"projection": projection})
+        ctx = TrainContext(method, run_info(data), torch.optim.SGD(method.param_groups(), lr=0.1),
+                           SplitTensors(data, "train"), SplitTensors(data, "val"), torch.Generator().manual_seed(0))
+        batch = next(ctx.train.iterate(16, torch.ones(len(ctx.train), 2)))
+        method.training_step(batch, ctx)  # first step: never projected
+        method.modality_step(batch, 0, ctx)
+        grads[projection] = method.extra["head"].weight.grad.clone()
+    torch.testing.assert_close(grads[form], grads[runs_as])
+
+
+def test_released_gate_takes_its_softmax_over_batches_of_gate_batch():
+    torch.manual_seed(0)
+    data = toy_dataset(n=300)
+    method = make_method("mla", data, hp={"gate": "released"})
+    assert method.hp["gate_batch"] == 64  # the released test loader's batch
+    batch = SplitTensors(data, "train").batch(torch.arange(128))
+    logits = torch.randn(2, 128, data.num_classes) * 3
+    w = method.fusion_weights(logits, batch)
+    chunks = [gate_weights_released(logits[:, s:s + 64], batch.mask[s:s + 64]) for s in (0, 64)]
+    torch.testing.assert_close(w, torch.cat(chunks, 1))
+    assert not torch.allclose(w, gate_weights_released(logits, batch.mask))  # one softmax over 128 differs
+
+
+@pytest.mark.parametrize("drop_last, steps", [(True, 2), (False, 3)])
+def test_drop_last_decides_the_trained_batches_and_the_owm_schedule(drop_last, steps):
+    data = toy_dataset(n=120)  # 72 training samples, batches of 32: floor 2, ceil 3
+    out = quick_fit("mla", data, epochs=1, hp={"drop_last": drop_last})
+    assert out["throughput"]["steps"] == steps
+    assert out["method"].num_batches == steps  # alpha_t = 0.1 ** (1 + batch_idx / num_batches)

@@ -109,8 +109,8 @@ from mmbench import grid, runner
 grid._init_worker()  # the pool worker's signal set-up
 
 class SlowRunner:  # stands for a run that is writing its result when the parent ends it
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, store):
+        self.root = str(store.root)
 
     def run(self, spec):
         from mmbench.results_store import write_text_atomic
@@ -123,7 +123,8 @@ class SlowRunner:  # stands for a run that is writing its result when the parent
         write_text_atomic(os.path.join(self.root, "result.json"), "{}")
 
 runner.Runner = SlowRunner
-grid._work(None, sys.argv[1])
+from mmbench.config import RunSpec
+grid._work(RunSpec("joint", "synthetic", "complete", 0, {"epochs": 1}), sys.argv[1])
 print("not reached", flush=True)
 """
 
@@ -142,4 +143,48 @@ def test_worker_ended_mid_write_leaves_no_temporary_file(tmp_path):
         if child.poll() is None:
             child.kill()
     assert child.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
-    assert list(tmp_path.iterdir()) == [] and "not reached" not in stdout
+    # nothing but the run's (empty, reusable) lock file: no temporary or partial result
+    left = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(p.startswith("cache/locks/run-") for p in left) and "not reached" not in stdout, left
+
+
+def test_resource_tracker_starts_without_its_leak_warning():
+    """After a double Ctrl-C (os._exit) the tracker cleans up silently: no cut-off warning (failure 8).
+    In a fresh process, so that the tracker is the one the grid starts."""
+    code = ("import os; from multiprocessing import resource_tracker; import mmbench.grid as g; "
+            "g._quiet_resource_tracker(); print(os.environ.get('PYTHONWARNINGS')); "
+            "print(open(f'/proc/{resource_tracker._resource_tracker._pid}/environ').read().split(chr(0)))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120).stdout.splitlines()
+    assert out[0] == "None"  # this process (and the workers it starts) keep their warnings
+    assert "PYTHONWARNINGS=ignore:resource_tracker:UserWarning" in out[1]
+
+
+def test_ctrl_c_after_the_last_run_is_stored_finishes_normally(tmp_path, monkeypatch):
+    """Nothing is lost or left to resume: the grid returns its counts (and `all` writes the tables)
+    instead of reporting an interruption (issue 21, failure 8)."""
+    import mmbench.grid as grid
+    from mmbench.config import RunSpec
+    from mmbench.results_store import ResultsStore
+    from mmbench.run_key import identity_key, run_identity
+
+    specs = [RunSpec("joint", "synthetic", "complete", s, {"epochs": 1}) for s in range(2)]
+
+    def store_then_interrupt(self, spec, **kwargs):
+        identity = run_identity(spec)
+        result = {"key": identity_key(identity), "identity": identity, "spec": spec.canonical(), "status": "ok",
+                  "label": spec.label()}
+        self.store.save(result)
+        if spec.seed == 1:  # Ctrl-C right after the last result was written
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr("mmbench.runner.Runner.run", store_then_interrupt)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        counts = grid.run_grid(specs, str(tmp_path), workers=1, show_progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert counts["ok"] == 1 and all(ResultsStore(tmp_path).is_done(s.key()) for s in specs)

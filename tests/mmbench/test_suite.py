@@ -45,3 +45,31 @@ def test_parse_seeds():
     for bad in ("abc", "", "1,x", "-1"):
         with pytest.raises(ValueError, match="--seeds"):
             parse_seeds(bad)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is empty"),
+    ("# nothing but a comment\n", "is empty"),
+    ("methods: []\ndatasets: [synthetic]\n", "methods is empty"),
+    ("methods: [joint]\ndatasets: []\n", "datasets is empty"),
+    ("methods: [joint]\ndatasets: [synthetic]\npatterns: []\n", "patterns is empty"),
+    ("methods: [joint]\ndatasets: [synthetic]\nseeds: []\n", "seeds is empty"),
+    ("methods: [joint]\nexclude_methods: ['*']\ndatasets: [synthetic]\n", "no method left"),
+    ("methods: [joint]\ndatasets: [synthetic]\nseeds: [0, 0]\n", "repeat 0"),
+])
+def test_an_empty_or_repeating_suite_is_an_error_not_everything(tmp_path, text, message):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_suite(str(path))
+
+
+@pytest.mark.parametrize("flag", ["methods", "datasets", "patterns", "seeds"])
+def test_an_empty_filter_selects_nothing_and_is_an_error(flag):
+    with pytest.raises(ValueError, match=f"--{flag} ''"):
+        apply_filters(load_suite("quick"), **{flag: ""})
+
+
+def test_repeated_seeds_are_refused():
+    with pytest.raises(ValueError, match="repeat 0"):
+        parse_seeds("0,1,0")

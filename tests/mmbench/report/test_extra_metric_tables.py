@@ -4,7 +4,7 @@ import pytest
 
 from mmbench.report import aggregate, results_frame, write_tables
 from mmbench.report.tables import extra_metric_table
-from mmbench.results_store import ResultsStore
+from fake_results import HandWrittenStore
 
 
 def surf_result(method, seed, acer_rgb, acer_all):
@@ -33,7 +33,7 @@ def test_acer_columns_are_flattened_and_averaged_over_seeds():
 
 
 def test_leaderboard_has_an_acer_table_only_for_data_sets_that_report_it(tmp_path):
-    store = ResultsStore(tmp_path)
+    store = HandWrittenStore(tmp_path)
     for r in (surf_result("joint", 0, 0.2, 0.04), surf_result("arl", 0, 0.1, 0.02)):
         store.save(r)
     md = (write_tables(str(tmp_path))["md"]).read_text()

@@ -9,7 +9,7 @@ from mmbench.engine.outcomes import pack_correct
 from mmbench.report import write_tables
 from mmbench.report.imbalance import add_gaps
 from mmbench.report.reported import load_reported, match_dataset
-from mmbench.results_store import ResultsStore
+from fake_results import HandWrittenStore
 
 N = 300
 
@@ -39,7 +39,7 @@ def run(method, dataset, seed, p_correct, pattern="complete", rng=None, outcomes
 
 @pytest.fixture
 def board(tmp_path):
-    store = ResultsStore(tmp_path)
+    store = HandWrittenStore(tmp_path)
     for dataset in ("d1", "d2", "crema-d"):
         for seed in range(3):
             store.save(run("best", dataset, seed, 0.9))
@@ -118,7 +118,7 @@ def test_gap_needs_matching_unimodal_seed():
 
 
 def test_coefficient_traces_averaged_over_seeds(tmp_path):
-    store = ResultsStore(tmp_path)
+    store = HandWrittenStore(tmp_path)
     for seed, k in enumerate([0.2, 0.4]):
         r = run("ogm-ge", "d1", seed, 0.8)
         r["history"] = [{"epoch": 0, "coefficients": {"k:a": k}}, {"epoch": 1, "coefficients": {"k:a": 2 * k}}]

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 
 from mmbench.report import aggregate, results_frame, write_tables
-from mmbench.results_store import ResultsStore
+from fake_results import HandWrittenStore
 
 
 def fake_result(method, dataset, pattern, seed, acc, step_ms, status="ok"):
@@ -31,7 +31,7 @@ def test_aggregate_mean_std_over_seeds():
 
 
 def test_write_tables(tmp_path):
-    store = ResultsStore(tmp_path)
+    store = HandWrittenStore(tmp_path)
     for s in range(2):
         store.save(fake_result("joint", "d", "complete", s, 0.8, 2.0))
         store.save(fake_result("arl", "d", "complete", s, 0.85, 3.0))
@@ -54,7 +54,7 @@ def test_empty_results_folder(tmp_path):
 
 
 def test_dataset_table_shows_only_its_own_modalities(tmp_path):
-    store = ResultsStore(tmp_path)
+    store = HandWrittenStore(tmp_path)
     other = fake_result("joint", "e", "complete", 0, 0.6, 2.0)
     other["metrics"]["unimodal_acc"] = {"x": 0.5, "y": 0.4}
     other["metrics"]["subset_acc"] = {"x+y": 0.6, "x": 0.5, "y": 0.4}
@@ -70,7 +70,7 @@ def test_dataset_table_shows_only_its_own_modalities(tmp_path):
 
 
 def test_machine_line_comes_from_the_runs_env(tmp_path):
-    store = ResultsStore(tmp_path)
+    store = HandWrittenStore(tmp_path)
     r = fake_result("joint", "d", "complete", 0, 0.8, 2.0)
     r["env"] = {"cpu": "Test CPU 9000", "cpu_count": "2", "python": "3.11.7", "torch": "2.14.1"}
     store.save(r)
@@ -83,7 +83,7 @@ def test_machine_line_comes_from_the_runs_env(tmp_path):
 
 
 def test_runs_with_other_settings_never_join_a_cell(tmp_path):
-    store = ResultsStore(tmp_path)
+    store = HandWrittenStore(tmp_path)
     for s, acc in enumerate([0.8, 0.9, 1.0]):
         store.save(fake_result("arl", "d", "complete", s, acc, 2.0))
     quick = fake_result("arl", "d", "complete", 0, 0.1, 2.0)  # `run ... --set epochs=1`
@@ -99,7 +99,7 @@ def test_runs_with_other_settings_never_join_a_cell(tmp_path):
 
 
 def test_same_label_with_different_resolved_settings_gets_separate_rows(tmp_path):
-    store = ResultsStore(tmp_path)
+    store = HandWrittenStore(tmp_path)
     for s in range(2):  # a default changed between these two pairs of runs: different settings hashes
         old, new = fake_result("arl", "d", "complete", s, 0.8, 2.0), fake_result("arl", "d", "complete", s, 0.6, 2.0)
         old["key"], old["settings_hash"] = f"old{s}", "aaaaaaaaaaaaaaaa"
@@ -113,7 +113,7 @@ def test_same_label_with_different_resolved_settings_gets_separate_rows(tmp_path
 
 
 def test_unreadable_result_files_are_counted_and_named(tmp_path, capsys):
-    store = ResultsStore(tmp_path)
+    store = HandWrittenStore(tmp_path)
     store.save(fake_result("joint", "d", "complete", 0, 0.8, 2.0))
     path = store.save(fake_result("joint", "d", "complete", 1, 0.8, 2.0))
     path.write_text(path.read_text()[:50])  # truncated
@@ -125,7 +125,7 @@ def test_unreadable_result_files_are_counted_and_named(tmp_path, capsys):
 
 def test_header_names_the_runs_folder_it_was_built_from(tmp_path):
     out = tmp_path / "my-results"
-    ResultsStore(out).save(fake_result("joint", "d", "complete", 0, 0.8, 2.0))
+    HandWrittenStore(out).save(fake_result("joint", "d", "complete", 0, 0.8, 2.0))
     md = write_tables(str(out), machine="m")["md"].read_text()
     assert f"`{out}/runs/`" in md and "`results/runs/`" not in md
 
@@ -135,7 +135,7 @@ def test_files_are_written_with_the_umask(tmp_path):
 
     old = os.umask(0o022)
     try:
-        path = ResultsStore(tmp_path).save(fake_result("joint", "d", "complete", 0, 0.8, 2.0))
+        path = HandWrittenStore(tmp_path).save(fake_result("joint", "d", "complete", 0, 0.8, 2.0))
         paths = write_tables(str(tmp_path), machine="m")
     finally:
         os.umask(old)
