@@ -4,8 +4,10 @@ The intervals and paired tests of one data set and pattern depend only on that g
 keys, metric values and per-sample outcomes) and on the code computing them. Rebuilding the tables
 after new runs then recomputes only the groups that changed. Each entry is keyed by a digest of
 exactly those inputs plus :data:`STATISTICS_VERSION` and the resampling constants, so a stale entry
-is never read; the file lives in the results folder's ``cache/`` (not committed) and is rewritten
-atomically. Deleting it only costs time.
+is never read. The file, ``<results>/statistics-cache.json``, sits beside the tables it serves and can
+be committed with them: a fresh clone then rebuilds the tables in seconds. It is rewritten
+(atomically) only when an entry was added or dropped, so rebuilding unchanged results leaves it
+byte-identical; deleting it only costs time.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import pandas as pd
 
 # Bump when the statistics change for the same inputs (a new test, another resampling scheme).
 STATISTICS_VERSION = 2  # 2: resample means drawn through the value counts (intervals._multinomial)
-CACHE_FILE = "statistics.json"
+CACHE_FILE = "statistics-cache.json"
 
 
 def group_digest(group: pd.DataFrame, metrics, constants: Dict[str, Any]) -> str:
@@ -30,10 +32,10 @@ def group_digest(group: pd.DataFrame, metrics, constants: Dict[str, Any]) -> str
 
 
 class StatisticsCache:
-    """``digest -> rows`` read from and written to ``<root>/cache/statistics.json``; no root: in memory only."""
+    """``digest -> rows`` read from and written to ``<root>/statistics-cache.json``; no root: in memory only."""
 
     def __init__(self, root: Optional[str] = None):
-        self.path = Path(root) / "cache" / CACHE_FILE if root else None
+        self.path = Path(root) / CACHE_FILE if root else None
         self.entries: Dict[str, List[dict]] = {}
         self.used: Dict[str, List[dict]] = {}
         if self.path is not None and self.path.exists():

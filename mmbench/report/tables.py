@@ -256,8 +256,9 @@ def write_tables(root: str = "results", machine: str = "", progress=None) -> Dic
     """Rebuild ``LEADERBOARD.md``, ``.csv`` and ``.json`` in ``root`` from ``root/runs``.
 
     ``progress(line)``, if given, receives short status lines (runs read, statistics groups done).
-    The bootstrap statistics of unchanged data-set x pattern groups come from ``root/cache/``
-    (:mod:`mmbench.report.stats_cache`); the tables are the same with or without it.
+    The bootstrap statistics of unchanged data-set x pattern groups come from
+    ``root/statistics-cache.json`` (:mod:`mmbench.report.stats_cache`); the tables are the same with
+    or without it.
     """
     from mmbench.report.stats_cache import StatisticsCache
 

@@ -25,12 +25,14 @@ def test_rebuild_reuses_unchanged_groups_and_recomputes_a_changed_one(tmp_path, 
     lines = []
     paths = write_tables(str(tmp_path), progress=lines.append)
     first = {name: path.read_bytes() for name, path in paths.items()}
-    assert len(computed) == 6 and (tmp_path / "cache" / "statistics.json").exists()  # 2 data sets x 3 patterns
+    assert len(computed) == 6 and (tmp_path / "statistics-cache.json").exists()  # 2 data sets x 3 patterns
     assert any("statistics 6/6" in line for line in lines) and any("runs read" in line for line in lines)
 
     computed.clear()
+    cache_bytes = (tmp_path / "statistics-cache.json").read_bytes()
     paths = write_tables(str(tmp_path))
     assert computed == []  # every group from the cache
+    assert (tmp_path / "statistics-cache.json").read_bytes() == cache_bytes  # unchanged results: unchanged file
     assert {name: path.read_bytes() for name, path in paths.items()} == first  # identical tables
 
     run = next(p for p in sorted((tmp_path / "runs").glob("*.json"))
@@ -45,8 +47,8 @@ def test_rebuild_reuses_unchanged_groups_and_recomputes_a_changed_one(tmp_path, 
 def test_unreadable_cache_is_recomputed(tmp_path, monkeypatch):
     write_fake_results(tmp_path)
     (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "statistics.json").write_text("{not json")
+    (tmp_path / "statistics-cache.json").write_text("{not json")
     computed = _count_computed(monkeypatch)
     write_tables(str(tmp_path))
     assert len(computed) == 6
-    json.loads((tmp_path / "cache" / "statistics.json").read_text())  # rewritten, readable
+    json.loads((tmp_path / "statistics-cache.json").read_text())  # rewritten, readable
