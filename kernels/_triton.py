@@ -47,7 +47,13 @@ except ImportError as _err:  # a CPU install: the eager and C++ paths only
                 return lambda f: _Missing(f"triton kernel {f.__name__}")
             return _Missing(f"triton kernel {fn.__name__}")
 
+    class _MissingLanguage(_Missing):
+        @staticmethod
+        def constexpr(value=None):
+            """Module-level ``X = tl.constexpr(v)`` constants: the plain value (read only by kernels)."""
+            return value
+
     triton = _MissingTriton("triton")
-    tl = _Missing("triton.language")
+    tl = _MissingLanguage("triton.language")
 
 __all__ = ["triton", "tl", "HAVE_TRITON", "MISSING_REASON", "TritonUnavailable"]

@@ -47,13 +47,18 @@ _OPTIONAL = {"triton": "pip install -e '.[triton]'",
 
 def _missing_optional(excinfo):
     """The skip reason if ``excinfo`` is an optional package being absent, else None."""
-    from kernels._triton import TritonUnavailable
+    import importlib.util
+
+    from kernels._triton import HAVE_TRITON, TritonUnavailable
 
     if excinfo.errisinstance(TritonUnavailable):
         return f"needs triton: {excinfo.value}"
     if excinfo.errisinstance(ImportError):
         missing = (getattr(excinfo.value, "name", None) or "").split(".")[0]
-        if missing in _OPTIONAL:
+        # only when the package is really absent: an ImportError inside an installed one is a failure
+        absent = not HAVE_TRITON if missing == "triton" else importlib.util.find_spec(missing) is None \
+            if missing in _OPTIONAL else False
+        if absent:
             return f"needs {missing}, not installed: {_OPTIONAL[missing]}"
     if _torchvision_mismatch(excinfo):
         return (f"torchvision does not load with torch {torch.__version__} ({excinfo.typename}: {excinfo.value}); "
