@@ -28,7 +28,7 @@ setup(
     packages=find_packages(include=["mmbench", "mmbench.*", "kernels", "kernels.*", "baselines", "baselines.*"]),
     package_data={
         "mmbench": ["data/files/*", "data/files/*/*", "suites/*.yaml"],
-        "kernels": ["csrc/*"],
+        "kernels": ["csrc/*", "dispatch_default.json"],
     },
     include_package_data=True,
     python_requires=">=3.9",
@@ -38,7 +38,8 @@ setup(
         # (a CPU build by the CUDA one). Tests that need it skip, naming why, when it is absent or does
         # not match torch; install the ``paper`` extra with the build that matches your torch.
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "distributed>=2023.1", "selenium>=4.10",
-                 "soundfile>=0.12", "scipy>=1.12", "soxr>=0.3", "av>=11", "Pillow>=9"],
+                 "soundfile>=0.12", "scipy>=1.12", "soxr>=0.3", "av>=11", "Pillow>=9",
+                 "torchmetrics>=1.0", "h5py>=3"],  # torchmetrics: reference mIoU (no torch pin); h5py: NYUv2 .mat
         "triton": [TRITON],
         "dask": ["distributed>=2023.1"],
         # decoders for `python -m mmbench prepare` (the field's data sets from disk)

@@ -9,6 +9,10 @@ CUDA tensors, and for op 1 a C++/CUDA extension):
   backward that never writes into the caller's logits.
 * :func:`arl_coefficients`, :func:`ogm_ge_coefficients` -- device-side coefficient epilogues (no host sync).
 
+``backend="auto"`` of op 1 is the measured fastest correct provider per op, dtype and shape class on
+this kind of device (:mod:`kernels.dispatch`: a table made by ``python -m mmbench bench``, a CPU one
+shipped); fp64 always stays on eager, and NaN/+inf logits give NaN statistics on every provider.
+
 Benchmarks: ``python -m kernels.benchmark`` (see :mod:`kernels.benchmark`).
 """
 from .coefficients import arl_coefficients, ogm_ge_coefficients

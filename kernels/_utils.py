@@ -1,8 +1,7 @@
 """Shared host-side helpers: input validation, stacking and backend selection.
 
-Validation runs before any launch and never synchronises with a CUDA device unless asked to
-(``check=True``): the label range check reads label values, which for a CUDA tensor is a
-device-to-host copy, so it runs only for CPU tensors by default.
+Validation runs before any launch and never synchronises with a CUDA device: CPU labels are
+range-checked on the host, CUDA labels with a device-side assert (``check=True``, the default).
 """
 from __future__ import annotations
 
@@ -75,17 +74,18 @@ def _check_float(dtype: torch.dtype) -> None:
         raise ValueError(f"logits must be floating point (fp16/bf16/fp32/fp64); got {dtype}")
 
 
-def check_labels(labels: torch.Tensor, x, check: bool = False, range_check: bool = True) -> None:
+def check_labels(labels: torch.Tensor, x, check: bool = True, range_check: bool = True) -> None:
     """Validate labels ``[B]`` against logits ``[M, B, C]``.
 
     Args:
         labels: ``[B]`` int64/int32.
         x: the ``[M, B, C]`` logits, or the ``(M, B, C, dtype, device)`` tuple of :func:`check_logits`.
-        check: range-check CUDA labels too (reads them back: a host sync).
-        range_check: False when the caller's kernel checks the range itself before computing (cpp).
+        check: range-check CUDA labels (default) with a device-side assert. False skips it: unsafe.
+        range_check: False when the caller's kernel checks the range itself before computing (cpp on CPU).
 
-    The range check ``0 <= labels < C`` runs for CPU labels, and for CUDA labels only when
-    ``check=True``.
+    The range check ``0 <= labels < C`` runs on the host for CPU labels (free: no device), and for CUDA
+    labels as ``torch._assert_async`` (one tiny kernel, no host sync: a bad label raises at the next
+    synchronising call, like PyTorch's own ``cross_entropy``) unless ``check=False``.
     """
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"labels must be a tensor; got {type(labels)}")
@@ -101,12 +101,16 @@ def check_labels(labels: torch.Tensor, x, check: bool = False, range_check: bool
     if labels.device.type == "cpu":
         arr = labels.numpy()  # shares memory; numpy's min/max are cheaper than two torch dispatches
         lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi >= C:
+            raise ValueError(f"labels out of range: need 0 <= label < C = {C}; got min {lo}, max {hi}")
     elif check:
-        lo, hi = (int(v) for v in torch.aminmax(labels))  # device -> host copy: a sync, by request
-    else:
-        return
-    if lo < 0 or hi >= C:
-        raise ValueError(f"labels out of range: need 0 <= label < C = {C}; got min {lo}, max {hi}")
+        assert_labels_on_device(labels, C)
+
+
+def assert_labels_on_device(labels: torch.Tensor, C: int) -> None:
+    """Device-side range check ``0 <= labels < C``: ``torch._assert_async`` (no host sync on CUDA; a bad
+    label fails the next synchronising call; on a CPU tensor it raises at once)."""
+    torch._assert_async(((labels >= 0) & (labels < C)).all(), f"labels out of range: need 0 <= label < C = {C}")
 
 
 def check_weights(weights: torch.Tensor, M: int, B: int, device) -> None:
@@ -150,9 +154,10 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     """Map ``backend`` ("auto" | "eager" | "triton" | "cpp") to a concrete backend for ``device``.
 
     "auto" is Triton on CUDA tensors and eager otherwise (also on CUDA when triton is not installed);
-    on CPU it is Triton only when both ``TRITON_INTERPRET=1`` and ``MMBENCH_KERNELS_BACKEND=triton`` are set (the interpreter is slow,
-    it is a correctness path, not a performance path). Op 1 (which has a C++ extension) then turns an
-    "eager" on the CPU into "cpp" when the extension builds (:func:`kernels.modality_stats._backend_for`).
+    on CPU it is Triton only when both ``TRITON_INTERPRET=1`` and ``MMBENCH_KERNELS_BACKEND=triton``
+    are set (the interpreter is slow, it is a correctness path, not a performance path). Op 1 resolves
+    "auto" with its measured dispatch table instead (:mod:`kernels.dispatch`,
+    :func:`kernels.modality_stats._backend_for`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
@@ -192,6 +197,7 @@ __all__ = [
     "stack_logits",
     "check_weights",
     "check_labels",
+    "assert_labels_on_device",
     "weights_2d",
     "interpreting",
     "resolve_backend",

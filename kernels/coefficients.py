@@ -4,6 +4,11 @@ Both functions take and return device tensors, use ``torch.where`` instead of Py
 values, and never call ``.item()`` / ``.cpu()`` / ``float(tensor)``, so they can run between the
 forward and backward of a training step without stalling the CUDA stream.
 
+Non-finite or negative statistics (a diverging model: NaN or inf logits, or a bug upstream) are never
+turned into equal coefficients: both functions return NaN coefficients (decided on device), so the
+step's loss is NaN and the run is recorded as diverged. Bad arguments (M = 0, a negative ``alpha``
+or ``temperature`` given as a number, a floor outside [0, 1]) raise ``ValueError``.
+
 Saturation: a confident model drives fp32 statistics to exact zeros (every entropy underflows, every
 label probability of a wrong prediction underflows). Each normalisation ``x / sum x`` or ratio
 ``x_i / x_j`` here is guarded so that such zeros give a finite, documented answer instead of 0/0 = NaN
@@ -40,7 +45,11 @@ def arl_coefficients(
         floor: lower clamp of the normalised entropy (0.3 in the released code).
 
     Returns:
-        ``[M]`` weights summing to 1, same dtype/device as ``entropy_mean``.
+        ``[M]`` weights summing to 1, same dtype/device as ``entropy_mean``; all NaN when an entropy or
+        dependence is NaN, infinite or negative.
+
+    Raises:
+        ValueError: M = 0, shapes differ, or a numeric ``floor`` outside [0, 1].
 
     Saturation: when every ``H_m`` is 0 (all unimodal softmaxes one-hot to fp32 precision, e.g.
     logits ``[200, 0]`` and ``[150, 0]``), their ratios are lost with them: the true entropies
@@ -52,16 +61,32 @@ def arl_coefficients(
         raise ValueError(
             f"entropy_mean and abs_logit_mean must both be [M]; got {tuple(entropy_mean.shape)}, {tuple(abs_logit_mean.shape)}"
         )
+    if entropy_mean.shape[0] == 0:
+        raise ValueError("entropy_mean has M = 0 modalities: ARL needs at least one")
+    if not isinstance(floor, torch.Tensor) and not 0.0 <= float(floor) <= 1.0:
+        raise ValueError(f"floor must be in [0, 1] (a share of the entropy); got {floor}")
     h = _shares(entropy_mean)
     h = torch.clamp_min(h, floor) if not isinstance(floor, torch.Tensor) else torch.maximum(h, floor)
     inv = 1.0 / h
     q = inv / inv.sum()
     d = _shares(abs_logit_mean.to(q.dtype))
-    return torch.softmax(temperature * (q * (1.0 - d)), dim=0)
+    w = torch.softmax(temperature * (q * (1.0 - d)), dim=0)
+    # NaN coefficients (never equal shares) when a statistic is NaN, infinite or negative.
+    return _nan_unless(w, _valid(entropy_mean) & _valid(abs_logit_mean))
+
+
+def _valid(x: torch.Tensor) -> torch.Tensor:
+    """0-d bool tensor: every entry finite and non-negative (on device, no sync)."""
+    return (torch.isfinite(x) & (x >= 0)).all()
+
+
+def _nan_unless(out: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    return torch.where(ok, out, torch.full_like(out, float("nan")))
 
 
 def _shares(x: torch.Tensor) -> torch.Tensor:
-    """``x / sum x`` for non-negative ``[M]`` ``x``; uniform ``1/M`` when the sum is 0 (decided on device)."""
+    """``x / sum x`` for non-negative ``[M]`` ``x``; uniform ``1/M`` when the sum is 0 (decided on device).
+    A NaN (or negative) entry is the caller's to reject (:func:`_valid`)."""
     total = x.sum()
     uniform = torch.full_like(x, 1.0 / x.shape[0])
     return torch.where(total > 0, x / torch.where(total > 0, total, torch.ones_like(total)), uniform)
@@ -83,14 +108,16 @@ def ogm_ge_coefficients(
     Args:
         p_true_sum: ``[M]`` scores ``s_m`` (``ModalityStats.p_true_sum``), or their logarithms
             ``log s_m`` when ``log_scores`` (``ModalityStats.log_p_true_sum``).
-        alpha: modulation strength (float or 0-d tensor), >= 0.
+        alpha: modulation strength (float or 0-d tensor), >= 0 (a negative number raises; a negative
+            tensor gives NaN coefficients, checked on device).
         rule: "pair" | "min" | "mean".
         log_scores: ``p_true_sum`` holds ``log s_m``. The ratios are then ``exp(log s_i - log s_j)``,
             exact even when every ``s_m`` underflows fp32 (saturated wrong predictions: ``p_true``
             = ``exp(-ce)`` is 0 for ``ce > 104``, while ``ce`` itself is accurate).
 
     Returns:
-        ``[M]`` coefficients, same dtype/device as ``p_true_sum``.
+        ``[M]`` coefficients, same dtype/device as ``p_true_sum``; all NaN when a score is NaN, infinite
+        or negative (a log score may be ``-inf``: a score of 0).
 
     Saturation: ratios are formed in log space, ``exp(log s_i - log s_j)``. A score of exactly 0
     (``log s = -inf``) against a positive one gives the limits ``ratio = 0`` or ``+inf``
@@ -105,6 +132,18 @@ def ogm_ge_coefficients(
         raise ValueError(f"rule must be 'pair', 'min' or 'mean'; got {rule!r}")
     if rule == "pair" and s.shape[0] != 2:
         raise ValueError(f"rule='pair' needs exactly 2 modalities; got M = {s.shape[0]} (use 'min' or 'mean')")
+    if not isinstance(alpha, torch.Tensor) and not float(alpha) >= 0:  # also rejects NaN
+        raise ValueError(f"alpha must be >= 0; got {alpha}")
+    # Valid scores: finite and >= 0 (linear), or < +inf and not NaN (log: -inf is a score of 0).
+    ok = ((~torch.isnan(s)) & (s < float("inf"))).all() if log_scores else _valid(s)
+    if isinstance(alpha, torch.Tensor):
+        ok = ok & (alpha >= 0).all()  # a tensor alpha is checked on device (no sync): NaN if negative
+    k = _ogm_ge_k(s, alpha, rule, log_scores)
+    return _nan_unless(k, ok)
+
+
+def _ogm_ge_k(s: torch.Tensor, alpha: Number, rule: str, log_scores: bool) -> torch.Tensor:
+    """The coefficient formulas of :func:`ogm_ge_coefficients` for validated scores."""
     log_s = s if log_scores else torch.log(s)  # log 0 = -inf, handled by _log_ratio
     if rule == "pair":
         ratio = _log_ratio(log_s, log_s.flip(0)).exp()  # [s_a / s_v, s_v / s_a]

@@ -346,8 +346,10 @@ their only check so far, and no timing on a GPU exists yet):
 
 - `_stats_fwd_kernel`, `_ce_bwd_kernel` (`kernels/stats_triton.py: launch_config`): `BLOCK_C` = next power
   of two of C, capped at 2048 (longer rows loop); `BLOCK_B` fills a tile of about 4096 fp32 values (C = 6
-  packs 128 rows per program, C = 309 packs 8), at most next_pow2(B); 4 warps up to 2048 tile elements,
-  else 8. Chosen so realistic C (6-309) needs one pass per row and a program's tile stays in registers.
+  packs 128 rows per program, C = 309 packs 8), at most next_pow2(B); 4 warps up to 1024 tile elements,
+  else 8 (at most 8 values per thread). Chosen so realistic C (6-309) needs one pass per row and a
+  program's tile stays in registers; the [64, 32] tile of C = 28/31 took 240-246 registers at 4 warps
+  (no headroom, half the occupancy), 102-128 at 8.
 - `mad_stats_kernel` (forward): 32 x 32 Gram tiles, `BLOCK_K` 32, 8 warps; 64 x 64 tiles spilled on
   sm_80. The column loop is split (`SPLITS`) so that about four programs per SM are in flight (108 SMs
   for sm_80, 132 for sm_90).

@@ -1,8 +1,12 @@
 """C++/CUDA extension of op 1, built just in time with ``torch.utils.cpp_extension.load`` (ninja).
 
 * CPU: ``csrc/modality_stats.cpp`` -- rows split with ``at::parallel_for``, contiguous class loops
-  vectorised by the compiler (``-O3 -ffast-math``, plus ``-mavx2 -mfma`` when the CPU has them;
-  expf maps to glibc's vector variants; logits must be finite on this backend).
+  vectorised by the compiler (:data:`CPU_FLAGS`, plus ``-mavx2 -mfma`` when the CPU has them). No
+  ``-ffast-math``: it implies ``-ffinite-math-only``, under which the compiler may assume no NaN or
+  inf and a NaN logit could vanish from the statistics; the flags used only allow reassociating the
+  sums (NaN still propagates through any order of additions) and drop ``errno``. glibc's vector
+  ``expf`` is declared only under ``__FAST_MATH__``, so the class loops use ``exp_nonpos`` (Cephes
+  ``expf`` in plain arithmetic, about 1 ulp, NaN in -> NaN out), which the compiler vectorises.
 * CUDA: ``csrc/modality_stats_cuda.cu``, compiled in only when ``torch.cuda.is_available()`` and a
   CUDA toolkit is found.
 
@@ -35,6 +39,10 @@ import torch
 _CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
 _LOCK = threading.Lock()
 _STATE = {"ext": None, "tried": False, "error": "", "warned": False}
+
+
+#: Host compiler flags of the CPU code: reassociation for vectorised sums, no errno, no finite-math.
+CPU_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros", "-fassociative-math"]
 
 
 def _simd_flags():
@@ -95,7 +103,7 @@ def _build():
         from torch.utils.cpp_extension import CUDA_HOME, load
 
     sources = [os.path.join(_CSRC, "modality_stats.cpp")]
-    flags = ["-O3", "-ffast-math"] + _simd_flags()
+    flags = CPU_FLAGS + _simd_flags()
     cuda_flags = []
     with_cuda = torch.cuda.is_available() and CUDA_HOME is not None
     _STATE["with_cuda"] = with_cuda
@@ -148,7 +156,7 @@ def build_cuda_extension(build_directory: str, archs: str = "8.0;9.0", verbose: 
         load(
             name=name,
             sources=[os.path.join(_CSRC, "modality_stats.cpp"), os.path.join(_CSRC, "modality_stats_cuda.cu")],
-            extra_cflags=["-O3", "-ffast-math", "-DWITH_CUDA"] + _simd_flags(),
+            extra_cflags=CPU_FLAGS + ["-DWITH_CUDA"] + _simd_flags(),
             extra_cuda_cflags=["-O3", "-DWITH_CUDA"],
             extra_include_paths=wheel_cuda_include_dirs(),
             build_directory=build_directory,

@@ -100,7 +100,7 @@ def dgl_concat_head(
         features: M tensors ``[B, D_m]`` (same dtype and device as ``weight``; B >= 1).
         weight: ``[C, sum_m D_m]``, column blocks ``W_m`` in modality order.
         bias: ``[C]``.
-        backend: ``"auto"`` (Triton on CUDA tensors, eager otherwise), ``"eager"`` or ``"triton"``.
+        backend: ``"auto"`` (Triton on CUDA tensors, eager otherwise and for float64), ``"eager"`` or ``"triton"``.
 
     Returns:
         ``(fused_logits [B, C], unimodal_logits [M, B, C])``.
@@ -109,7 +109,8 @@ def dgl_concat_head(
         ValueError: shape, dtype or device mismatch, empty batch, unknown backend.
     """
     _check_inputs(features, weight, bias)
-    if _use_triton(backend, weight.device):
+    fp64 = weight.dtype == torch.float64 or any(x.dtype == torch.float64 for x in features)
+    if _use_triton(backend, weight.device) and not (fp64 and backend == "auto"):  # "auto" keeps fp64 on eager
         from .dgl_head_triton import DGLConcatHeadFunction
 
         return DGLConcatHeadFunction.apply(weight, bias, *features)

@@ -41,7 +41,8 @@ def mad_weights(teacher_logits: torch.Tensor) -> torch.Tensor:
         teacher_logits: ``[N, C]``, N >= 1 (for segmentation: the teacher's per-pixel scores, rows = pixels).
 
     Returns:
-        ``[N]`` weights in the logits' dtype (float32 for half inputs), summing to one.
+        ``[N]`` weights in the logits' dtype (float32 for half inputs), summing to one; all NaN when a
+        teacher entropy is not finite (a NaN or +inf logit), so a diverged teacher is not hidden.
     """
     if teacher_logits.dim() != 2 or teacher_logits.shape[0] == 0 or teacher_logits.shape[1] == 0:
         raise ValueError(f"teacher_logits must be [N, C] with N, C >= 1; got {tuple(teacher_logits.shape)}")
@@ -56,7 +57,9 @@ def mad_weights(teacher_logits: torch.Tensor) -> torch.Tensor:
     entropy = -(log_p.exp() * log_p.clamp_min(torch.finfo(log_p.dtype).min)).sum(dim=1)
     total = entropy.sum()
     uniform = torch.full_like(entropy, 1.0 / entropy.shape[0])
-    return torch.where(total > 0, entropy / total.clamp_min(torch.finfo(entropy.dtype).tiny), uniform)
+    w = torch.where(total > 0, entropy / total.clamp_min(torch.finfo(entropy.dtype).tiny), uniform)
+    # A NaN / inf teacher logit (a diverged teacher) gives NaN weights, never the uniform fallback.
+    return torch.where(torch.isfinite(entropy).all(), w, torch.full_like(w, float("nan")))
 
 
 def _use_triton(backend: str, device: torch.device) -> bool:

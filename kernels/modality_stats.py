@@ -4,10 +4,14 @@
 >>> k = ogm_ge_coefficients(stats.p_true_sum, alpha=0.8)          # device tensor, no host sync
 >>> loss = weighted_multimodal_ce([z_audio, z_visual], labels, k)  # scalar, differentiable
 
-Backends: "auto" (the fastest correct provider: Triton for CUDA tensors; on the CPU the C++ extension when it
-builds, eager for fp64 or when it does not -- :func:`_backend_for`),
+Backends: "auto" (the measured fastest correct provider for the op, dtype and shape class on this kind
+of device, from the dispatch table made by ``python -m mmbench bench``; eager for fp64, the only
+provider that keeps fp64 -- :mod:`kernels.dispatch`),
 "eager" (the specification, :mod:`kernels.stats_reference`), "triton" (:mod:`kernels.stats_triton`),
 "cpp" (:mod:`kernels.cpp_ext`, falls back to eager with one warning if the extension cannot be built).
+
+Non-finite input: a NaN or +inf logit makes its row's statistics NaN, and NaN weights a NaN loss, on
+every provider (eager, C++, Triton, the ``.cu`` kernel), so a diverging run is seen as one.
 """
 from __future__ import annotations
 
@@ -26,19 +30,35 @@ def _stats_from_buffers(lse, ce, ent, pt, sums, M: int) -> ModalityStats:
     return ModalityStats(lse, ce, ent, pt, *sums[: 4 * M].view(4, M).unbind(0))
 
 
-def _backend_for(device: torch.device, backend: str, dtype: torch.dtype = torch.float32) -> str:
-    """Concrete backend of op 1. "auto" = the fastest correct provider of the device: Triton on CUDA; on
-    the CPU the C++ extension when it builds (``MMBENCH_NO_CPP=1`` opts out), eager otherwise and for
-    fp64 logits (the extension computes in fp32)."""
-    name = resolve_backend(backend, device)
-    if backend == "auto" and name == "eager" and torch.device(device).type == "cpu" and dtype != torch.float64:
-        from .cpp_ext import get_extension
+def _backend_for(device: torch.device, backend: str, dtype: torch.dtype, op: str, mode: str, shape) -> str:
+    """Concrete backend of op 1 for a call: ``backend`` itself, or for "auto" the dispatch table's choice
+    (:func:`kernels.dispatch.table_choice`: eager for fp64). "cpp" falls back to eager when the extension
+    does not build (one warning when asked for explicitly), and "triton" is refused on the CPU unless
+    the interpreter is on (:func:`kernels._utils.resolve_backend`)."""
+    dev = torch.device(device)
+    if backend == "auto":
+        from .dispatch import table_choice
 
-        return "cpp" if get_extension() is not None else "eager"  # built once, cached on disk by torch
+        if dev.type == "cpu" and dtype != torch.float64 and resolve_backend("auto", dev) == "triton":
+            return "triton"  # the interpreter's test override (MMBENCH_KERNELS_BACKEND=triton)
+        name = table_choice(op, mode, dev.type, dtype, *shape)
+        if name == "triton" and dev.type != "cuda":
+            name = "eager"
+        if name == "cpp":
+            from .cpp_ext import get_extension
+
+            ext_ok = get_extension() is not None  # built once, cached on disk by torch
+            if ext_ok and dev.type == "cuda":
+                from .cpp_ext import _STATE
+
+                ext_ok = bool(_STATE.get("with_cuda"))
+            return "cpp" if ext_ok else ("triton" if dev.type == "cuda" else "eager")
+        return name
+    name = resolve_backend(backend, dev)
     if name == "cpp":
         from .cpp_ext import load_extension_or_warn
 
-        if load_extension_or_warn(device) is None:
+        if load_extension_or_warn(dev) is None:
             return "eager"
     return name
 
@@ -53,7 +73,7 @@ def _stacked(logits: LogitsLike) -> torch.Tensor:
     return logits if isinstance(logits, torch.Tensor) else torch.stack(list(logits), 0)
 
 
-def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "auto", check: bool = False) -> ModalityStats:
+def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "auto", check: bool = True) -> ModalityStats:
     """Per-modality softmax statistics of multimodal logits, in one pass.
 
     Args:
@@ -61,7 +81,11 @@ def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "aut
             A list is stacked into ``[M, B, C]`` first (one copy) so one launch covers all modalities.
         labels: ``[B]`` int64/int32 class indices in ``[0, C)``.
         backend: "auto" | "eager" | "triton" | "cpp".
-        check: also range-check CUDA labels (reads them back: a host sync). CPU labels are always checked.
+        check: range-check the labels (default). CPU labels are checked on the host (free); CUDA
+            labels with a device-side assert (``torch._assert_async``: no host sync; a bad label fails
+            the next synchronising call). ``check=False`` is **unsafe** on CUDA: nothing is checked
+            before the kernels, which then give a NaN ce (Triton, ``.cu``) for an out-of-range label;
+            on the CPU labels are checked anyway.
 
     Returns:
         :class:`ModalityStats` of detached tensors (fp32; fp64 for fp64 logits on the eager path):
@@ -73,12 +97,12 @@ def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "aut
     """
     with torch.no_grad():
         info = check_logits(logits)
-        name = _backend_for(info[4], backend, info[3])
+        name = _backend_for(info[4], backend, info[3], "modality_stats", "fwd", info[:3])
         if name == "cpp":
             from .cpp_ext import get_extension
 
             # The extension range-checks CPU labels itself before computing (ValueError): saves a pass here.
-            check_labels(labels, info, check, range_check=info[4].type != "cpu" and check)
+            check_labels(labels, info, check, range_check=info[4].type != "cpu")
             lse, ce, ent, pt, sums = get_extension().stats_forward(_as_list(logits), labels, None)[:5]
             return _stats_from_buffers(lse, ce, ent, pt, sums, info[0])
         check_labels(labels, info, check)
@@ -96,7 +120,7 @@ def weighted_multimodal_ce(
     labels: torch.Tensor,
     weights: torch.Tensor,
     backend: str = "auto",
-    check: bool = False,
+    check: bool = True,
     return_stats: bool = False,
 ) -> Union[torch.Tensor, Tuple[torch.Tensor, ModalityStats]]:
     """Re-weighted multimodal cross-entropy ``sum_m mean_b w[m(, b)] * CE(z_m[b], y[b])``.
@@ -108,7 +132,8 @@ def weighted_multimodal_ce(
         weights: ``[M]`` (per modality) or ``[M, B]`` (per sample) device tensor; treated as a
             constant (detached, no gradient).
         backend: "auto" | "eager" | "triton" | "cpp".
-        check: range-check CUDA labels too (host sync).
+        check: range-check the labels (default; see :func:`modality_stats`: a device-side assert on
+            CUDA, no host sync). ``check=False`` is unsafe on CUDA.
         return_stats: also return the :class:`ModalityStats` of the same pass (free on the fused
             backends: one kernel computes both).
 
@@ -120,11 +145,12 @@ def weighted_multimodal_ce(
     info = check_logits(logits)
     M, B = info[0], info[1]
     check_weights(weights, M, B, info[4])
-    name = _backend_for(info[4], backend, info[3])
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in _as_list(logits))
+    name = _backend_for(info[4], backend, info[3], "weighted_multimodal_ce", "fwd_bwd" if grad else "fwd", info[:3])
     if name == "cpp":
         from .cpp_ext import WeightedCECpp
 
-        check_labels(labels, info, check, range_check=info[4].type != "cpu" and check)  # CPU: checked in C++
+        check_labels(labels, info, check, range_check=info[4].type != "cpu")  # CPU: checked in C++
         holder = []
         xs = _as_list(logits)
         if torch.is_grad_enabled() and any(t.requires_grad for t in xs):

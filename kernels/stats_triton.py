@@ -11,7 +11,8 @@ Design (``docs/kernels-and-style.md`` §2.8 and §5):
   heuristic: ``@triton.autotune`` does not run under the interpreter).
 * **Numerics.** Loads are cast to fp32 at once (bf16 arithmetic breaks the interpreter), exp is
   ``exp2(x * log2 e)``, masked lanes hold ``-inf`` and fully masked rows are guarded so no
-  ``-inf - -inf`` NaN appears. Row offsets are int64.
+  ``-inf - -inf`` NaN appears. Row offsets are int64. A NaN or +inf logit makes its row's outputs
+  NaN (as eager and C++), and a label outside ``[0, C)`` (compared in int64) a NaN ce.
 * **Batch reductions.** Per-modality sums use ``tl.atomic_add`` into an ``[4 * M + 1]`` fp32 buffer
   already scaled (by ``1/B`` for means), so the returned ``ce_mean`` etc. are views -- no extra
   launch. fp32 atomics make the last bits of those sums order-dependent (non-deterministic across
@@ -46,11 +47,16 @@ def launch_config(B: int, C: int) -> Tuple[int, int, int]:
 
     ``BLOCK_C = next_pow2(C)`` capped at :data:`MAX_BLOCK_C`; ``BLOCK_B`` fills a tile of about
     :data:`TILE_ELEMS` fp32 values (so C = 6 packs 128 rows per program, C = 309 packs 8) but never
-    exceeds ``next_pow2(B)``; 4 warps for tiles up to 2k elements, else 8.
+    exceeds ``next_pow2(B)``; 4 warps for tiles up to 1k elements, else 8 -- at most 8 fp32 values per
+    thread per live tile. Chosen for occupancy: 4 warps on the 2k-element tile of C = 28/31 (B = 64:
+    ``[64, 32]``, 16 values per thread) took 240-246 of 255 registers on sm_80/sm_90 in the weighted
+    forward: 8 resident warps per SM (2 blocks of 4) and no headroom. With 8 warps the same tile takes
+    102-128 registers (forward and backward, sm_80/sm_90, no spills): 16 resident warps per SM, twice
+    the occupancy (registers per variant in the static table of ``results/KERNELS.md``).
     """
     block_c = min(next_power_of_2(C), MAX_BLOCK_C)
     block_b = max(1, min(TILE_ELEMS // block_c, MAX_BLOCK_B, next_power_of_2(B)))
-    num_warps = 4 if block_b * block_c <= 2048 else 8
+    num_warps = 4 if block_b * block_c <= 1024 else 8
     return block_b, block_c, num_warps
 
 
@@ -81,7 +87,10 @@ def _stats_fwd_kernel(
     rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     rows64 = rows.to(tl.int64)
-    labels = tl.load(y_ptr + rows64 * stride_y, mask=row_mask, other=0).to(tl.int32)
+    # Labels stay int64 (an int32 cast would wrap labels >= 2^31 into range). A label outside [0, C)
+    # matches no class: its row's outputs are NaN below (device-side, no host sync).
+    labels = tl.load(y_ptr + rows64 * stride_y, mask=row_mask, other=0).to(tl.int64)
+    label_ok = (labels >= 0) & (labels < C)
     row_base = x_ptr + m * stride_xm + rows64[:, None] * stride_xb
 
     # 2. Online softmax over class chunks. Running state per row, relative to the running max mx:
@@ -109,14 +118,21 @@ def _stats_fwd_kernel(
         mx = new_mx
         zf = tl.where(mask, z, 0.0)
         abs_sum += tl.sum(tl.abs(zf), axis=1)
-        z_true += tl.sum(tl.where(cols[None, :] == labels[:, None], zf, 0.0), axis=1)
+        z_true += tl.sum(tl.where(cols[None, :].to(tl.int64) == labels[:, None], zf, 0.0), axis=1)
 
     # 3. Per-row results. H = log s - a / s (relative to mx, so no cancellation at |z| ~ 1e4).
+    #    A row with a NaN / +inf logit gets NaN everywhere (lse, ce, entropy, p_true and the row state,
+    #    so the backward's gradient is NaN too); an out-of-range label makes ce and p_true NaN.
+    #    tl.max ignores NaN, but a NaN logit makes its t and e NaN, and a +inf one makes t = inf - inf =
+    #    NaN: s is NaN exactly for those rows (no extra per-row state). The old ``s_safe`` turned that
+    #    NaN into 1 (finite, wrong outputs); now the row is flagged.
+    nan = float("nan")
+    bad = s != s
     s_safe = tl.where(s > 0, s, 1.0)
-    mx_safe = tl.where(mx == float("-inf"), 0.0, mx)
-    log_s = tl.log(s_safe)
+    mx_safe = tl.where(bad, nan, tl.where(mx == float("-inf"), 0.0, mx))
+    log_s = tl.where(bad, nan, tl.log(s_safe))
     lse = mx_safe + log_s
-    ce = (mx_safe - z_true) + log_s  # max - z_y first: exact-ish, avoids cancellation at |z| ~ 1e4
+    ce = tl.where(label_ok, (mx_safe - z_true) + log_s, nan)  # max - z_y first: no cancellation at |z| ~ 1e4
     ent = log_s - a / s_safe
     pt = tl.exp2(-ce * LOG2E)
     out = m * B + rows64
@@ -163,13 +179,15 @@ def _ce_bwd_kernel(
     rows = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
     rows64 = rows.to(tl.int64)
-    labels = tl.load(y_ptr + rows64 * stride_y, mask=row_mask, other=0).to(tl.int32)
+    labels = tl.load(y_ptr + rows64 * stride_y, mask=row_mask, other=0).to(tl.int64)
+    # An out-of-range label gives NaN gradients for its row (as its NaN ce in the forward).
+    label_nan = tl.where((labels >= 0) & (labels < C), 0.0, float("nan"))
     M = tl.num_programs(1)
     mx = tl.load(state_ptr + m * B + rows64, mask=row_mask, other=0.0)
     log_s = tl.load(state_ptr + M * B + m * B + rows64, mask=row_mask, other=0.0)
     w = tl.load(w_ptr + m * stride_wm + rows64 * stride_wb, mask=row_mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr).to(tl.float32)
-    scale = w * g * inv_B
+    scale = w * g * inv_B + label_nan
     x_base = x_ptr + m * stride_xm + rows64[:, None] * stride_xb
     dx_base = dx_ptr + (m * B + rows64[:, None]) * C
     # 2. Recompute p chunk by chunk, max and log-sum kept apart (module docstring); the -1 at the label
@@ -181,7 +199,7 @@ def _ce_bwd_kernel(
         cols64 = cols[None, :].to(tl.int64)
         z = tl.load(x_base + cols64 * stride_xc, mask=mask, other=0.0).to(tl.float32)
         p = tl.exp2(((z - mx[:, None]) - log_s[:, None]) * LOG2E)
-        grad = (p - tl.where(cols[None, :] == labels[:, None], 1.0, 0.0)) * scale[:, None]
+        grad = (p - tl.where(cols64 == labels[:, None], 1.0, 0.0)) * scale[:, None]
         tl.store(dx_base + cols64, grad.to(dx_ptr.dtype.element_ty), mask=mask)
 
 

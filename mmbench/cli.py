@@ -119,7 +119,7 @@ class All(Command):
         if not explicit:
             print(announce(args.out, explicit))
         print(f"suite {suite.name}: {len(suite.methods)} methods x {len(suite.datasets)} data sets x "
-              f"{len(suite.patterns)} patterns x {len(suite.seeds)} seeds = {len(specs)} runs, {done} cached")
+              f"{suite.patterns_text()} x {len(suite.seeds)} seeds = {len(specs)} runs, {done} cached")
         if args.dry_run:
             for s in specs:
                 print(("done " if store.is_done(s.key()) else "todo ") + s.label())
@@ -288,7 +288,7 @@ class Show(Command):
 
     @classmethod
     def add_arguments(cls, p):
-        p.add_argument("method", help="a method name (python -m mmbench list methods)")
+        p.add_argument("method", help="a method name (python -m mmbench list methods), or a data set's: its card")
         p.add_argument("--dataset", help="also print the settings a run on this data set resolves to")
 
     @staticmethod
@@ -298,9 +298,10 @@ class Show(Command):
 
             return memoized(args.memo_argv, lambda: Show.execute(argparse.Namespace(method=args.method,
                                                                                      dataset=args.dataset)))
+        from mmbench.data.card import dataset_card, is_dataset
         from mmbench.method_info import describe_method
 
-        print(describe_method(args.method, args.dataset))
+        print(dataset_card(args.method) if is_dataset(args.method) else describe_method(args.method, args.dataset))
         return 0
 
 

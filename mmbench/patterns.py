@@ -11,6 +11,10 @@ A pattern is named and selectable (``python -m mmbench list patterns``):
   persisted, and reused, so every method sees the same ones. Tested on the masked test set and on
   every subset.
 * ``missing-<eta>-<modality>``: as above, but always the named modality goes missing.
+* ``natural``: the data's own gaps. A data set that itself lacks some modalities for some samples
+  declares them in :attr:`MultimodalDataset.presence` (``[N, M]``, its loader says how a partly
+  missing view is counted); training uses the train rows of that mask every epoch, the masked test
+  its test rows. A data set without one is an error naming it.
 
 Every pattern is evaluated on every non-empty subset (the ``complete -> all subsets`` protocol), so
 the per-subset, mean and worst-subset accuracy exist for all of them.
@@ -38,7 +42,7 @@ class Pattern:
 
     Attributes:
         name: registry name.
-        train: ``"complete" | "dropout" | "rate"``.
+        train: ``"complete" | "dropout" | "rate" | "natural"``.
         eta_train / eta_test: missing rates for ``"rate"`` patterns.
         missing_type: ``"mixed"`` or the name of the one modality that goes missing.
     """
@@ -52,7 +56,7 @@ class Pattern:
 
     @property
     def has_test_mask(self) -> bool:
-        return self.train == "rate" and self.eta_test > 0
+        return (self.train == "rate" and self.eta_test > 0) or self.train == "natural"
 
     def check_modalities(self, modalities: Sequence[str]) -> None:
         if self.missing_type != "mixed" and self.missing_type not in modalities:
@@ -65,11 +69,11 @@ class Pattern:
         """The ``[N, M]`` training presence mask for one epoch.
 
         ``dropout`` draws a fresh subset per sample each epoch from ``(seed, epoch)``; ``rate``
-        patterns use their fixed persisted mask; ``complete`` is all ones.
+        patterns use their fixed persisted mask, ``natural`` the data's own; ``complete`` is all ones.
         """
         if self.train == "complete":
             return torch.ones(num, num_mod)
-        if self.train == "rate":
+        if self.train in ("rate", "natural"):
             assert fixed is not None
             return fixed
         gen = torch.Generator().manual_seed(_mix(seed, epoch, 0xD0))
@@ -134,8 +138,22 @@ class MaskStore:
     def __init__(self, root: os.PathLike | str):
         self.root = Path(root)
 
-    def masks(self, dataset: str, pattern: Pattern, modalities: Sequence[str], n_train: int, n_test: int, seed: int):
-        """``(train [N_train, M], test [N_test, M])`` float32 tensors; ``None`` where not fixed."""
+    def masks(self, dataset: str, pattern: Pattern, modalities: Sequence[str], n_train: int, n_test: int, seed: int,
+              natural: Optional[tuple] = None):
+        """``(train [N_train, M], test [N_test, M])`` float32 tensors; ``None`` where not fixed.
+
+        ``natural``: the data set's own ``(train, test)`` presence masks (:func:`natural_masks`), which
+        the ``natural`` pattern uses as they are (nothing is drawn or persisted: the data fixes them).
+        """
+        if pattern.train == "natural":
+            if natural is None:
+                raise ValueError(f"pattern {pattern.name!r} uses the data's own missing modalities, and data set "
+                                 f"{dataset!r} declares none (no presence mask); use complete or missing-<eta>")
+            train, test = (np.asarray(m, dtype=np.float32) for m in natural)
+            if train.shape != (n_train, len(modalities)) or test.shape != (n_test, len(modalities)):
+                raise ValueError(f"natural masks of {dataset!r} have shapes {train.shape}, {test.shape}; expected "
+                                 f"({n_train}, {len(modalities)}), ({n_test}, {len(modalities)})")
+            return torch.from_numpy(train.copy()), torch.from_numpy(test.copy())
         if pattern.train != "rate":
             return None, None
         path = self.root / f"{_safe(dataset)}__{_safe(pattern.name)}__seed{seed}.npz"
@@ -157,6 +175,14 @@ class MaskStore:
                 tmp.unlink(missing_ok=True)
                 raise
         return torch.from_numpy(train), torch.from_numpy(test)
+
+
+def natural_masks(data) -> Optional[tuple]:
+    """``(train [N_train, M], test [N_test, M])`` rows of ``data.presence`` (the data's own gaps), or ``None``."""
+    presence = getattr(data, "presence", None)
+    if presence is None:
+        return None
+    return presence[data.split["train"]], presence[data.split["test"]]
 
 
 def _safe(name: str) -> str:
@@ -188,4 +214,5 @@ def get_pattern(name: str) -> Pattern:
 PATTERNS.register("complete", Pattern("complete", "complete", description="complete train, test on every subset"))
 PATTERNS.register("dropout", Pattern("dropout", "dropout", description="random subset per sample at train, test on every subset"))
 PATTERNS.register("missing-0.5", Pattern("missing-0.5", "rate", 0.5, 0.5, description="50% of samples incomplete (mixed) at train and test"))
+PATTERNS.register("natural", Pattern("natural", "natural", description="the data's own missing modalities at train and test (data sets with a presence mask)"))
 PATTERNS.register("missing-0.7", Pattern("missing-0.7", "rate", 0.7, 0.7, description="70% incomplete (MAP default) at train and test"))

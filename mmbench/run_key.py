@@ -11,7 +11,11 @@
 * the spec itself (method, data set, pattern, seed, overrides);
 * ``processes``: the torchrun process count, only where it changes the result (encoders with per-rank
   BatchNorm statistics, :func:`mmbench.engine.distributed.key_world_size`; otherwise a run on N
-  processes equals one process and shares its key).
+  processes equals one process and shares its key);
+* ``kernel_providers`` for methods with a kernel ``backend`` setting: what that backend *resolves to*
+  on this machine for the training device and dtype (:func:`kernels.dispatch.resolved_providers`:
+  ``auto`` is the measured dispatch table's choice, ``cpp`` is eager where the extension does not
+  build), because eager and C++ give different loss histories (last bits of the sums).
 
 The library versions and the machine are deliberately *not* part of it (they are recorded in each
 result's ``env``): with them, the committed results could never be cache hits on a user's machine.
@@ -69,7 +73,19 @@ def run_identity(spec: RunSpec) -> Dict[str, Any]:
     world = key_world_size(train)
     if world > 1:  # torchrun with per-rank BatchNorm statistics: another result than one process
         identity["processes"] = world
+    if isinstance(hp.get("backend"), str):
+        identity["kernel_providers"] = _kernel_providers(hp["backend"], train)
     return identity
+
+
+def _kernel_providers(backend: str, train: Dict[str, Any]) -> Dict[str, str]:
+    """The op-1 providers ``backend`` resolves to for the run's device and logits dtype (nothing built)."""
+    import torch
+
+    from kernels.dispatch import resolved_providers
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(train.get("amp", "off")), torch.float32)
+    return resolved_providers(backend, str(train.get("device", "cpu")), dtype)
 
 
 def identity_key(identity: Dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from mmbench.env_errors import diagnose_write_failure, is_environment_error
 from mmbench.environment import environment
 from mmbench.methods import get_method
 from mmbench.methods.base import Method, RunInfo
-from mmbench.patterns import MaskStore, get_pattern
+from mmbench.patterns import MaskStore, get_pattern, natural_masks
 from mmbench.results_store import ResultsStore
 from mmbench.run_key import identity_key, run_identity, settings_hash
 
@@ -103,8 +103,8 @@ class Runner:
             seed_everything(spec.seed)
             method = build_method(method_cls, data, train_cfg, hp, info)
             masks = MaskStore(self.store.mask_dir).masks(
-                spec.dataset, pattern, data.modalities, len(data.split["train"]), len(data.split["test"]), spec.seed
-            )
+                spec.dataset, pattern, data.modalities, len(data.split["train"]), len(data.split["test"]), spec.seed,
+                natural=natural_masks(data))
             teacher_fn = lambda name, teacher_hp: self.teacher(spec, train_cfg, name, teacher_hp)  # noqa: E731
             if str(train_cfg["device"]) == "cpu":
                 # op 1's CPU backend: built or loaded now, so neither lands in the timed epochs' throughput

@@ -10,6 +10,7 @@ A suite file::
     seeds: [0, 1, 2]
     overrides: {}                   # settings for every run (e.g. epochs: 5)
     method_overrides: {arl: {gamma: 2.0}}
+    dataset_patterns: {yeast-cc: [natural]}   # extra patterns run on those data sets only
 
 Bundled suites live in ``mmbench/suites/*.yaml`` and are selected by name (``--suite quick``);
 any other value is read as a path.
@@ -42,6 +43,21 @@ class Suite:
     seeds: List[int]
     overrides: Dict[str, Any] = field(default_factory=dict)
     method_overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    # data set -> extra patterns for it alone (``natural`` where the data has its own gaps)
+    dataset_patterns: Dict[str, List[str]] = field(default_factory=dict)
+
+    def patterns_of(self, dataset: str) -> List[str]:
+        """The suite's patterns, then ``dataset``'s own extra ones."""
+        return self.patterns + [p for p in self.dataset_patterns.get(dataset, []) if p not in self.patterns]
+
+    def patterns_text(self) -> str:
+        """``"2 patterns"``, plus the data-set-only ones: ``"2 patterns (+ natural on 1 data set)"``."""
+        extra = {}
+        for d in self.datasets:
+            for p in self.patterns_of(d)[len(self.patterns):]:
+                extra[p] = extra.get(p, 0) + 1
+        more = ", ".join(f"{p} on {k} data set{'s' * (k > 1)}" for p, k in extra.items())
+        return f"{len(self.patterns)} patterns" + (f" (+ {more})" if more else "")
 
     def specs(self) -> List[RunSpec]:
         out = []
@@ -49,7 +65,7 @@ class Suite:
         for seed in self.seeds:
             for method in methods:
                 for dataset in self.datasets:
-                    for pattern in self.patterns:
+                    for pattern in self.patterns_of(dataset):
                         overrides = {**self.overrides, **self.method_overrides.get(method, {})}
                         out.append(RunSpec(method, dataset, pattern, seed, overrides))
         return out
@@ -94,7 +110,8 @@ def load_suite(name_or_path: str) -> Suite:
     if not isinstance(raw, dict):
         raise ValueError(f"suite {path}: expected a mapping of keys (name, methods, datasets, ...), "
                          f"got {type(raw).__name__}")
-    unknown = set(raw) - {"name", "methods", "exclude_methods", "datasets", "patterns", "seeds", "overrides", "method_overrides"}
+    unknown = set(raw) - {"name", "methods", "exclude_methods", "datasets", "patterns", "seeds", "overrides", "method_overrides",
+                        "dataset_patterns"}
     if unknown:
         raise ValueError(f"suite {path}: unknown keys {sorted(unknown)}")
     for axis in ("methods", "datasets", "patterns", "seeds"):
@@ -120,7 +137,14 @@ def load_suite(name_or_path: str) -> Suite:
     for m, values in method_overrides.items():
         list_methods(m)
         _mapping(values, path, f"method_overrides.{m}")
-    return Suite(raw.get("name", path.stem), methods, datasets, patterns, list(seeds), overrides, method_overrides)
+    dataset_patterns = {}
+    for d, extra in _mapping(raw.get("dataset_patterns"), path, "dataset_patterns").items():
+        list_datasets(d)  # an unknown name is an error naming it
+        dataset_patterns[d] = _as_list(extra)
+        for p in dataset_patterns[d]:
+            get_pattern(p)
+    return Suite(raw.get("name", path.stem), methods, datasets, patterns, list(seeds), overrides, method_overrides,
+                 dataset_patterns)
 
 
 def _no_repeats(values: List[Any], what: str) -> None:
@@ -189,7 +213,11 @@ def apply_filters(suite: Suite, methods: Optional[str] = None, datasets: Optiona
     if datasets is not None:
         suite.datasets = _choose("--datasets", datasets, suite.datasets, list_datasets, "data set")
     if patterns is not None:
-        suite.patterns = _choose("--patterns", patterns, suite.patterns, get_pattern, "pattern")
+        # a pattern the suite runs only on some data sets (dataset_patterns) stays on those when chosen
+        extra = sorted({p for ps in suite.dataset_patterns.values() for p in ps} - set(suite.patterns))
+        chosen = _choose("--patterns", patterns, suite.patterns + extra, get_pattern, "pattern")
+        suite.dataset_patterns = {d: [p for p in ps if p in chosen] for d, ps in suite.dataset_patterns.items()}
+        suite.patterns = [p for p in chosen if p not in extra]
     if seeds is not None:
         suite.seeds = parse_seeds(seeds)
     return suite

@@ -199,6 +199,38 @@ def _providers(kind: str, eager, released, modes):
     ]
 
 
+def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
+    """Largest ``|a - ref|`` over the reference's scale (at least 1): a relative error robust to zeros."""
+    return float((a.double() - ref).abs().max() / ref.abs().max().clamp_min(1.0))
+
+
+def _error(kind: str):
+    """``error(inputs, provider, mode)``: the library call with ``backend=provider`` against float64 eager
+    on the same inputs (statistics: every per-row output and batch sum; CE: the loss and, for
+    "fwd_bwd", each modality's gradient)."""
+
+    def error(inputs, provider, mode):
+        xs = [t.detach() for t in inputs["logits"]]
+        labels, w = inputs["labels"], inputs["weights"]
+        x64 = torch.stack(xs).double()
+        if kind == "stats":
+            got = modality_stats(xs, labels, backend=provider)
+            ref = modality_stats_reference(x64, labels)
+            return max(_rel(g, r) for g, r in zip(got, ref))
+        ref_x = [t.double().requires_grad_() for t in xs]
+        ref_loss = weighted_ce_reference(torch.stack(ref_x), labels, w.double()[:, None].expand(len(xs), xs[0].shape[0]))
+        if mode == "fwd":
+            with torch.no_grad():
+                return _rel(weighted_multimodal_ce(xs, labels, w, backend=provider), ref_loss.detach())
+        leaves = [t.clone().requires_grad_() for t in xs]
+        loss = weighted_multimodal_ce(leaves, labels, w, backend=provider)
+        loss.backward()
+        ref_loss.backward()
+        return max([_rel(loss.detach(), ref_loss.detach())] + [_rel(a.grad, b.grad) for a, b in zip(leaves, ref_x)])
+
+    return error
+
+
 def _released_ce(inputs, mode):
     return _ce_provider(released_weighted_ce)(inputs, mode)
 
@@ -211,6 +243,7 @@ register_op(BenchOp(
     shapes=SHAPES,
     modes=("fwd",),
     description="per-modality lse/CE/entropy/p_true and batch sums (OGM-GE score, ARL H and D)",
+    error=_error("stats"),
 ))
 
 register_op(BenchOp(
@@ -221,6 +254,7 @@ register_op(BenchOp(
     shapes=SHAPES,
     modes=("fwd", "fwd_bwd"),
     description="sum_m mean_b w_m CE(z_m, y); fwd_bwd includes the backward into new gradient buffers",
+    error=_error("ce"),
 ))
 
 register_op(BenchOp(

@@ -114,6 +114,9 @@ class BenchOp:
         dtypes: dtypes to benchmark by default.
         modes: modes the op supports (e.g. ``("fwd",)`` for a no-grad statistics op).
         description: one line for the report.
+        error: ``error(inputs, provider, mode) -> float``: the provider's largest error relative to a
+            float64 reference on the cell's inputs (recorded as ``max_rel_err``; the dispatch table of
+            ``auto`` only picks providers correct by it); ``None`` to skip.
     """
 
     name: str
@@ -126,6 +129,7 @@ class BenchOp:
     dtypes: Sequence[torch.dtype] = (torch.float32,)
     modes: Tuple[str, ...] = MODES
     description: str = ""
+    error: Optional[Callable[[Inputs, str, str], float]] = None
 
     def provider(self, name: str) -> Provider:
         """Return the provider called ``name`` (KeyError if absent)."""

@@ -9,7 +9,10 @@ import pandas as pd
 STATIC_CSV = "kernels_static.csv"
 
 #: Columns of ``results/kernels.csv`` (one row per measured metric, long format).
-COLUMNS = ["op", "provider", "mode", "shape", "dtype", "metric", "value", "unit", "note", "device", "torch", "triton", "timestamp"]
+#: ``copy_gbs`` is the copy bandwidth measured right before the row's cell was timed: each row's "% of
+#: copy" and roofline use its own, so rows from different runs (or from a busy and a quiet minute) stay honest.
+COLUMNS = ["op", "provider", "mode", "shape", "dtype", "metric", "value", "unit", "note", "copy_gbs", "device",
+           "torch", "triton", "timestamp"]
 
 
 def write_csv(df: pd.DataFrame, path: str) -> str:
@@ -35,20 +38,29 @@ def markdown(df: pd.DataFrame) -> str:
         f"Device: **{first['device']}** · torch {first['torch']} · triton {first['triton']} · {first['timestamp']}",
         "",
     ]
-    bw = df[df.metric == "copy_bandwidth"]
+    for text in df[df.metric == "run_note"].note.dropna().unique():
+        lines += [f"Note on this run: {text}", ""]
+    cells = df[df.metric == "median_ms"]
+    bw = cells.copy_gbs.dropna() if "copy_gbs" in cells else pd.Series(dtype=float)
     if not bw.empty:
-        lines += [f"Measured copy bandwidth: {bw.value.iloc[0]:.1f} GB/s (used for the % of copy column).", ""]
+        lines += [f"Copy bandwidth, measured right before each cell was timed (`copy_gbs`, stored in every row of "
+                  f"kernels.csv): median {bw.median():.1f} GB/s, range {bw.min():.1f}-{bw.max():.1f} GB/s over "
+                  f"{len(cells.groupby(['op', 'shape', 'dtype', 'mode']))} cells. Each row's % of copy and "
+                  "roofline limit use its own cell's bandwidth (shown in the roofline table).", ""]
     lines += [
         "Times are medians per call (CPU: wall clock; CUDA: `triton.testing.do_bench`). Every speedup is",
         "against the **fastest eager formulation** a user would otherwise run, in the same cell of the same",
         "run: our eager reference (`eager`), the released code (`released`: for the CE the per-modality",
         "`F.cross_entropy` loop), or `torch.compile` of either (`compile`, `released_compile`); the",
         "*vs* column names which one it was. Roofline: the minimal bytes each op must move (each tensor",
-        "read or written once) and the time that takes at the copy bandwidth measured in this run; `% of",
+        "read or written once) and the time that takes at the copy bandwidth measured for that cell; `% of",
         "limit` is that time over the measured time (100% = bandwidth-bound at copy speed). Small shapes",
-        "are launch-bound, so their percentages are small by construction.",
+        "are launch-bound, so their percentages are small by construction. The copy test streams 128 MB",
+        "(64 MB read, 64 MB written) through DRAM, while a cell's inputs of a few MB or less stay in cache",
+        "between timed calls: above 100% means the op ran faster than DRAM copy speed, from cache.",
         "",
     ]
+    lines += _dispatch_lines(df)
     for op in [o for o in df.op.unique() if o != "_device"]:
         d = df[df.op == op]
         lines += [f"## {op}", ""]
@@ -77,10 +89,12 @@ def markdown(df: pd.DataFrame) -> str:
             lim = d[d.metric == "roofline_ms"].groupby(["shape", "dtype", "mode"], sort=False).value.first()
             pct_t = d[d.metric == "pct_copy_bw"].pivot_table(index=["shape", "dtype", "mode"], columns="provider",
                                                               values="value", aggfunc="first", sort=False)
+            cbw = d[d.metric == "roofline_ms"].groupby(["shape", "dtype", "mode"], sort=False).copy_gbs.first()
             roof = pd.DataFrame({"bytes": nb.map(lambda v: f"{v / 1e6:.3f} MB"),
+                                 "copy GB/s": cbw.map(lambda v: f"{v:.1f}"),
                                  "limit at copy BW": lim.map(_fmt_time)}).join(pct_t.map(lambda v: f"{v:.1f}%"))
-            lines += ["Roofline (bytes the op must move, time at the measured copy bandwidth, measured time as % "
-                      "of that limit):", "", roof.reset_index().to_markdown(index=False), ""]
+            lines += ["Roofline (bytes the op must move, the cell's measured copy bandwidth, the time the bytes "
+                      "take at it, measured time as % of that limit):", "", roof.reset_index().to_markdown(index=False), ""]
             for gpu in ("h100", "h200"):
                 sp = d[d.metric == f"pct_{gpu}_spec_bw"]
                 if not sp.empty:
@@ -88,6 +102,12 @@ def markdown(df: pd.DataFrame) -> str:
                                         aggfunc="first", sort=False)
                     lines += [f"% of {gpu.upper()} spec bandwidth:", "",
                               tb.reset_index().to_markdown(index=False, floatfmt=".1f"), ""]
+        err = d[d.metric == "max_rel_err"]
+        if not err.empty:
+            tb = err.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="value",
+                                 aggfunc="first", sort=False)
+            lines += ["Largest error relative to float64 (`auto` only picks providers below 1e-4; "
+                      "`kernels_dispatch.json`):", "", tb.reset_index().to_markdown(index=False, floatfmt=".1e"), ""]
         mem = d[d.metric == "peak_mem_mb"]
         if not mem.empty:
             table = mem.pivot_table(index=["shape", "dtype", "mode"], columns="provider", values="value", aggfunc="first", sort=False)
@@ -100,6 +120,32 @@ def markdown(df: pd.DataFrame) -> str:
             lines += [f"- `{r['provider']}` ({r['mode']}): {r['note']}" for _, r in na.iterrows()]
             lines += [""]
     return "\n".join(lines) + "\n"
+
+
+def _dispatch_lines(df: pd.DataFrame):
+    """The ``auto`` table these results imply (:func:`kernels.dispatch.table_from_results`), with the summed
+    median times per candidate it was decided on."""
+    from kernels.dispatch import CORRECT_RTOL, DISPATCH_OPS, table_from_results
+
+    if not set(DISPATCH_OPS) & set(df.op.unique()) or "max_rel_err" not in set(df.metric):
+        return []
+    dev = str(df.iloc[0]["device"])
+    table = table_from_results(df, "cuda" if not dev.startswith("CPU") else "cpu")
+    rows = [{"op/mode/dtype/shape class": k.split("/", 1)[1], "auto": v,
+             "summed median per candidate": ", ".join(f"{p} {_fmt_time(t)}" for p, t in table["evidence_ms"][k].items())}
+            for k, v in table["choices"].items()]
+    if not rows:
+        return []
+    return ["## What `backend=\"auto\"` picks", "",
+            "The fastest candidate provider per op, mode, dtype and shape class (small: M·B·C <= 2^14, medium: "
+            "<= 2^17, large: above), by median time summed over the class's shapes, among those whose largest "
+            f"error relative to float64 is below {CORRECT_RTOL:g} in every shape (`kernels/dispatch.py`). "
+            "`bench` writes it to `kernels_dispatch.json`; the copy made here ships as "
+            "`kernels/dispatch_default.json`. Candidates are our eager reference and the fused providers; "
+            "`torch.compile` (seconds of compilation per new shape) and the released per-modality loop are "
+            "timed but not candidates, so where they are faster (see the *vs* columns below) `auto` is not "
+            "the fastest formulation overall; fp64 is always eager.", "",
+            pd.DataFrame(rows).to_markdown(index=False), ""]
 
 
 def write_markdown(df: pd.DataFrame, path: str) -> str:

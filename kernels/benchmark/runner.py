@@ -25,6 +25,9 @@ from .timing import copy_bandwidth_gbs, device_name, peak_memory_mb, time_fn, ti
 #: Spec HBM bandwidth (GB/s) the GPU percentages are also given against: H100 SXM5 3.35 TB/s, H200 4.8 TB/s.
 SPEC_BANDWIDTH_GBS = {"h100": 3350.0, "h200": 4800.0}
 
+#: Providers whose output is compared with a float64 reference in every cell (the ``auto`` candidates).
+ERROR_CHECKED = ("eager", "cpp", "triton")
+
 #: Shapes at or below this many logits elements are launch-bound: also timed with CUDA graphs.
 LAUNCH_BOUND_ELEMS = 1 << 16
 
@@ -84,13 +87,14 @@ def run(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     meta = {"device": device_name(dev), **_versions(), "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     rows: List[Dict] = []
+    cell_bw = {"gbs": float("nan")}  # the copy bandwidth of the cell being timed (stored in each of its rows)
 
     def add(op, provider, mode, shape, dtype, metric, value, unit="", note=""):
         rows.append(dict(op=op, provider=provider, mode=mode, shape=shape, dtype=dtype, metric=metric,
-                         value=value, unit=unit, note=note, **meta))
+                         value=value, unit=unit, note=note, copy_gbs=cell_bw["gbs"], **meta))
 
-    copy_bw = copy_bandwidth_gbs(dev, quick=quick)
-    add("_device", "copy", "", "", "float32", "copy_bandwidth", copy_bw, "GB/s")
+    cell_bw["gbs"] = copy_bandwidth_gbs(dev, quick=quick)
+    add("_device", "copy", "", "", "float32", "copy_bandwidth", cell_bw["gbs"], "GB/s")
     sweeps = list(sweeps or default_sweeps(dev, quick))
     for op in registry.list_ops(ops):
         # A shape listed by several sweeps (e.g. realistic and cpu_sweep) is timed once.
@@ -118,8 +122,13 @@ def run(
                             if verbose:
                                 traceback.print_exc()
                             add(*key, "not_available", float("nan"), note=f"not available: failed: {_short(exc)}")
-                    # All providers of this cell timed together (interleaved rounds on CPU).
+                    # All providers of this cell timed together (interleaved rounds on CPU), right after
+                    # the cell's own copy-bandwidth measurement: on a shared machine the bandwidth moves
+                    # by minutes, and a roofline against another minute's bandwidth is not honest.
+                    if fns:
+                        cell_bw["gbs"] = copy_bandwidth_gbs(dev, quick=quick, budget_s=0.08)
                     times = time_providers(fns, dev, quick=quick)
+                    copy_bw = cell_bw["gbs"]
                     # Speedups are against the fastest eager formulation a user would otherwise run
                     # (providers marked reference: our eager reference, the released code, torch.compile).
                     refs = {p.name: times[p.name]["median_ms"] for p in ordered
@@ -143,6 +152,11 @@ def run(
                             add(*key, q, t[q], "ms")
                         if base_ms:
                             add(*key, "speedup", base_ms / t["median_ms"], "x", note=f"vs {base_name}")
+                        if op.error is not None and prov.name in ERROR_CHECKED:
+                            try:
+                                add(*key, "max_rel_err", op.error(op.make_inputs(shape, dev, dtype), prov.name, mode))
+                            except Exception as exc:  # noqa: BLE001 - recorded, the provider is then not "correct"
+                                add(*key, "max_rel_err", float("nan"), note=f"failed: {_short(exc)}")
                         if nbytes is not None:
                             # Roofline: the time the op's minimal bytes take at the copy bandwidth measured
                             # in this run (and, on a GPU, at the H100/H200 spec bandwidth); the measured
@@ -190,6 +204,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile-only", action="store_true",
                    help="no timing: compile every Triton kernel variant for sm_80 and sm_90 (no GPU needed) and "
                         "write <out>/kernels_static.csv plus the static table of <out>/KERNELS.md")
+    p.add_argument("--note", default="", help="one line for the report's header (e.g. what else loaded the machine)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every timing as it is measured")
 
 
@@ -211,6 +226,20 @@ def _compile_only(out: str, csv: str, md: str, verbose: bool = False) -> int:
     write_markdown(timings, md)
     print(f"wrote {static} ({len(rows)} compiled variants) and {md}")
     return 0
+
+
+def _write_dispatch(full: pd.DataFrame, args: argparse.Namespace) -> None:
+    """Write ``<out>/kernels_dispatch.json`` (the table ``auto`` uses, :mod:`kernels.dispatch`) when the
+    run measured the op-1 dispatch ops; ``--quick`` runs are too short to decide anything."""
+    from kernels.dispatch import DISPATCH_OPS, TABLE_NAME, write_table
+
+    if args.quick or not set(DISPATCH_OPS) & set(full.op.unique()):
+        return
+    dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    path = os.path.join(args.out, TABLE_NAME)
+    table = write_table(full, dev.type, path)
+    print(f"wrote {path} ({len(table['choices'])} choices); use it with MMBENCH_KERNELS_DISPATCH={path}",
+          file=sys.stderr)
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -236,9 +265,13 @@ def execute(args: argparse.Namespace) -> int:
                  modes=split(args.modes), verbose=args.verbose)
         if frames:  # one copy-bandwidth row per file
             df = df[df.op != "_device"]
+        elif getattr(args, "note", ""):
+            note = df.iloc[[0]].assign(metric="run_note", value=float("nan"), unit="", note=args.note)
+            df = pd.concat([df, note], ignore_index=True)
         frames.append(df)
         full = pd.concat(frames, ignore_index=True)
         write_csv(full, csv)
         write_markdown(full, md)
+    _write_dispatch(full, args)
     print(f"wrote {csv} and {md} ({sum(len(f) for f in frames)} rows)")
     return 0

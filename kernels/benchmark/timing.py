@@ -122,15 +122,29 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> Optional[f
     return (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
-def copy_bandwidth_gbs(device: torch.device, quick: bool = False) -> float:
-    """Measured device copy bandwidth in GB/s: ``y.copy_(x)`` of a large fp32 tensor (read + write)."""
+_COPY_BUFFERS: Dict[str, tuple] = {}
+
+
+def copy_bandwidth_gbs(device: torch.device, quick: bool = False, budget_s: float = 0.25) -> float:
+    """Measured device copy bandwidth in GB/s: ``y.copy_(x)`` of a large fp32 tensor (read + write).
+
+    ``budget_s`` is the CPU timing budget (the per-cell measurement uses a short one); the buffers are
+    kept between calls so a per-cell measurement does not allocate 128 MB each time.
+    """
     dev = torch.device(device)
     nbytes = (256 if dev.type == "cuda" else 64) * 2**20
     if quick:
         nbytes //= 8
-    x = torch.empty(nbytes // 4, dtype=torch.float32, device=dev).uniform_()
-    y = torch.empty_like(x)
-    t = time_fn(lambda: y.copy_(x), dev, quick=quick)
+    key = f"{dev}/{nbytes}"
+    if key not in _COPY_BUFFERS:
+        x = torch.empty(nbytes // 4, dtype=torch.float32, device=dev).uniform_()
+        _COPY_BUFFERS.clear()
+        _COPY_BUFFERS[key] = (x, torch.empty_like(x))
+    x, y = _COPY_BUFFERS[key]
+    if dev.type == "cuda":
+        t = time_fn(lambda: y.copy_(x), dev, quick=quick)
+    else:
+        t = time_cpu(lambda: y.copy_(x), budget_s=0.02 if quick else budget_s, warmup=1 if quick else 2)
     return 2 * nbytes / (t["median_ms"] * 1e-3) / 1e9
 
 

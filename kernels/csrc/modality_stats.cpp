@@ -3,15 +3,18 @@
 // modality_stats_cuda.cu and is compiled only when CUDA is available (WITH_CUDA).
 //
 // CPU design: rows (m, b) are split across threads with at::parallel_for; the class loop of each
-// row is a plain contiguous loop over fp32 values that the compiler vectorises (-O3 -ffast-math:
-// the max/sum reductions reorder, and expf maps to glibc's vector variants). Logits are assumed
-// finite on this backend (fast-math). Batch sums are reduced serially over rows afterwards, so the
+// row is a plain contiguous loop over fp32 values that the compiler vectorises (-O3
+// -fassociative-math: the sums may reorder; exp is exp_nonpos below, plain arithmetic; no -ffast-math,
+// whose finite-math assumption could drop a NaN). A NaN or +inf logit makes its row's outputs NaN: NaN - max (or inf - inf) is NaN, and NaN
+// survives every order of the sums. Batch sums are reduced serially over rows afterwards, so the
 // results are deterministic.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #ifdef WITH_CUDA
@@ -21,6 +24,35 @@ torch::Tensor ce_backward_cuda(torch::Tensor x, torch::Tensor labels, torch::Ten
 #endif
 
 namespace {
+
+// exp(t) for t <= 0 (t = z - row max) in plain arithmetic, so the class loops vectorise without
+// -ffast-math (glibc's vector expf is only declared under __FAST_MATH__). Cephes expf: n = round(t
+// log2 e), r = t - n ln 2 in two FMA steps (explicit fma: not merged by -fassociative-math), a degree-6
+// polynomial, then 2^n as two normal powers of two (n down to -150: the result underflows to 0 or a
+// denormal as expf's would); about 1 ulp. t below -104 is clamped there (exp(-104) < the smallest
+// denormal). No masking multiply: a NaN t (a NaN or +inf logit) gives NaN through the polynomial,
+// and a mask would let the compiler turn NaN * 0 into a select of 0.
+inline float exp_nonpos(float t) {
+  const float lo = -104.0f;
+  const float tc = t < lo ? lo : t;  // NaN compares false: kept
+  const int n = static_cast<int>(tc * 1.44269504088896341f - 0.5f);  // round to nearest for tc <= 0
+  const float fn = static_cast<float>(n);
+  float r = std::fma(fn, -0.693359375f, tc);
+  r = std::fma(fn, 2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  const float y = std::fma(p * r, r, r) + 1.0f;
+  const int n1 = n / 2, n2 = n - n1;  // each >= -75: normal powers of two
+  const uint32_t b1 = static_cast<uint32_t>(n1 + 127) << 23, b2 = static_cast<uint32_t>(n2 + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &b1, sizeof(s1));
+  std::memcpy(&s2, &b2, sizeof(s2));
+  return (y * s1) * s2;
+}
 
 int64_t grain_rows(int64_t C) {
   // About 32k elements per task: small problems (B=64, C<=309) stay on one thread, where the
@@ -107,7 +139,7 @@ std::vector<torch::Tensor> stats_forward_cpu(const std::vector<torch::Tensor>& x
       float s = 0.f, a = 0.f, ab = 0.f;
       for (int64_t c = 0; c < C; ++c) {
         const float t = z[c] - mx;
-        const float e = std::exp(t);
+        const float e = exp_nonpos(t);
         s += e;
         a += e * t;
         ab += std::fabs(z[c]);
@@ -176,8 +208,8 @@ std::vector<torch::Tensor> ce_backward_cpu(const std::vector<torch::Tensor>& xs,
   const float* lsp = mxp + M * B;
   const int64_t* yp = labels.data_ptr<int64_t>();
   // 2. dx = w * g / B * (exp(z - max) / s - onehot), one vectorised loop per row. Written as
-  //    exp(z - max) * (scale * exp(-log_s)), not exp((z - max) - log_s): under -ffast-math the compiler
-  //    may reassociate the latter into exp(z - (max + log_s)), which is the imprecise exp(z - lse) again.
+  //    exp(z - max) * (scale * exp(-log_s)), not exp((z - max) - log_s): with -fassociative-math the
+  //    compiler may reassociate the latter into exp(z - (max + log_s)), the imprecise exp(z - lse) again.
   at::parallel_for(0, M * B, grain_rows(C), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t m = r / B, b = r % B;
@@ -185,7 +217,7 @@ std::vector<torch::Tensor> ce_backward_cpu(const std::vector<torch::Tensor>& xs,
       const float* z = L.base[m] + b * C;
       float* d = dbase[m] + b * C;
       const float mx = mxp[r], scale_over_s = scale * std::exp(-lsp[r]);
-      for (int64_t c = 0; c < C; ++c) d[c] = std::exp(z[c] - mx) * scale_over_s;
+      for (int64_t c = 0; c < C; ++c) d[c] = exp_nonpos(z[c] - mx) * scale_over_s;
       d[yp[b]] -= scale;
     }
   });

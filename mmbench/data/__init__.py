@@ -14,6 +14,7 @@ Public API::
     make_synthetic(...), bayes_optimal_logits(...)       # Gaussian toy with a closed-form optimum
 
 Embedded: mfeat-pix-mor, mfeat-fou-zer, mfeat-fou-zer-mor, mfeat-fac-kar, mfeat, watch, synthetic,
+multi-view tables (:mod:`mmbench.data.tabular`): yeast-cc, yeast-ml, satellite, cells, spam, leaves, alzheimer, pd-speech,
 synthetic-3, synthetic-av-paper (random, CREMA-D shapes); on-disk: avmnist; from a ``prepare`` cache
 (:mod:`mmbench.data.prepared`): crema-d, crema-d-speaker, cmu-mosei, cmu-mosei-7, ave, kinetics-sounds,
 vggsound, ucf101, casia-surf. Layout scanners of the latter five (list files -> paths, labels, splits;
@@ -36,6 +37,7 @@ from mmbench.data.validate import DatasetError, validate
 
 # Importing the loaders registers them (nothing is read from disk until a load).
 from mmbench.data import avmnist, mfeat, prepared, synthetic, synthetic_av, watch  # noqa: E402,F401  isort: skip
+from mmbench.data import alzheimer, cells, leaves, pd_speech, satellite, spam, yeast_cc, yeast_ml  # noqa: E402,F401  isort: skip
 from mmbench.data.arrays import build_dataset  # noqa: E402
 from mmbench.data.folder import load_folder, save_folder  # noqa: E402
 from mmbench.data.synthetic import bayes_optimal_logits, make_synthetic  # noqa: E402

@@ -46,6 +46,9 @@ class MultimodalDataset:
         class_names: optional human-readable names, length C.
         groups: optional int64 ``[N]`` group ids (subjects) when the split is by group.
         source: where the data comes from (paper / URL-free citation) and its license.
+        presence: optional float32 ``[N, M]`` natural presence mask (1 = modality observed, columns in
+            modality order) for data that itself lacks some modalities for some samples; the ``natural``
+            pattern trains and tests on it (:mod:`mmbench.patterns`). ``None``: the data has no own gaps.
     """
 
     name: str
@@ -58,6 +61,7 @@ class MultimodalDataset:
     groups: Optional[np.ndarray] = None
     source: str = ""
     meta: Dict[str, object] = field(default_factory=dict)
+    presence: Optional[np.ndarray] = None
 
     @property
     def modalities(self) -> List[str]:

@@ -33,4 +33,11 @@ def select_modalities(dataset: MultimodalDataset, names: Union[str, Sequence[str
         specs=[by_name[n] for n in wanted],
         arrays={n: dataset.arrays[n] for n in wanted},
         meta={**dataset.meta, "modalities_selected": wanted},
+        presence=None if dataset.presence is None else _presence_columns(dataset, wanted),
     )
+
+
+def _presence_columns(dataset: MultimodalDataset, wanted: List[str]):
+    """The natural presence mask's columns of ``wanted``; ``None`` when every selected one is all present."""
+    cols = dataset.presence[:, [dataset.modalities.index(n) for n in wanted]]
+    return None if cols.all() else cols

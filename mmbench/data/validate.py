@@ -62,7 +62,21 @@ def validate(dataset: MultimodalDataset) -> MultimodalDataset:
         _check_modality(where, spec, dataset.arrays.get(spec.name), n, checked_finite)
 
     _check_split(where, dataset.split, n)
+    _check_presence(where, dataset.presence, n, len(names))
     return dataset
+
+
+def _check_presence(where: str, presence, n: int, m: int) -> None:
+    """A natural presence mask is ``[N, M]`` of 0/1 with at least one modality per sample."""
+    if presence is None:
+        return
+    if not isinstance(presence, np.ndarray) or presence.shape != (n, m):
+        raise DatasetError(f"{where}: presence mask has shape {np.shape(presence)}, expected ({n}, {m})")
+    if not np.isin(presence, (0, 1)).all():
+        raise DatasetError(f"{where}: presence mask holds values other than 0 and 1")
+    empty = np.flatnonzero(presence.sum(1) == 0)
+    if empty.size:
+        raise DatasetError(f"{where}: {empty.size} samples have no modality present (first: {int(empty[0])})")
 
 
 def _check_modality(where: str, spec, arr, n: int, checked_finite: bool = False) -> None:

@@ -170,8 +170,37 @@ def test_speedup_is_against_the_fastest_reference_and_roofline_is_reported():
     assert float(sp.value["eager"]) < 0.5 and 0.2 < float(sp.value["fused"]) < 5  # fused ~ released, not >> 1
     nb = df[(df.metric == "model_bytes") & (df.provider == "fused")].value
     assert float(nb.iloc[0]) == 4096 * 8
-    bw = float(df[df.metric == "copy_bandwidth"].value.iloc[0])
-    lim = float(df[(df.metric == "roofline_ms") & (df.provider == "fused")].value.iloc[0])
-    assert lim == pytest.approx(4096 * 8 / (bw * 1e9) * 1e3)
+    # Issue 22 item 5: the roofline uses the copy bandwidth measured for the row's own cell, stored in
+    # every row (copy_gbs), so rows merged from several runs each keep their own.
+    row = df[(df.metric == "roofline_ms") & (df.provider == "fused")].iloc[0]
+    bw = float(row.copy_gbs)
+    assert bw > 0 and float(row.value) == pytest.approx(4096 * 8 / (bw * 1e9) * 1e3)
+    cell = df[df.metric.isin(["median_ms", "gbps", "pct_copy_bw", "roofline_ms"])]
+    assert cell.copy_gbs.notna().all() and cell.copy_gbs.nunique() == 1
+    gbps = df[df.metric == "gbps"].set_index("provider").value
+    pct = df[df.metric == "pct_copy_bw"].set_index("provider")
+    for prov in gbps.index:
+        assert float(pct.value[prov]) == pytest.approx(100 * float(gbps[prov]) / float(pct.copy_gbs[prov]))
     md = markdown(df)
     assert "Roofline" in md and "released" in md
+
+
+def test_report_uses_each_rows_own_bandwidth():
+    """Two runs merged into one CSV at 10 and 40 GB/s: the report's range names both and each roofline
+    row shows its own cell's bandwidth (the audit found one headline bandwidth against rows of others)."""
+    import pandas as pd
+
+    from kernels.benchmark.report import COLUMNS, markdown
+
+    rows = []
+    for shape, bw in (("M=2,B=64,C=6", 10.0), ("M=2,B=64,C=309", 40.0)):
+        for metric, value in (("median_ms", 0.01), ("speedup", 1.0), ("model_bytes", 1e5), ("gbps", 10.0),
+                              ("roofline_ms", 1e5 / (bw * 1e9) * 1e3), ("pct_copy_bw", 100 * 10.0 / bw)):
+            rows.append(dict(op="x", provider="cpp", mode="fwd", shape=shape, dtype="float32", metric=metric,
+                             value=value, unit="", note="vs eager", copy_gbs=bw, device="cpu", torch="t",
+                             triton="t", timestamp="now"))
+    md = markdown(pd.DataFrame(rows, columns=COLUMNS))
+    assert "range 10.0-40.0 GB/s" in md
+    roof = [line for line in md.splitlines() if line.startswith("| M=2")]
+    cells = [[c.strip() for c in r.split("|")] for r in roof]
+    assert any("10" in c and "100.0%" in c for c in cells) and any("40" in c and "25.0%" in c for c in cells)

@@ -213,3 +213,71 @@ def test_saturation_fuzz_against_float64(seed):
                 torch.testing.assert_close(k_log.double(), want, rtol=1e-4, atol=1e-4)
                 compared_ogm += 1
     assert compared_arl > 10 and compared_ogm > 10  # the comparisons really ran
+
+
+# ---- Issue 22 item 4: bad statistics are never turned into equal coefficients --------------------
+_BAD = [float("nan"), float("inf"), -0.5]
+
+
+@pytest.mark.parametrize("bad", _BAD, ids=["nan", "inf", "negative"])
+@pytest.mark.parametrize("which", ["entropy", "dependence"])
+def test_arl_bad_statistic_gives_nan_not_equal_shares(bad, which):
+    """A NaN, infinite or negative H or D gives NaN ARL weights (the step's loss is NaN: the run is
+    marked diverged) -- before, NaN entropies fell back to the equal split [0.5, 0.5]."""
+    from kernels import arl_coefficients
+
+    h, d = torch.tensor([0.4, 0.9]), torch.tensor([3.0, 2.0])
+    (h if which == "entropy" else d)[0] = bad
+    assert torch.isnan(arl_coefficients(h, d, 4.0)).all()
+    assert torch.isfinite(arl_coefficients(torch.tensor([0.4, 0.9]), torch.tensor([3.0, 2.0]), 4.0)).all()
+
+
+def test_arl_rejects_no_modality_and_a_bad_floor():
+    from kernels import arl_coefficients
+
+    with pytest.raises(ValueError, match="M = 0"):
+        arl_coefficients(torch.zeros(0), torch.zeros(0), 4.0)
+    with pytest.raises(ValueError, match="floor"):
+        arl_coefficients(torch.ones(2), torch.ones(2), 4.0, floor=1.5)
+
+
+@pytest.mark.parametrize("bad", _BAD, ids=["nan", "inf", "negative"])
+@pytest.mark.parametrize("rule", ["pair", "min", "mean"])
+def test_ogm_ge_bad_score_gives_nan_not_ones(bad, rule):
+    """A NaN, infinite or negative score gives NaN coefficients, never the no-modulation [1, 1]."""
+    from kernels import ogm_ge_coefficients
+
+    s = torch.tensor([bad, 3.0])
+    assert torch.isnan(ogm_ge_coefficients(s, 0.5, rule=rule)).all()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_ogm_ge_bad_log_score_gives_nan_but_minus_inf_is_a_zero_score(bad):
+    from kernels import ogm_ge_coefficients
+
+    assert torch.isnan(ogm_ge_coefficients(torch.tensor([bad, 1.0]), 0.5, log_scores=True)).all()
+    k = ogm_ge_coefficients(torch.tensor([float("-inf"), 1.0]), 0.5, log_scores=True)
+    torch.testing.assert_close(k, torch.tensor([1.0, 0.0]))  # ratio 0 and +inf: the documented limits
+
+
+def test_ogm_ge_negative_alpha_rejected():
+    """A negative number raises; a negative tensor alpha (checked on device, no sync) gives NaN."""
+    from kernels import ogm_ge_coefficients
+
+    s = torch.tensor([2.0, 3.0])
+    with pytest.raises(ValueError, match="alpha"):
+        ogm_ge_coefficients(s, -0.1)
+    with pytest.raises(ValueError, match="alpha"):
+        ogm_ge_coefficients(s, float("nan"))
+    assert torch.isnan(ogm_ge_coefficients(s, torch.tensor(-0.1))).all()
+    assert torch.isfinite(ogm_ge_coefficients(s, torch.tensor(0.1))).all()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_mad_weights_of_a_nonfinite_teacher_are_nan_not_uniform(bad):
+    from kernels import mad_weights
+
+    t = torch.randn(4, 5)
+    t[2, 1] = bad
+    assert torch.isnan(mad_weights(t)).all()
+    torch.testing.assert_close(mad_weights(torch.zeros(3, 5).fill_(0)).sum(), torch.tensor(1.0))

@@ -128,3 +128,32 @@ def test_teachers_are_keyed_by_content_too(tmp_path, user_folder):
     np.save(user_folder / "a.npy", np.load(user_folder / "a.npy") * 2.0)
     assert runner.run(spec)["status"] == "ok"
     assert len(first) == 1 and len({p.name for p in models.glob("*.pt")} - first) == 1  # a second teacher
+
+
+def test_resolved_kernel_provider_is_part_of_the_key(tmp_path, monkeypatch):
+    """Issue 21 item 7: the backend is in the run key where it changes the numbers. ARL on auto resolves
+    to the dispatch table's provider; a table choosing the C++ extension and one choosing eager give
+    different keys for the same spec (their loss histories differ in the last bits), and an explicit
+    backend="eager" is keyed with eager everywhere."""
+    import json
+
+    from kernels import dispatch
+
+    monkeypatch.setattr(dispatch, "cpp_would_build", lambda: True)
+    keys = {}
+    for provider in ("cpp", "eager"):
+        table = tmp_path / f"{provider}.json"
+        table.write_text(json.dumps({"choices": {f"cpu/{op}/{mode}/float32/{cls}": provider
+                                                 for op, modes in dispatch.DISPATCH_OPS.items() for mode in modes
+                                                 for cls, _ in dispatch.SHAPE_CLASSES}}))
+        monkeypatch.setenv(dispatch.ENV_TABLE, str(table))
+        ident = run_identity(RunSpec("arl", "synthetic", "complete", 0))
+        assert set(ident["kernel_providers"].values()) == {provider}
+        keys[provider] = RunSpec("arl", "synthetic", "complete", 0).key()
+    assert keys["cpp"] != keys["eager"]
+    # Without the extension, "auto" and "cpp" resolve to eager: the key says what actually ran.
+    monkeypatch.setattr(dispatch, "cpp_would_build", lambda: False)
+    assert set(run_identity(RunSpec("arl", "synthetic", "complete", 0))["kernel_providers"].values()) == {"eager"}
+    ident = run_identity(RunSpec("arl", "synthetic", "complete", 0, {"backend": "eager"}))
+    assert set(ident["kernel_providers"].values()) == {"eager"}
+    assert "kernel_providers" not in run_identity(RunSpec("joint", "synthetic", "complete", 0))  # no kernel op

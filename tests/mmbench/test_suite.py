@@ -73,3 +73,33 @@ def test_an_empty_filter_selects_nothing_and_is_an_error(flag):
 def test_repeated_seeds_are_refused():
     with pytest.raises(ValueError, match="repeat 0"):
         parse_seeds("0,1,0")
+
+
+def test_dataset_patterns_run_only_on_their_data_set_and_survive_filters(tmp_path):
+    path = tmp_path / "nat.yaml"
+    path.write_text("methods: [joint]\ndatasets: [yeast-cc, spam]\npatterns: [complete]\n"
+                    "dataset_patterns: {yeast-cc: [natural]}\nseeds: [0]\n")
+    suite = load_suite(str(path))
+    assert sorted((s.dataset, s.pattern) for s in suite.specs()) == [
+        ("spam", "complete"), ("yeast-cc", "complete"), ("yeast-cc", "natural")]
+    assert suite.patterns_text() == "1 patterns (+ natural on 1 data set)"
+    only = apply_filters(load_suite(str(path)), patterns="natural")
+    assert [(s.dataset, s.pattern) for s in only.specs()] == [("yeast-cc", "natural")]
+    none = apply_filters(load_suite(str(path)), patterns="complete")
+    assert all(s.pattern == "complete" for s in none.specs())
+
+
+def test_dataset_patterns_name_unknown_entries(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("datasets: [synthetic]\ndataset_patterns: {no-such-data: [natural]}\n")
+    with pytest.raises(KeyError, match="no-such-data"):
+        load_suite(str(path))
+
+
+def test_default_suite_covers_every_embedded_table_with_five_seeds():
+    suite = load_suite("default")
+    assert suite.seeds == [0, 1, 2, 3, 4]
+    for name in ("yeast-cc", "yeast-ml", "satellite", "cells", "spam", "leaves", "alzheimer", "pd-speech"):
+        assert name in suite.datasets
+    assert suite.patterns_of("yeast-cc") == ["complete", "missing-0.5", "natural"]
+    assert load_suite("quick").datasets == ["synthetic"]

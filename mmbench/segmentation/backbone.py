@@ -1,0 +1,76 @@
+"""One ResNet-34 branch per modality: torchvision's network, or ESANet's variant with NonBottleneck1D blocks.
+
+The branch exposes the stages ESANet fuses after: ``stem`` (7x7 conv, BN, ReLU -> 1/2, 64 ch), then
+max-pool and ``layer1`` .. ``layer4`` (1/4 64, 1/8 128, 1/16 256, 1/32 512 ch).
+
+Pretrained weights come only from a file the user gives (a torchvision-layout ``state_dict`` for
+ResNet-34, e.g. ImageNet weights saved with ``torch.save(resnet34(weights=...).state_dict(), path)``);
+nothing is downloaded. For a 1-channel depth branch the stem's RGB kernels are summed over the input
+channels (what ESANet does with ImageNet weights for depth). The NBt1D variant has no torchvision
+weights; its file must hold this module's own keys (ESANet ships such ImageNet weights).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from mmbench.models.resnet import import_torchvision
+from mmbench.segmentation.blocks import NonBottleneck1D
+
+STAGE_CHANNELS = (64, 64, 128, 256, 512)  # stem, layer1 .. layer4
+BLOCKS = ("basic", "nbt1d")
+
+
+class ResNet34Branch(nn.Module):
+    """Images ``[B, in_channels, H, W]`` -> the five stage outputs (see module docstring).
+
+    Args:
+        in_channels: 3 for RGB, 1 for depth.
+        block: ``"basic"`` (torchvision's BasicBlock) or ``"nbt1d"`` (ESANet's NonBottleneck1D in every
+            residual block, the released segmentation code's choice).
+        weights: path of a user state_dict to start from, or None (random init).
+    """
+
+    def __init__(self, in_channels: int, block: str = "nbt1d", weights: Optional[Union[str, Path]] = None):
+        super().__init__()
+        if block not in BLOCKS:
+            raise ValueError(f"unknown ResNet-34 block {block!r}; choose one of {BLOCKS}")
+        tv = import_torchvision("the segmentation ResNet-34 backbone")
+        if block == "basic":
+            net = tv.models.resnet34(weights=None)
+        else:
+            net = tv.models.resnet.ResNet(NonBottleneck1D, [3, 4, 6, 3])
+        self.block = block
+        if weights is not None:
+            self._load_user_weights(net, Path(weights), in_channels)
+        if in_channels != 3:
+            old = net.conv1
+            net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+            if weights is not None:  # sum the loaded RGB kernels over the channels (ESANet, depth)
+                with torch.no_grad():
+                    net.conv1.weight.copy_(old.weight.sum(1, keepdim=True).expand_as(net.conv1.weight))
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
+        self.maxpool = net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+
+    @staticmethod
+    def _load_user_weights(net: nn.Module, path: Path, in_channels: int) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained backbone weights {path} do not exist (they are never downloaded)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the ImageNet classifier
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise ValueError(f"{path} does not fit this ResNet-34: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+    def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``index`` (0 = stem, 1..4 = layer1..4; the max-pool runs before layer1)."""
+        if index == 0:
+            return self.stem(x)
+        if index == 1:
+            x = self.maxpool(x)
+        return getattr(self, f"layer{index}")(x)

@@ -1,0 +1,99 @@
+"""ESANet-style two-branch RGB-D segmentation network with a modality mask (missing RGB or depth).
+
+Encoder: one :class:`~mmbench.segmentation.backbone.ResNet34Branch` for RGB, one for depth. After the
+stem and after each of layer1..layer4 the depth features are fused into the RGB stream by
+:class:`~mmbench.segmentation.blocks.SEFusionAdd` (the fused map is what the RGB branch continues
+from; the depth branch continues on its own). Context: :class:`PyramidPooling` on the 1/32 map.
+Decoder: three modules (conv-BN-ReLU, NonBottleneck1D, learned 2x upsampling), each adding the fused
+encoder skip of the same resolution (1/16, 1/8, 1/4; a 1x1 conv-BN-ReLU matches the channels), then a
+3x3 conv to the class logits and two learned 2x upsamplings to the input size.
+
+Missing modalities: ``forward(rgb, depth, present)`` zeroes the input of every absent modality per
+sample (``present[:, 0]`` RGB, ``present[:, 1]`` depth), as MMANet's evaluation multiplies the inputs by
+its ``[[1,0],[0,1],[1,1]]`` masks. Training-time side outputs of ESANet's decoder (deep supervision) are
+not built yet.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from mmbench.segmentation.backbone import STAGE_CHANNELS, ResNet34Branch
+from mmbench.segmentation.blocks import LearnedUpsample, NonBottleneck1D, PyramidPooling, SEFusionAdd, conv_bn_relu
+
+DECODER_CHANNELS = (512, 256, 128)  # ESANet's NYUv2 / Cityscapes setting
+
+
+class DecoderModule(nn.Module):
+    """``[B, c_in, h, w]`` -> ``[B, c_out, 2h, 2w]``: conv-BN-ReLU 3x3, ``blocks`` NonBottleneck1D, learned 2x up."""
+
+    def __init__(self, c_in: int, c_out: int, blocks: int = 1):
+        super().__init__()
+        self.conv = conv_bn_relu(c_in, c_out, 3)
+        self.blocks = nn.Sequential(*[NonBottleneck1D(c_out, c_out) for _ in range(blocks)])
+        self.up = LearnedUpsample(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.blocks(self.conv(x)))
+
+
+class ESANetRGBD(nn.Module):
+    """``rgb [B, 3, H, W]``, ``depth [B, 1, H, W]``, ``present [B, 2]`` -> logits ``[B, num_classes, H, W]``.
+
+    H and W must be multiples of 32 (five stride-2 stages).
+
+    Args:
+        num_classes: C (40 on NYUv2, 19 on Cityscapes).
+        block: encoder residual block, ``"nbt1d"`` (the released code) or ``"basic"`` (torchvision's).
+        rgb_weights, depth_weights: optional user files with ImageNet-style backbone weights
+            (:class:`ResNet34Branch`); none are downloaded.
+        decoder_channels: widths of the three decoder modules.
+        context_bins: pyramid-pooling bins.
+    """
+
+    def __init__(self, num_classes: int, block: str = "nbt1d",
+                 rgb_weights: Optional[Union[str, Path]] = None, depth_weights: Optional[Union[str, Path]] = None,
+                 decoder_channels: Sequence[int] = DECODER_CHANNELS, context_bins: Sequence[int] = (1, 5)):
+        super().__init__()
+        self.rgb = ResNet34Branch(3, block, rgb_weights)
+        self.depth = ResNet34Branch(1, block, depth_weights)
+        self.fusions = nn.ModuleList(SEFusionAdd(c) for c in STAGE_CHANNELS)
+        d1, d2, d3 = decoder_channels
+        self.context = PyramidPooling(STAGE_CHANNELS[4], d1, context_bins)
+        # skips from the fused 1/16, 1/8 and 1/4 maps, projected to the decoder widths
+        self.skips = nn.ModuleList([conv_bn_relu(STAGE_CHANNELS[3], d1, 1), conv_bn_relu(STAGE_CHANNELS[2], d2, 1),
+                                    conv_bn_relu(STAGE_CHANNELS[1], d3, 1)])
+        self.decoder = nn.ModuleList([DecoderModule(d1, d1), DecoderModule(d1, d2), DecoderModule(d2, d3)])
+        self.classifier = nn.Conv2d(d3, num_classes, 3, padding=1)
+        self.final_up = nn.Sequential(LearnedUpsample(num_classes), LearnedUpsample(num_classes))
+
+    @staticmethod
+    def mask_inputs(rgb: torch.Tensor, depth: torch.Tensor, present: Optional[torch.Tensor]):
+        """Zero the absent modality of each sample; ``present`` ``[B, 2]`` (1 = there), None = both there."""
+        if present is None:
+            return rgb, depth
+        if present.shape != (rgb.shape[0], 2):
+            raise ValueError(f"present must be [B, 2] (RGB, depth); got {tuple(present.shape)} for B = {rgb.shape[0]}")
+        p = present.to(rgb.dtype)
+        return rgb * p[:, 0, None, None, None], depth * p[:, 1, None, None, None]
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor, present: Optional[torch.Tensor] = None) -> torch.Tensor:
+        h, w = rgb.shape[-2:]
+        if rgb.shape[1] != 3 or depth.shape[1] != 1 or depth.shape[-2:] != (h, w) or depth.shape[0] != rgb.shape[0]:
+            raise ValueError(f"expected rgb [B, 3, H, W] and depth [B, 1, H, W]; got {tuple(rgb.shape)}, {tuple(depth.shape)}")
+        if h % 32 or w % 32:
+            raise ValueError(f"H and W must be multiples of 32 (five stride-2 stages); got {h}x{w}")
+        x_rgb, x_depth = self.mask_inputs(rgb, depth, present)
+        fused = []
+        for stage in range(5):
+            x_rgb = self.rgb.forward_stage(stage, x_rgb)
+            x_depth = self.depth.forward_stage(stage, x_depth)
+            x_rgb = self.fusions[stage](x_rgb, x_depth)
+            fused.append(x_rgb)
+        x = self.context(fused[4])  # 1/32
+        for module, skip, enc in zip(self.decoder, self.skips, (fused[3], fused[2], fused[1])):
+            x = module(x) + skip(enc)  # 1/16, 1/8, 1/4
+        return self.final_up(self.classifier(x))  # 1/1
