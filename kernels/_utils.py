@@ -153,20 +153,25 @@ def interpreting() -> bool:
 def resolve_backend(backend: str, device: torch.device) -> str:
     """Map ``backend`` ("auto" | "eager" | "triton" | "cpp") to a concrete backend for ``device``.
 
-    "auto" is Triton on CUDA tensors and eager otherwise; on CPU it is Triton only when both
-    ``TRITON_INTERPRET=1`` and ``MMBENCH_KERNELS_BACKEND=triton`` are set (the interpreter is slow,
-    it is a correctness path, not a performance path). Op 1 resolves "auto" with its measured dispatch
-    table instead (:mod:`kernels.dispatch`, :func:`kernels.modality_stats._backend_for`).
+    "auto" is Triton on CUDA tensors and eager otherwise (also on CUDA when triton is not installed);
+    on CPU it is Triton only when both ``TRITON_INTERPRET=1`` and ``MMBENCH_KERNELS_BACKEND=triton``
+    are set (the interpreter is slow, it is a correctness path, not a performance path). Op 1 resolves
+    "auto" with its measured dispatch table instead (:mod:`kernels.dispatch`,
+    :func:`kernels.modality_stats._backend_for`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
+    from ._triton import HAVE_TRITON, MISSING_REASON, TritonUnavailable
+
     dev = torch.device(device)
     if backend == "auto":
         if dev.type == "cuda":
-            return "triton"
-        if interpreting() and os.environ.get("MMBENCH_KERNELS_BACKEND", "") == "triton":
+            return "triton" if HAVE_TRITON else "eager"
+        if HAVE_TRITON and interpreting() and os.environ.get("MMBENCH_KERNELS_BACKEND", "") == "triton":
             return "triton"
         return "eager"
+    if backend == "triton" and not HAVE_TRITON:
+        raise TritonUnavailable(f"backend='triton' unavailable: {MISSING_REASON}")
     if backend == "triton" and dev.type != "cuda" and not interpreting():
         raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for the CPU interpreter)")
     return backend

@@ -10,18 +10,29 @@
 * CUDA: ``csrc/modality_stats_cuda.cu``, compiled in only when ``torch.cuda.is_available()`` and a
   CUDA toolkit is found.
 
-The build is cached in torch's default extensions directory (``TORCH_EXTENSIONS_DIR`` or
-``~/.cache/torch_extensions``); the first call takes about a minute. If the compiler or ninja is
+The build goes to a folder of its own per environment, :func:`build_directory`:
+``$MMBENCH_CACHE/ext/<python>-<torch>-<compiler>`` (``~/.cache/mmbench`` without ``MMBENCH_CACHE``;
+``MMBENCH_EXT_DIR`` overrides it), so two virtual environments with different torch builds never
+rebuild over each other, nor wait on each other's lock. The first build takes about a minute;
+:func:`build_announced` (``python -m mmbench build-ext``, and the first ``run`` or ``all``) does it
+with a message, before anything is timed. If the compiler or ninja is
 missing or the build fails, :func:`load_extension_or_warn` emits **one** warning and returns None,
 and ``backend="cpp"`` falls back to eager. :func:`cpp_available` tells whether the build works.
 Setting ``MMBENCH_NO_CPP=1`` disables the extension (no build attempted).
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import platform
+import subprocess
+import sys
 import threading
+import time
 import warnings
-from typing import Optional
+from contextlib import contextmanager
+from typing import Callable, Optional
 
 import torch
 
@@ -48,8 +59,48 @@ def _simd_flags():
     return ["-mavx2", "-mfma"] if "avx2" in flags and "fma" in flags else []
 
 
+def _compiler_id() -> str:
+    """The first line of the C++ compiler's ``--version`` (torch builds with ``$CXX`` or ``c++``)."""
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return f"{cxx}-unknown"
+    return (out.splitlines() or [f"{cxx}-unknown"])[0]
+
+
+def build_directory() -> str:
+    """This environment's build folder: keyed by Python, torch (version and CUDA) and the compiler."""
+    if os.environ.get("MMBENCH_EXT_DIR"):
+        return os.environ["MMBENCH_EXT_DIR"]
+    root = os.environ.get("MMBENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mmbench")
+    compiler = hashlib.sha256(_compiler_id().encode()).hexdigest()[:10]
+    tag = (f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__}-"
+           f"cuda{torch.version.cuda or 'none'}-{platform.machine()}-cxx{compiler}")
+    return os.path.join(os.path.expanduser(root), "ext", tag.replace("+", "_"))
+
+
+@contextmanager
+def _no_cuda_home_notice():
+    """Silence torch's "No CUDA runtime is found, using CUDA_HOME=..." (logged when a CUDA build of
+    torch finds a toolkit but no GPU): on a CPU machine it is no problem, the CPU variant is built."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    if not torch.cuda.is_available():
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _extension_name(with_cuda: bool) -> str:
+    return "mmbench_modality_stats" + ("_cuda" if with_cuda else "_cpu")
+
+
 def _build():
-    from torch.utils.cpp_extension import CUDA_HOME, load
+    with _no_cuda_home_notice():
+        from torch.utils.cpp_extension import CUDA_HOME, load
 
     sources = [os.path.join(_CSRC, "modality_stats.cpp")]
     flags = CPU_FLAGS + _simd_flags()
@@ -60,9 +111,12 @@ def _build():
         sources.append(os.path.join(_CSRC, "modality_stats_cuda.cu"))
         flags.append("-DWITH_CUDA")
         cuda_flags = ["-O3", "-DWITH_CUDA"]
+    folder = build_directory()
+    os.makedirs(folder, exist_ok=True)
     return load(
-        name="mmbench_modality_stats" + ("_cuda" if with_cuda else "_cpu"),
+        name=_extension_name(with_cuda),
         sources=sources,
+        build_directory=folder,
         extra_cflags=flags,
         extra_cuda_cflags=cuda_flags or None,
         extra_include_paths=wheel_cuda_include_dirs() if with_cuda else None,  # cusparse.h for torch's headers
@@ -131,6 +185,29 @@ def get_extension():
             except Exception as exc:  # noqa: BLE001 - any toolchain failure means "not available"
                 _STATE["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
         return _STATE["ext"]
+
+
+def build_announced(say: Callable[[str], None]) -> bool:
+    """Build (or load) the extension now, telling ``say`` when a build happens and how long it took.
+
+    Called before anything is timed (``build-ext``, the first ``run``, ``all`` before its workers
+    start), so a build never lands in a run's stored throughput. Returns whether it is available.
+    """
+    if _STATE["tried"] or os.environ.get("MMBENCH_NO_CPP", "") == "1":
+        return get_extension() is not None
+    folder = build_directory()
+    with_cuda = torch.cuda.is_available()
+    built = any(f.startswith(_extension_name(with_cuda)) and f.endswith(".so")
+                for f in (os.listdir(folder) if os.path.isdir(folder) else []))
+    if not built:
+        say(f"C++ extension: building it for this environment in {folder} (once; about a minute)...")
+    start = time.perf_counter()
+    ok = get_extension() is not None
+    took = time.perf_counter() - start
+    if not built or took > 5:  # a first build, or sources changed since the last one
+        say(f"C++ extension: {'built' if ok else 'not available'} in {took:.0f} s"
+            + ("" if ok else f" ({_STATE['error']}); the eager path is used"))
+    return ok
 
 
 def cpp_available() -> bool:

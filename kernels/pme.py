@@ -25,9 +25,8 @@ from __future__ import annotations
 from typing import Optional, Tuple, Union
 
 import torch
-import triton
-import triton.language as tl
 
+from ._triton import tl, triton
 from ._utils import resolve_backend
 
 Seed = Union[int, torch.Tensor]

@@ -1,6 +1,10 @@
-"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench, publish, prepare, simulate.
+"""``python -m mmbench <command>``: all, run, list, show, table, steps, bench, publish, prepare, verify, simulate,
+build-ext.
 
-One argparse parser, one class per subcommand (torchtune's layout).
+One argparse parser, one class per subcommand (torchtune's layout). Answering at once: this module
+imports nothing heavy (torch, pandas, the registries); each command imports what it needs when it
+runs, and only the chosen command's options are built (``bench`` and ``prepare`` read theirs from
+the kernel benchmark and the preparer registry).
 """
 from __future__ import annotations
 
@@ -11,8 +15,6 @@ import os
 import sys
 import time
 from typing import List, Optional
-
-from mmbench.config import RunSpec, parse_overrides, resolve
 
 
 def positive_int(text: str) -> int:
@@ -26,19 +28,38 @@ def positive_int(text: str) -> int:
     return value
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """argparse's "(default: X)" where it informs: not on required options, not for None or False
+    defaults, not when the help already names its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or action.required or default is None or default is False or default == []
+                or default == argparse.SUPPRESS or not action.option_strings and action.nargs not in ("?", "*")):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Command(abc.ABC):
     """One subcommand: its parser arguments and what it does."""
 
     name = ""
     help = ""
-    # Commands whose options' help does not spell out its default get argparse's "(default: ...)".
-    formatter_class = argparse.HelpFormatter
+    formatter_class = DefaultsFormatter
 
     @classmethod
-    def create(cls, sub) -> None:
-        parser = sub.add_parser(cls.name, help=cls.help, description=cls.help, formatter_class=cls.formatter_class)
-        cls.add_arguments(parser)
+    def create(cls, sub, chosen: bool = True) -> None:
+        """Add the subcommand; its options only when ``chosen`` (the command being run, or help on it)."""
+        parser = sub.add_parser(cls.name, help=cls.help, description=cls.description() if chosen else cls.help,
+                                formatter_class=cls.formatter_class)
+        if chosen:
+            cls.add_arguments(parser)
         parser.set_defaults(func=cls.execute)
+
+    @classmethod
+    def description(cls) -> str:
+        return cls.help
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:  # noqa: B027 - optional hook
@@ -55,18 +76,17 @@ class All(Command):
     help = "run a suite (default: every method on every embedded data set, 2 patterns, 3 seeds) and write the tables"
 
     @classmethod
-    def create(cls, sub) -> None:
+    def description(cls) -> str:
         from mmbench.suite import FILTER_RULE
 
-        parser = sub.add_parser(cls.name, help=cls.help, description=f"{cls.help}. {FILTER_RULE}",
-                                formatter_class=cls.formatter_class)
-        cls.add_arguments(parser)
-        parser.set_defaults(func=cls.execute)
+        return (f"{cls.help}. {FILTER_RULE} Every data set of the grid is loaded before any run starts: "
+                "one that is not prepared is an error naming it, and nothing is written.")
 
     @classmethod
     def add_arguments(cls, p):
         p.add_argument("--suite", default="default", help="bundled suite name or YAML path (default: default)")
-        p.add_argument("--out", default="results", help="results folder (default: results)")
+        p.add_argument("--out", help="results folder (default: results for the default suite, "
+                                     "results/scratch/SUITE for any other)")
         p.add_argument("--workers", type=int, default=2, help="parallel runs (default: 2)")
         picks = "(comma list; wildcards pick from the suite's)"
         p.add_argument("--methods", help=f"these methods instead of the suite's {picks}")
@@ -82,7 +102,10 @@ class All(Command):
 
     @staticmethod
     def execute(args) -> int:
+        from mmbench.config import parse_overrides
+        from mmbench.data_check import check_datasets
         from mmbench.grid import check_specs, parse_shard, run_grid, select_shard
+        from mmbench.output_dirs import announce, suite_out
         from mmbench.results_store import ResultsStore
         from mmbench.suite import apply_filters, load_suite
 
@@ -90,8 +113,12 @@ class All(Command):
         suite.overrides.update(parse_overrides(args.set))
         specs = select_shard(suite.specs(), parse_shard(args.shard))
         check_specs(specs)  # every setting and pattern of every run: an error before anything runs
+        check_datasets(s.dataset for s in specs)  # every data set loads, or one error listing what to prepare
+        explicit, args.out = args.out is not None, args.out or suite_out(suite.name)
         store = ResultsStore(args.out)
         done = sum(store.is_done(s.key()) for s in specs)
+        if not explicit:
+            print(announce(args.out, explicit))
         print(f"suite {suite.name}: {len(suite.methods)} methods x {len(suite.datasets)} data sets x "
               f"{suite.patterns_text()} x {len(suite.seeds)} seeds = {len(specs)} runs, {done} cached")
         if args.dry_run:
@@ -99,11 +126,15 @@ class All(Command):
                 print(("done " if store.is_done(s.key()) else "todo ") + s.label())
             return 0
         __import__("mmbench.env_errors", fromlist=["check_writable"]).check_writable(args.out)  # before training
+        if done < len(specs):
+            _build_extension_visibly(suite.overrides.get("device", "cpu"))  # once, before the workers start
         start = time.time()
         counts = run_grid(specs, args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler)
         print(f"finished in {time.time() - start:.0f} s: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         if not args.no_table:
-            paths = __import__("mmbench.report", fromlist=["write_tables"]).write_tables(args.out)
+            from mmbench.report import write_tables
+
+            paths = write_tables(args.out, progress=_status_line)
             print(f"tables: {paths['md']}")
         bad = counts.get("failed", 0) + counts.get("diverged", 0)
         if bad:
@@ -117,7 +148,6 @@ class All(Command):
 class Run(Command):
     name = "run"
     help = "run (or fetch from the cache) one method on one data set"
-    formatter_class = argparse.ArgumentDefaultsHelpFormatter
 
     @classmethod
     def add_arguments(cls, p):
@@ -130,18 +160,20 @@ class Run(Command):
         p.add_argument("--seed", type=int, default=0, help="run seed (initialisation, batches, masks)")
         p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="engine settings or method hyper-parameters (python -m mmbench show METHOD lists them)")
-        p.add_argument("--out", default="results",
-                       help="results folder; a run with --set is its own leaderboard row there, never mixed into "
-                            "the default cells (use another folder to keep experiments out of the leaderboard)")
+        p.add_argument("--out",
+                       help="results folder (default: results/scratch/run, outside the committed results); a run "
+                            "with --set is its own leaderboard row there, never mixed into the default cells")
         p.add_argument("--force", action="store_true", help="rerun even if cached")
         p.add_argument("--json", action="store_true", help="print the whole result as JSON")
         p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines on stderr")
 
     @staticmethod
     def execute(args) -> int:
+        from mmbench.config import RunSpec, parse_overrides, resolve
         from mmbench.data import load_dataset
         from mmbench.grid import check_specs
         from mmbench.methods import get_method
+        from mmbench.output_dirs import announce, run_out
         from mmbench.patterns import get_pattern
         from mmbench.runner import Runner
 
@@ -154,6 +186,7 @@ class Run(Command):
         spec = RunSpec(args.method, args.dataset, args.pattern, args.seed, parse_overrides(args.set))
         check_specs([spec])  # unknown or bad settings, a pattern's modality: an error now, not a failed run
         train, _ = resolve(spec, get_method(args.method))
+        explicit, args.out = args.out is not None, args.out or run_out()
         runner = Runner(args.out)
         cached = not args.force and runner.store.is_done(spec.key())
         if not cached:
@@ -163,10 +196,14 @@ class Run(Command):
         dist_info = distributed.init_from_env(train["device"])
         quiet = args.quiet or not dist_info.is_main
 
-        def progress(epoch: int) -> None:
-            print(f"  {spec.label()}: epoch {epoch + 1}/{epochs}", file=sys.stderr, flush=True)
+        def progress(epoch: int, record: dict) -> None:
+            print(f"  {spec.label()}: epoch {epoch + 1}/{epochs}  train loss {record['loss']:.4f}  "
+                  f"val {record['val']:.4f}", file=sys.stderr, flush=True)
 
         if not cached and not quiet:
+            if not explicit:
+                print(announce(args.out, explicit), file=sys.stderr, flush=True)
+            _build_extension_visibly(train.get("device", "cpu"))  # its own step, never inside a timed run
             print(f"training {spec.label()} ({epochs} epoch{'s' if epochs != 1 else ''})", file=sys.stderr, flush=True)
         try:
             result = runner.run(spec, force=args.force, progress=None if quiet else progress)
@@ -184,8 +221,9 @@ class Run(Command):
             return 1
         m, t = result["metrics"], result["throughput"]
         print(f"  test acc {m['test_acc']:.4f}  macro-F1 {m['test_f1']:.4f}  (best epoch {m['best_epoch']}, val {m['val_selection']:.4f})")
-        print("  unimodal " + "  ".join(f"{k} {v:.4f}" for k, v in m["unimodal_acc"].items()))
-        print("  subsets  " + "  ".join(f"{k} {v:.4f}" for k, v in m["subset_acc"].items()))
+        # one order, cached or fresh (a stored result's keys come back sorted): fewest modalities first
+        print("  unimodal " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(m["unimodal_acc"].items())))
+        print("  subsets  " + "  ".join(f"{k} {m['subset_acc'][k]:.4f}" for k in _subset_order(m["subset_acc"])))
         for kind, per_subset in m.get("extra", {}).items():  # a data set's extra metrics (anti-spoofing rates)
             for subset, values in per_subset.items():
                 print(f"  {kind} {subset}: " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
@@ -198,16 +236,21 @@ class Run(Command):
 class List_(Command):
     name = "list"
     help = "list methods, data sets, patterns and suites (all four without an argument; wildcards allowed)"
-    formatter_class = argparse.ArgumentDefaultsHelpFormatter
     KINDS = ["methods", "datasets", "patterns", "suites"]
 
     @classmethod
     def add_arguments(cls, p):
         p.add_argument("what", nargs="?", choices=cls.KINDS, help="what to list (default: everything)")
-        p.add_argument("pattern", nargs="?", default="*", help="names to show (fnmatch wildcards, comma list)")
+        p.add_argument("pattern", nargs="?", default="*",
+                       help="names to show (fnmatch wildcards, comma list; default: all)")
 
     @staticmethod
     def execute(args) -> int:
+        if getattr(args, "memo_argv", None) is not None:  # a shell command line: answer from the memo
+            from mmbench.cli_memo import memoized
+
+            return memoized(args.memo_argv,
+                            lambda: List_.execute(argparse.Namespace(what=args.what, pattern=args.pattern)))
         if args.what is None:
             for kind in List_.KINDS:
                 print(f"# {kind}")
@@ -252,6 +295,11 @@ class Show(Command):
 
     @staticmethod
     def execute(args) -> int:
+        if getattr(args, "memo_argv", None) is not None:  # a shell command line: answer from the memo
+            from mmbench.cli_memo import memoized
+
+            return memoized(args.memo_argv, lambda: Show.execute(argparse.Namespace(method=args.method,
+                                                                                     dataset=args.dataset)))
         from mmbench.data.card import dataset_card, is_dataset
         from mmbench.method_info import describe_method
 
@@ -262,7 +310,6 @@ class Show(Command):
 class Table(Command):
     name = "table"
     help = "rebuild LEADERBOARD.{md,csv,json} in the results folder from its runs/"
-    formatter_class = argparse.ArgumentDefaultsHelpFormatter
 
     @classmethod
     def add_arguments(cls, p):
@@ -273,7 +320,7 @@ class Table(Command):
     def execute(args) -> int:
         from mmbench.report import write_tables
 
-        paths = write_tables(args.out)
+        paths = write_tables(args.out, progress=_status_line)
         print("\n".join(str(p) for p in paths.values()))
         return 0
 
@@ -281,7 +328,7 @@ class Table(Command):
 class Steps(Command):
     name = "steps"
     help = ("interleaved step-time benchmark of the methods against joint training "
-            "(writes results/STEPTIME.md and results/steptime.csv)")
+            "(writes STEPTIME.md and steptime.csv into --out)")
 
     @classmethod
     def add_arguments(cls, p):
@@ -291,7 +338,8 @@ class Steps(Command):
         p.add_argument("--epochs", type=positive_int, default=3, help="epochs per timed training (default 3)")
         p.add_argument("--rounds", type=positive_int, default=None,
                        help="rounds over all methods (default 5; paper scale: 3 on a GPU, 4 on a CPU)")
-        p.add_argument("--out", default="results")
+        p.add_argument("--out", help="folder for STEPTIME.md and steptime.csv (default: results/scratch/steps; "
+                                     "--out results replaces the committed measurement)")
         p.add_argument("--scale", default="suite", choices=["suite", "paper"],
                        help="suite: the default suite's data sets (default); paper: one step of every method at "
                             "CREMA-D shapes with ResNet-18s (writes STEPTIME-paper.md / steptime-paper.csv)")
@@ -308,6 +356,11 @@ class Steps(Command):
 
     @staticmethod
     def execute(args) -> int:
+        from mmbench.output_dirs import announce, steps_out
+
+        explicit, args.out = args.out is not None, args.out or steps_out(args.scale)
+        if not explicit:
+            print(announce(args.out, explicit), flush=True)
         if args.scale == "paper":
             return Steps.execute_paper(args)
         from mmbench.data import list_datasets
@@ -353,18 +406,24 @@ class Steps(Command):
 
 class Bench(Command):
     name = "bench"
-    help = "kernel-vs-eager benchmark of the fused ops (writes results/kernels.csv and results/KERNELS.md)"
+    help = ("kernel-vs-eager benchmark of the fused ops (writes kernels.csv and KERNELS.md: into results/ for the "
+            "full sweep, results/scratch/bench-quick for --quick)")
 
     @classmethod
     def add_arguments(cls, p):
         from kernels.benchmark.runner import add_arguments
 
         add_arguments(p)
+        p.set_defaults(out=None)  # chosen in execute: the quick sweep never overwrites the committed tables
 
     @staticmethod
     def execute(args) -> int:
         from kernels.benchmark.runner import execute
+        from mmbench.output_dirs import announce, bench_out
 
+        explicit, args.out = args.out is not None, args.out or bench_out(args.quick)
+        if not explicit:
+            print(announce(args.out, explicit), flush=True)
         return execute(args)
 
 
@@ -392,8 +451,16 @@ class Prepare(Command):
     help = "decode and preprocess a data set on disk once into the cache that --dataset NAME reads"
 
     @classmethod
+    def description(cls) -> str:
+        from mmbench.prepare import load_builtin
+        from mmbench.prepare.base import PREPARERS
+
+        load_builtin()
+        return f"{cls.help}. Data sets: {', '.join(sorted(PREPARERS.names()))}."
+
+    @classmethod
     def add_arguments(cls, p):
-        p.add_argument("name", help="data set to prepare (crema-d, cmu-mosei, ...; see the README)")
+        p.add_argument("name", help="data set to prepare (one of those listed above)")
         p.add_argument("--src", required=True, help="the data set's folder (or file) as downloaded")
         p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="preprocessing settings (defaults: the papers'); a changed one makes a new cache")
@@ -402,6 +469,7 @@ class Prepare(Command):
 
     @staticmethod
     def execute(args) -> int:
+        from mmbench.config import parse_overrides
         from mmbench.prepare.run import prepare
 
         try:
@@ -430,7 +498,6 @@ class Verify(Command):
         return 1 if any(line.startswith("damaged") for line in lines) else 0
 
 
-
 class Simulate(Command):
     name = "simulate"
     help = ("simulate the benchmark's design, calibrated from the runs, to check the leaderboard's intervals "
@@ -452,25 +519,70 @@ class Simulate(Command):
         return 0
 
 
-COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare, Verify, Simulate]
+
+class BuildExt(Command):
+    name = "build-ext"
+    help = ("build the C++ extension of the fused statistics now (otherwise the first run builds it, with a "
+            "message); per environment, under $MMBENCH_CACHE/ext")
+
+    @staticmethod
+    def execute(args) -> int:
+        from kernels import cpp_ext
+
+        start = time.time()
+        ok = cpp_ext.build_announced(lambda line: print(line, flush=True))
+        if not ok:
+            print(f"error: the C++ extension did not build ({cpp_ext.cpp_unavailable_reason()}); "
+                  "runs use the eager path", file=sys.stderr)
+            return 1
+        print(f"ready in {time.time() - start:.0f} s: {cpp_ext.build_directory()}")
+        return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = [All, Run, List_, Show, Table, Steps, Bench, Publish, Prepare, Verify, Simulate, BuildExt]
+
+
+def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the command it names gets its options (the others just a help line)."""
     parser = argparse.ArgumentParser(prog="python -m mmbench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     for command in COMMANDS:
-        command.create(sub)
+        command.create(sub, chosen=argv is None or command.name == chosen)
     return parser
+
+
+def _status_line(line: str) -> None:
+    """Progress of a long step (reading runs, statistics), on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _subset_order(per_subset: dict) -> list:
+    """Subset names with the fewest modalities first, then by name (the same order cached or fresh)."""
+    return sorted(per_subset, key=lambda name: (name.count("+"), name))
+
+
+def _build_extension_visibly(device: str) -> None:
+    """Build (or load) the C++ extension now, saying so, so its build is a step of its own."""
+    if str(device).startswith("cuda"):
+        return  # the GPU path is Triton's; the extension is built there only on demand
+    from kernels import cpp_ext
+
+    cpp_ext.build_announced(lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     try:  # Ctrl-C from the first line: during imports and argument parsing too
         from mmbench.grid import GridInterrupted
 
-        args = build_parser().parse_args(argv)
+        line = sys.argv[1:] if argv is None else argv
+        args = build_parser(line).parse_args(line)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr, flush=True)
         return 130
+    # list/show from a shell answer from a memo of their output (mmbench.cli_memo); in-process calls
+    # (tests, scripts that register their own methods) always compute.
+    args.memo_argv = line if argv is None else None
     try:
         return args.func(args)
     except (KeyError, ValueError, FileNotFoundError) as err:

@@ -25,9 +25,9 @@ from typing import Any, Callable, Dict, List, Optional
 import yaml
 
 from mmbench.config import RunSpec
-from mmbench.data import list_datasets
-from mmbench.methods import list_methods
-from mmbench.patterns import get_pattern
+
+# The registries (data sets, methods, patterns) import torch: imported where used, so that reading
+# FILTER_RULE for ``all --help`` stays instant.
 
 SUITE_DIR = Path(__file__).parent / "suites"
 # Methods whose cached models other methods use as teachers run first, so teachers are ready.
@@ -89,6 +89,10 @@ def load_suite(name_or_path: str) -> Suite:
     Raises ``ValueError`` naming the file and the key for malformed YAML, unknown keys or a value of
     the wrong kind (``seeds: 0`` instead of a list, say).
     """
+    from mmbench.data import list_datasets
+    from mmbench.methods import list_methods
+    from mmbench.patterns import get_pattern
+
     path = SUITE_DIR / f"{name_or_path}.yaml"
     if not path.exists():
         path = Path(name_or_path)
@@ -199,7 +203,9 @@ def _choose(flag: str, text: str, in_suite: List[str], check: Callable[[str], An
 def apply_filters(suite: Suite, methods: Optional[str] = None, datasets: Optional[str] = None,
                   patterns: Optional[str] = None, seeds: Optional[str] = None) -> Suite:
     """``suite`` with the command line's filters applied (see :data:`FILTER_RULE`), in place."""
+    from mmbench.data import list_datasets
     from mmbench.methods import get_method
+    from mmbench.patterns import get_pattern
 
     # `is not None`: an empty filter (--methods '') selects nothing, an error in _choose, never everything
     if methods is not None:

@@ -38,6 +38,53 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+# Optional packages: triton (the ``triton`` extra: Triton kernels, on a CPU through the interpreter)
+# and torchvision (the ``paper`` extra, pinned to one torch). A test that reaches for one that is not
+# installed is reported as skipped with the install that brings it, never as a failure.
+_OPTIONAL = {"triton": "pip install -e '.[triton]'",
+             "torchvision": "pip install -e '.[paper]' (the build matching torch)"}
+
+
+def _missing_optional(excinfo):
+    """The skip reason if ``excinfo`` is an optional package being absent, else None."""
+    import importlib.util
+
+    from kernels._triton import HAVE_TRITON, TritonUnavailable
+
+    if excinfo.errisinstance(TritonUnavailable):
+        return f"needs triton: {excinfo.value}"
+    if excinfo.errisinstance(ImportError):
+        missing = (getattr(excinfo.value, "name", None) or "").split(".")[0]
+        # only when the package is really absent: an ImportError inside an installed one is a failure
+        absent = not HAVE_TRITON if missing == "triton" else importlib.util.find_spec(missing) is None \
+            if missing in _OPTIONAL else False
+        if absent:
+            return f"needs {missing}, not installed: {_OPTIONAL[missing]}"
+    if _torchvision_mismatch(excinfo):
+        return (f"torchvision does not load with torch {torch.__version__} ({excinfo.typename}: {excinfo.value}); "
+                f"{_OPTIONAL['torchvision']}")
+    return None
+
+
+def _torchvision_mismatch(excinfo) -> bool:
+    """An error raised while importing torchvision itself (a build for another torch: missing operators,
+    undefined symbols)."""
+    import torchvision_check
+
+    return torchvision_check.raised_in_torchvision_import(excinfo.traceback)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and report.failed:
+        reason = _missing_optional(call.excinfo)
+        if reason:
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {reason}")
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny models: one intra-op thread is fastest, deterministic, and avoids oversubscribing a 2-core box."""

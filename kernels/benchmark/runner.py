@@ -205,7 +205,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="no timing: compile every Triton kernel variant for sm_80 and sm_90 (no GPU needed) and "
                         "write <out>/kernels_static.csv plus the static table of <out>/KERNELS.md")
     p.add_argument("--note", default="", help="one line for the report's header (e.g. what else loaded the machine)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every timing as it is measured")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

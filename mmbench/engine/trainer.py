@@ -112,7 +112,7 @@ def fit_and_test(
     info: RunInfo,
     fixed_masks=(None, None),
     teacher_fn: Optional[Callable[..., Method]] = None,
-    progress: Optional[Callable[[int], None]] = None,
+    progress: Optional[Callable[[int, Dict[str, Any]], None]] = None,
 ) -> Dict[str, Any]:
     """Train ``method`` for ``info.epochs``, keep the best epoch on validation, test once.
 
@@ -195,7 +195,7 @@ def fit_and_test(
         if epoch >= first_eligible and is_better(score, best):
             best, best_epoch, best_state = score, epoch, _snapshot(method)
         if progress:
-            progress(epoch)
+            progress(epoch, history[-1])  # {"epoch", "loss": mean training loss, "val": selection score}
 
     if best_state is not None:
         _restore(method, best_state)

@@ -7,14 +7,15 @@ runs. ``GROUP_KEYS`` is what makes a cell; change it in one place if cells gain 
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from mmbench.report.intervals import (FUSED, LEVEL_FULL, LEVEL_SAMPLES, MASKED, SUBSET_MEAN, cell_interval,
-                                      sample_scores)
-from mmbench.report.paired import N_BOOT, best_or_tied, cell_seed
+from mmbench.report.intervals import (CONFIDENCE, FUSED, LEVEL_FULL, LEVEL_SAMPLES, MASKED, SUBSET_MEAN,
+                                      cell_interval, sample_scores)
+from mmbench.report.paired import ALPHA, MAX_BOOT, N_BOOT, best_or_tied, cell_seed
+from mmbench.report.stats_cache import StatisticsCache, group_digest
 
 GROUP_KEYS = ["method", "overrides", "dataset", "pattern", "settings"]  # a cell: identical resolved settings
 COMPARE_KEYS = ["dataset", "pattern"]  # cells compared with one another
@@ -44,44 +45,59 @@ def exact_mean(cell: pd.DataFrame, metric: str) -> Optional[Fraction]:
     return sum(parts) / len(parts) if parts else None
 
 
-def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+def cell_statistics(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, cache: Optional[StatisticsCache] = None,
+                    progress: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
     """One row per cell; for each metric: ``|lo``, ``|hi``, ``|ci_level`` (the interval), ``|best``,
     ``|best_or_tied``, ``|p_adj``, ``|compared``, ``|mc_flag``, ``|paired_seeds`` (the marks) and
     ``|boot_seed``, ``|n_boot`` (the comparison's bootstrap seed and replicates), ``|num`` / ``|den``
-    (the exact mean as a fraction of correct counts).
+    (the exact mean as a fraction of correct counts). Each data set and pattern's rows are computed once
+    per distinct input and kept in ``cache`` (:mod:`mmbench.report.stats_cache`).
 
     Args:
         runs: finished runs (``status == "ok"``), one row each, with an ``outcomes`` column where stored.
+        cache: where the statistics of unchanged groups are read from (see :mod:`mmbench.report.stats_cache`).
+        progress: called with (groups done, groups in all) after each data set and pattern.
     """
     rows: List[dict] = []
     if runs.empty:
         return pd.DataFrame(columns=GROUP_KEYS)
-    cell_keys = [k for k in GROUP_KEYS if k not in COMPARE_KEYS]  # what tells the cells of a comparison apart
-    for (dataset, pattern), group in runs.groupby(COMPARE_KEYS):
-        # cell label -> its runs; the label is the method name while a cell is (method, dataset, pattern)
-        cells = {_label(lab): r for lab, r in group.groupby(cell_keys)}
-        per_method = {lab: {k: cell[k].iloc[0] for k in GROUP_KEYS} for lab, cell in cells.items()}
-        for metric in metrics:
-            if metric not in group or group[metric].isna().all():
-                continue
-            for method, cell in cells.items():
-                ci = cell_interval(cell, metric)
-                per_method[method].update(
-                    {f"{metric}|lo": ci["lo"], f"{metric}|hi": ci["hi"], f"{metric}|ci_level": ci["level"]})
-                exact = exact_mean(cell, metric)
-                if exact is not None:  # numerator and denominator: exact ranks, exact ties
-                    per_method[method].update({f"{metric}|num": exact.numerator, f"{metric}|den": exact.denominator})
-            seed = cell_seed(str(dataset), str(pattern), metric)
-            marks, info = best_or_tied(cells, metric, seed=seed)
-            for mark in marks.itertuples():
-                per_method[mark.method].update({
-                    f"{metric}|best": bool(mark.best), f"{metric}|best_or_tied": bool(mark.best_or_tied),
-                    f"{metric}|p_adj": mark.p_adj, f"{metric}|compared": bool(mark.compared),
-                    f"{metric}|mc_flag": bool(mark.mc_flag), f"{metric}|paired_seeds": int(mark.paired_seeds),
-                    f"{metric}|boot_seed": info["seed"], f"{metric}|n_boot": info["n_boot"],
-                })
-        rows += per_method.values()
+    cache = cache or StatisticsCache()
+    constants = {"n_boot": N_BOOT, "max_boot": MAX_BOOT, "confidence": CONFIDENCE, "alpha": ALPHA}
+    groups = list(runs.groupby(COMPARE_KEYS))
+    for done, ((dataset, pattern), group) in enumerate(groups, 1):
+        rows += cache.get_or_compute(group_digest(group, metrics, constants),
+                                     lambda group=group, d=dataset, p=pattern: _group_statistics(group, d, p, metrics))
+        if progress:
+            progress(done, len(groups))
     return pd.DataFrame(rows)
+
+
+def _group_statistics(group: pd.DataFrame, dataset, pattern, metrics: Sequence[str]) -> List[dict]:
+    """The rows of :func:`cell_statistics` for the cells of one data set and pattern."""
+    cell_keys = [k for k in GROUP_KEYS if k not in COMPARE_KEYS]  # what tells the cells of a comparison apart
+    # cell label -> its runs; the label is the method name while a cell is (method, dataset, pattern)
+    cells = {_label(lab): r for lab, r in group.groupby(cell_keys)}
+    per_method = {lab: {k: cell[k].iloc[0] for k in GROUP_KEYS} for lab, cell in cells.items()}
+    for metric in metrics:
+        if metric not in group or group[metric].isna().all():
+            continue
+        for method, cell in cells.items():
+            ci = cell_interval(cell, metric)
+            per_method[method].update(
+                {f"{metric}|lo": ci["lo"], f"{metric}|hi": ci["hi"], f"{metric}|ci_level": ci["level"]})
+            exact = exact_mean(cell, metric)
+            if exact is not None:  # numerator and denominator: exact ranks, exact ties
+                per_method[method].update({f"{metric}|num": exact.numerator, f"{metric}|den": exact.denominator})
+        seed = cell_seed(str(dataset), str(pattern), metric)
+        marks, info = best_or_tied(cells, metric, seed=seed)
+        for mark in marks.itertuples():
+            per_method[mark.method].update({
+                f"{metric}|best": bool(mark.best), f"{metric}|best_or_tied": bool(mark.best_or_tied),
+                f"{metric}|p_adj": mark.p_adj, f"{metric}|compared": bool(mark.compared),
+                f"{metric}|mc_flag": bool(mark.mc_flag), f"{metric}|paired_seeds": int(mark.paired_seeds),
+                f"{metric}|boot_seed": info["seed"], f"{metric}|n_boot": info["n_boot"],
+            })
+    return list(per_method.values())
 
 
 STATISTICS_NOTE = (
@@ -108,11 +124,12 @@ STATISTICS_NOTE = (
 )
 
 
-def attach_statistics(agg: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+def attach_statistics(agg: pd.DataFrame, runs: pd.DataFrame, cache: Optional[StatisticsCache] = None,
+                      progress: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
     """``agg`` (one row per cell) with the columns of :func:`cell_statistics` merged on :data:`GROUP_KEYS`."""
     if agg.empty or runs.empty:
         return agg
-    stats = cell_statistics(runs[runs.status == "ok"])
+    stats = cell_statistics(runs[runs.status == "ok"], cache=cache, progress=progress)
     return agg.merge(stats, on=GROUP_KEYS, how="left") if not stats.empty else agg
 
 

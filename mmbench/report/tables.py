@@ -270,14 +270,28 @@ def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: 
     return "\n".join(parts)
 
 
-def write_tables(root: str = "results", machine: str = "") -> Dict[str, Path]:
-    """Rebuild ``LEADERBOARD.md``, ``.csv`` and ``.json`` in ``root`` from ``root/runs``."""
+def write_tables(root: str = "results", machine: str = "", progress=None) -> Dict[str, Path]:
+    """Rebuild ``LEADERBOARD.md``, ``.csv`` and ``.json`` in ``root`` from ``root/runs``.
+
+    ``progress(line)``, if given, receives short status lines (runs read, statistics groups done).
+    The bootstrap statistics of unchanged data-set x pattern groups come from
+    ``root/statistics-cache.json`` (:mod:`mmbench.report.stats_cache`); the tables are the same with
+    or without it.
+    """
+    from mmbench.report.stats_cache import StatisticsCache
+
+    say = progress or (lambda line: None)
     store = ResultsStore(root)
     df = add_gaps(results_frame(store.all_results()))
     for line in store.unreadable:
         print(f"warning: untrusted result file left out of the tables: {line}", file=sys.stderr)
+    say(f"tables: {len(df)} runs read from {store.runs}")
     agg = aggregate(df) if not df.empty else pd.DataFrame()
-    agg = attach_statistics(agg, df)  # intervals and best-or-tied marks from the per-sample outcomes
+    cache = StatisticsCache(root)
+    # intervals and best-or-tied marks from the per-sample outcomes
+    agg = attach_statistics(agg, df, cache=cache,
+                            progress=lambda done, total: say(f"tables: statistics {done}/{total} data set x pattern"))
+    cache.save()
     reported = load_reported(Path(root) / REPORTED_FILE)
     out = Path(root)
     out.mkdir(parents=True, exist_ok=True)

@@ -229,11 +229,11 @@ def test_help_texts_name_defaults_and_every_command(capsys):
     for command in ("all", "run", "list", "show", "table", "steps", "bench"):
         assert command in top.split("positional arguments")[1]
     assert "steps" in top.split("\n\n")[1]  # the description line names it too
-    for argv in (["run", "--help"], ["table", "--help"]):
+    for argv, default in ((["run", "--help"], "(default: results/scratch/run"), (["table", "--help"], "(default: results)")):
         with pytest.raises(SystemExit):
             main(argv)
         out = capsys.readouterr().out
-        assert "(default: results)" in out
+        assert default in out
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "(default: complete)" in capsys.readouterr().out
@@ -244,6 +244,10 @@ def test_run_shows_progress_per_epoch(tmp_path, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "epoch 1/2" in captured.err and "epoch 2/2" in captured.err and "stored in" in captured.out
+    assert "train loss" in captured.err and "val " in captured.err  # each epoch line says how training goes
+    fresh_subsets = next(ln for ln in captured.out.splitlines() if ln.strip().startswith("subsets"))
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "epoch" not in captured.err and "cached in" in captured.out
+    cached_subsets = next(ln for ln in captured.out.splitlines() if ln.strip().startswith("subsets"))
+    assert cached_subsets == fresh_subsets  # one order, cached or fresh

@@ -4,7 +4,11 @@ CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1b1f24; }
 header, main, footer { max-width: 1200px; margin: 0 auto; padding: 0 1.2rem; }
 header { border-bottom: 1px solid #d0d7de; padding-bottom: .6rem; }
-nav a { margin-right: 1rem; }
+nav a { margin-right: 1rem; display: inline-block; }
+nav a[aria-current] { font-weight: 600; color: #1b1f24; text-decoration: none; }
+.summary { font-size: 16px; background: #f6f8fa; border-left: 4px solid #0969da; padding: .1rem 1rem;
+  margin: .6rem 0 1rem; }
+.links { columns: 2 14rem; padding-left: 1.2rem; }
 h1 { margin-bottom: .2rem; }
 h2 { border-bottom: 1px solid #eaeef2; padding-bottom: .2rem; margin-top: 2.2rem; }
 table { border-collapse: collapse; margin: .6rem 0 1.4rem; font-size: 13px; display: block; overflow-x: auto; }
@@ -14,12 +18,16 @@ th { background: #f6f8fa; cursor: pointer; user-select: none; position: sticky; 
 th[aria-sort="ascending"]::after { content: " \\25B2"; font-size: 9px; }
 th[aria-sort="descending"]::after { content: " \\25BC"; font-size: 9px; }
 tr:nth-child(even) td { background: #fafbfc; }
-section .figures { display: flex; flex-wrap: wrap; gap: 1rem; }
-figure { margin: .5rem 0 1.5rem; flex: 1 1 520px; max-width: 100%; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
+section .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 520px), 1fr));
+  gap: 0 1.2rem; }
+figure { margin: .5rem 0 1.2rem; min-width: 0; }
+.plot { overflow-x: auto; }
+.plot img { width: 100%; height: auto; display: block; border: 1px solid #eaeef2; }
 figcaption { font-size: 13px; color: #57606a; max-width: 900px; }
 .meta { font-size: 13px; color: #57606a; }
 .missing { font-size: 13px; color: #9a6700; }
+@media (max-width: 600px) { body { font-size: 14px; } h1 { font-size: 1.45rem; } h2 { font-size: 1.2rem; }
+  header p { margin: .3rem 0; } }
 code { background: #f6f8fa; padding: 0 3px; border-radius: 3px; }
 """
 
