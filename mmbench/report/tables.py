@@ -140,14 +140,18 @@ def extra_metric_table(agg: pd.DataFrame, dataset: str, pattern: str, metric: st
 
 def throughput_table(agg: pd.DataFrame, pattern: str = "complete") -> str:
     """Step time relative to joint training on the same data set, samples/s and peak memory."""
-    sub = agg[agg.pattern == pattern]
+    columns = ["row", "method", "dataset", "overrides", "step_ms|mean", "step_ms|count", "samples_per_s|mean",
+               "peak_mem_mb|mean"]
+    # only the columns read here: boolean selections on the whole (wide, many-column) frame dominate otherwise
+    sub = agg.loc[agg.pattern == pattern, [c for c in columns if c in agg]]
     if sub.empty:
         return "_no finished runs_"
     rows = []
+    baselines = sub[sub.method == BASELINE_METHOD]
     for (label, dataset), group in sub.groupby(["row", "dataset"]):
         r = group.iloc[0]
         # the baseline run with the same overrides (a quick suite's epochs=2 joint for its epochs=2 rows)
-        base = sub[(sub.method == BASELINE_METHOD) & (sub.dataset == dataset) & (sub.overrides == r.overrides)]
+        base = baselines[(baselines.dataset == dataset) & (baselines.overrides == r.overrides)]
         rel = r["step_ms|mean"] / base.iloc[0]["step_ms|mean"] if len(base) == 1 else float("nan")
         rows.append([label, dataset, int(r["step_ms|count"]), f"{r['step_ms|mean']:.2f}",
                      f"{rel:.2f}x" if not math.isnan(rel) else "-",
