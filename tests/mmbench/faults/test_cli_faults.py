@@ -99,7 +99,8 @@ def test_forged_and_corrupted_results_are_named_and_retrained(two_runs, tmp_path
     assert f"not trusting {seed1}" in again.stderr and "is not its file name" in again.stderr
     assert "cached 1, ok 1" in again.stdout  # seed 1 trained again, seed 0 kept
     assert json.loads(seed1.read_text())["spec"]["seed"] == 1
-    header = (out / "LEADERBOARD.md").read_text().split("## ")[0]
+    # the header: everything before the first results table ("Which method should I use?" opens the file)
+    header = (out / "LEADERBOARD.md").read_text().split("\n## Fused")[0]
     assert "00000000deadbeef.json" in header and "1 result file(s)" in header  # the forgery named, left out
     assert "(2)" in (out / "LEADERBOARD.md").read_text()  # joint's cell: n = 2, not 3
 
