@@ -73,7 +73,8 @@ class Command(abc.ABC):
 
 class All(Command):
     name = "all"
-    help = "run a suite (default: every method on every embedded data set, 2 patterns, 3 seeds) and write the tables"
+    help = ("run a suite (default: every method on every embedded data set, complete + missing-0.5 (+ natural "
+            "where a data set has gaps), 5 seeds) and write the tables")
 
     @classmethod
     def description(cls) -> str:

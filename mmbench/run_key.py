@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from mmbench.config import PROTOCOL_VERSION, RunSpec, _match, resolve
-from mmbench.engine.distributed import key_world_size
 from mmbench.fingerprint import digest
 
 KEY_LENGTH = 16
@@ -70,6 +69,8 @@ def run_identity(spec: RunSpec) -> Dict[str, Any]:
         "method_version": method_cls.version,
         "teachers": _teacher_settings(method_cls, hp, spec.dataset),
     }
+    from mmbench.engine.distributed import key_world_size  # here: it imports torch, the tables need none
+
     world = key_world_size(train)
     if world > 1:  # torchrun with per-rank BatchNorm statistics: another result than one process
         identity["processes"] = world

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # the tables read outcomes without torch (importing it costs ~1.5 s of CLI time)
+    import torch
 
 OUTCOMES_VERSION = 1
 

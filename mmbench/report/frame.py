@@ -36,7 +36,7 @@ def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
     row: Dict[str, Any] = {
         "method": spec["method"], "dataset": spec["dataset"], "pattern": spec["pattern"], "seed": spec["seed"],
         "overrides": overrides, "row": row_label(spec["method"], overrides), "settings": run_settings(result),
-        "status": result.get("status"), "key": result.get("key"),
+        "status": result.get("status"), "key": result.get("key"), "checksum": result.get("checksum"),
         "test_acc": metrics.get("test_acc"), "test_f1": metrics.get("test_f1"),
         "subset_mean": metrics.get("subset_mean"), "subset_worst": metrics.get("subset_worst"),
         "masked_test_acc": metrics.get("masked_test_acc"), "best_epoch": metrics.get("best_epoch"),

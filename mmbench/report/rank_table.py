@@ -10,9 +10,10 @@ from tabulate import tabulate
 from mmbench.report.ranks import ALPHA, MIN_GROUPS, ROPE, cross_dataset_summary
 
 
-def rank_summary(agg: pd.DataFrame, pattern: str, metric: str) -> Dict[str, Any]:
-    """JSON-ready comparison across data sets of one pattern and metric (see :mod:`mmbench.report.ranks`)."""
-    return cross_dataset_summary(agg, pattern, metric)
+def rank_summary(agg: pd.DataFrame, pattern: str, metric: str, cache=None) -> Dict[str, Any]:
+    """JSON-ready comparison across data sets of one pattern and metric (see :mod:`mmbench.report.ranks`);
+    ``cache``: where the Bayesian comparisons of unchanged scores are read from."""
+    return cross_dataset_summary(agg, pattern, metric, cache=cache)
 
 
 def _verdict(entry: Dict[str, Any]) -> str:

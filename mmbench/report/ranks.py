@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -109,10 +109,24 @@ def control_comparisons(ranks: pd.DataFrame, control: str) -> pd.DataFrame:
     return pd.DataFrame({"method": others, "z": z, "p": p, "p_holm": holm(p)})
 
 
-def bayes_vs_control(scores: pd.DataFrame, control: str, seed: int = 0) -> pd.DataFrame:
+def bayes_vs_control(scores: pd.DataFrame, control: str, seed: int = 0, cache=None) -> pd.DataFrame:
     """P(worse), P(equivalent), P(better) than ``control`` per method: baycomp's Bayesian signed-rank test
-    on the per-block scores in points, with a ROPE of :data:`ROPE` points."""
-    import baycomp  # imported here: 2-3 s, only when a verdict is printed
+    on the per-block scores in points, with a ROPE of :data:`ROPE` points.
+
+    ``cache`` (a :class:`mmbench.report.stats_cache.StatisticsCache`): the probabilities are read from it
+    when the same scores, control, seed and settings were compared before (baycomp's import and Monte Carlo
+    cost about 4 s per table rebuild), else computed and kept there.
+    """
+    if cache is not None:
+        from mmbench.report.stats_cache import bayes_digest
+
+        digest = bayes_digest(scores, control, seed, {"rope": ROPE, "nsamples": BAYES_SAMPLES})
+        return pd.DataFrame(cache.get_or_compute(digest, lambda: _bayes_rows(scores, control, seed)))
+    return pd.DataFrame(_bayes_rows(scores, control, seed))
+
+
+def _bayes_rows(scores: pd.DataFrame, control: str, seed: int) -> List[Dict[str, Any]]:
+    import baycomp  # imported here: 2-3 s, only when a verdict is computed
 
     x = 100 * scores[control].astype(float).to_numpy()
     rows = []
@@ -123,10 +137,11 @@ def bayes_vs_control(scores: pd.DataFrame, control: str, seed: int = 0) -> pd.Da
         p_worse, p_equiv, p_better = baycomp.SignedRankTest.probs(x, y, rope=ROPE, nsamples=BAYES_SAMPLES,
                                                                   random_state=seed)
         rows.append({"method": m, "p_worse": float(p_worse), "p_equiv": float(p_equiv), "p_better": float(p_better)})
-    return pd.DataFrame(rows)
+    return rows
 
 
-def cross_dataset_summary(agg: pd.DataFrame, pattern: str, metric: str, control: str = CONTROL) -> Dict[str, Any]:
+def cross_dataset_summary(agg: pd.DataFrame, pattern: str, metric: str, control: str = CONTROL,
+                          cache=None) -> Dict[str, Any]:
     """JSON-ready comparison across data sets of one pattern and metric ({} when nothing to compare).
 
     Always: data sets, their groups, exact mean ranks. With at least :data:`MIN_GROUPS` groups and the
@@ -155,7 +170,7 @@ def cross_dataset_summary(agg: pd.DataFrame, pattern: str, metric: str, control:
         return out
     out.update(friedman_iman_davenport(blocks))
     vs = control_comparisons(ranks, control).set_index("method")
-    bayes = bayes_vs_control(blocks, control, seed=cell_seed(pattern, metric, "bayes")).set_index("method")
+    bayes = bayes_vs_control(blocks, control, seed=cell_seed(pattern, metric, "bayes"), cache=cache).set_index("method")
     for entry in out["methods"]:
         m = entry["method"]
         entry["diff_vs_control"] = float(sum(blocks[m] - blocks[control]) / len(blocks))

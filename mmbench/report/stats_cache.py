@@ -24,11 +24,28 @@ CACHE_FILE = "statistics-cache.json"
 
 
 def group_digest(group: pd.DataFrame, metrics, constants: Dict[str, Any]) -> str:
-    """Digest of everything the statistics of one compared group are computed from."""
-    columns = [c for c in ["key", "seed", "method", "overrides", "settings", *metrics, "outcomes"] if c in group]
+    """Digest of everything the statistics of one compared group are computed from.
+
+    A run's per-sample outcomes are its bulk (about 3 s of JSON encoding over 4,000 runs); where every run
+    carries the SHA-256 checksum of its stored record (verified when the record was read,
+    :mod:`mmbench.result_check`), that checksum stands for them: the same checksum is the
+    same record, outcomes included. Runs without one (older results, in-memory frames) are hashed whole.
+    """
+    sealed = "checksum" in group and group["checksum"].notna().all()
+    columns = [c for c in ["key", "seed", "method", "overrides", "settings", *metrics,
+                           "checksum" if sealed else "outcomes"] if c in group]
     records = group[columns].sort_values([c for c in ("key", "seed") if c in columns]).to_dict("records")
     payload = {"version": STATISTICS_VERSION, "constants": constants, "metrics": list(metrics), "runs": records}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def bayes_digest(scores: pd.DataFrame, control: str, seed: int, constants: Dict[str, Any]) -> str:
+    """Digest of one Bayesian comparison's inputs: the ``[groups, methods]`` scores (exact reprs), the control,
+    the seed and the test's settings (prefixed so it never collides with a group digest)."""
+    payload = {"version": STATISTICS_VERSION, "constants": constants, "control": control, "seed": int(seed),
+               "index": [str(i) for i in scores.index], "columns": [str(c) for c in scores.columns],
+               "values": [[repr(float(v)) for v in row] for row in scores.to_numpy()]}
+    return "bayes:" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 class StatisticsCache:
@@ -45,7 +62,7 @@ class StatisticsCache:
                 self.entries = {}  # unreadable: recomputed, then rewritten
 
     def get_or_compute(self, digest: str, compute: Callable[[], List[dict]]) -> List[dict]:
-        rows = self.entries.get(digest)
+        rows = self.used.get(digest, self.entries.get(digest))
         if rows is None:
             rows = json.loads(json.dumps(compute(), default=_plain))  # the same types as a read-back entry
         self.used[digest] = rows

@@ -168,14 +168,15 @@ def failures_table(df: pd.DataFrame) -> str:
     return tabulate(rows, headers=["method", "dataset", "pattern", "seed", "status"], tablefmt="github")
 
 
-def rank_summaries(agg: pd.DataFrame) -> List[Dict]:
+def rank_summaries(agg: pd.DataFrame, cache=None) -> List[Dict]:
     """The across-data-sets comparisons: complete pattern on fused and subset-mean accuracy, every other
-    pattern on subset-mean accuracy (the order of the Markdown sections)."""
+    pattern on subset-mean accuracy (the order of the Markdown sections); ``cache``: a
+    :class:`~mmbench.report.stats_cache.StatisticsCache` for the Bayesian comparisons."""
     if agg.empty:
         return []
     wanted = [("complete", "test_acc"), ("complete", "subset_mean")] + [
         (p, "subset_mean") for p in sorted(set(agg.pattern) - {"complete"})]
-    return [s for s in (rank_summary(agg, p, m) for p, m in wanted) if s]
+    return [s for s in (rank_summary(agg, p, m, cache=cache) for p, m in wanted) if s]
 
 
 def build_markdown(df: pd.DataFrame, agg: pd.DataFrame, machine: str, runs_dir: str = "results/runs",
@@ -295,13 +296,13 @@ def write_tables(root: str = "results", machine: str = "", progress=None) -> Dic
     # intervals and best-or-tied marks from the per-sample outcomes
     agg = attach_statistics(agg, df, cache=cache,
                             progress=lambda done, total: say(f"tables: statistics {done}/{total} data set x pattern"))
-    cache.save()
     reported = load_reported(Path(root) / REPORTED_FILE)
     out = Path(root)
     out.mkdir(parents=True, exist_ok=True)
     if not machine:
         machine = _machine_description(df)
-    ranks = rank_summaries(agg)
+    ranks = rank_summaries(agg, cache=cache)
+    cache.save()
     md = build_markdown(df if not df.empty else pd.DataFrame(columns=["status", "seed"]), agg, machine,
                         runs_dir=str(store.runs), unreadable=store.unreadable, reported=reported, ranks=ranks,
                         simulation=load_summary(root))
