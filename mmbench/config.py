@@ -89,6 +89,11 @@ class RunSpec:
     seed: int = 0
     overrides: Dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self):
+        # recipe=harmonised is the default recipe: the same run (and key) as no recipe at all
+        if self.overrides.get("recipe") == "harmonised":
+            object.__setattr__(self, "overrides", {k: v for k, v in self.overrides.items() if k != "recipe"})
+
     def canonical(self) -> Dict[str, Any]:
         return {**asdict(self), "overrides": dict(sorted(self.overrides.items())), "protocol": PROTOCOL_VERSION}
 
@@ -114,10 +119,14 @@ def _match(table: Dict[str, Dict[str, Any]], dataset: str) -> Dict[str, Any]:
 
 def resolve(spec: RunSpec, method_cls) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """``(train_settings, method_hparams)`` for a run, with unknown override keys rejected."""
+    from mmbench.recipes import recipe_settings, split_recipe
+
     dataset_defaults = _match(DATASET_DEFAULTS, spec.dataset)
-    train = {**TRAIN_DEFAULTS, **dataset_defaults, **method_cls.train_overrides}
+    recipe, overrides = split_recipe(spec.overrides)
+    # a paper recipe (mmbench.recipes) replaces the harmonised engine settings; explicit --set values win
+    train = {**TRAIN_DEFAULTS, **dataset_defaults, **method_cls.train_overrides, **recipe_settings(spec.method, recipe)}
     hp = {**method_cls.hparams, **_match(method_cls.dataset_hparams, spec.dataset)}
-    for key, value in spec.overrides.items():
+    for key, value in overrides.items():
         if key in hp:
             hp[key] = value
         elif key in train:
@@ -125,10 +134,10 @@ def resolve(spec: RunSpec, method_cls) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         else:
             raise ValueError(
                 f"unknown setting {key!r} for method {spec.method!r}: not an engine setting "
-                f"({', '.join(sorted(TRAIN_DEFAULTS))}) nor a hyper-parameter of the method "
+                f"({', '.join(sorted(TRAIN_DEFAULTS))}), nor `recipe`, nor a hyper-parameter of the method "
                 f"({', '.join(sorted(method_cls.hparams)) or 'none'})"
             )
-    explicit_dim = any("feature_dim" in d for d in (dataset_defaults, method_cls.train_overrides, spec.overrides))
+    explicit_dim = any("feature_dim" in d for d in (dataset_defaults, method_cls.train_overrides, overrides))
     if not explicit_dim and train["encoder"] in ENCODER_FEATURE_DIM:
         # A ResNet's own width (512) unless someone asked for another D (then the encoder projects).
         train["feature_dim"] = ENCODER_FEATURE_DIM[train["encoder"]]
