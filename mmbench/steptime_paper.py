@@ -13,8 +13,9 @@ run (past every warm-up: the last epoch of a 100-epoch run, where ARL, AGM ... a
 ``warmup`` untimed steps and ``steps`` timed ones on fixed batches. Time: CUDA events on a GPU;
 on a CPU the process's CPU time by default (``clock``: a shared machine's load moves wall time). Memory: the CUDA allocator's peak on a GPU; on a CPU the bytes autograd
 saves during one step (as the leaderboard). Methods with a ``backend`` hyper-parameter are timed on
-the kernel path (``backend="auto"``: Triton on CUDA) and on the eager path; on a CPU "auto" *is*
-eager (Triton is not compiled there), so only the eager path is timed. Teachers are untrained.
+the kernel path (``backend="auto"``: what :mod:`kernels.dispatch` resolves it to on the device -- the
+C++ extension on this project's reference CPU, Triton on CUDA) and on the eager path, whenever the two
+differ. Teachers are untrained.
 """
 from __future__ import annotations
 
@@ -160,18 +161,25 @@ def profile_step(method: str, scale: PaperScale, backend: Optional[str] = None, 
         torch.set_num_threads(threads)
 
 
+def _auto_providers(device: str) -> List[str]:
+    """The providers ``backend="auto"`` resolves to on ``device`` (float32), without building anything."""
+    from kernels.dispatch import resolved_providers
+
+    return sorted(set(resolved_providers("auto", device).values()))
+
+
 def paths_of(method: str, device: str) -> List[Optional[str]]:
-    """Backends to time: kernel (auto) and eager for methods with kernels on a GPU; else one path."""
+    """Backends to time: kernel (auto) and eager for methods with kernels, when auto is not eager; else one."""
     if "backend" not in get_method(method).hparams:
         return [None]
-    return ["auto", "eager"] if torch.device(device).type == "cuda" else ["eager"]
+    return ["auto", "eager"] if _auto_providers(device) != ["eager"] else ["eager"]
 
 
 def path_name(backend: Optional[str], device: str) -> str:
     if backend is None:
         return "-"
     if backend == "auto":
-        return "kernels (triton)" if torch.device(device).type == "cuda" else "kernels (eager on CPU)"
+        return "auto (" + "+".join(_auto_providers(device)) + ")"
     return backend
 
 

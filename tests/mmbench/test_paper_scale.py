@@ -36,3 +36,9 @@ def test_steps_scale_paper_writes_the_table_with_the_device(tmp_path, capsys):
     assert (df.step_ms > 0).all() and (df[df.method == "joint"].ratio == 1.0).all()
     text = (tmp_path / "STEPTIME-paper.md").read_text()
     assert "Device: **cpu**" in text and "257x188" in text and "3x224x224" in text and "| arl" in text
+    # ARL has kernels: timed on what auto resolves to and on eager whenever the two differ
+    from mmbench.steptime_paper import _auto_providers
+
+    expected = {"eager"} | ({"auto (" + "+".join(_auto_providers("cpu")) + ")"} if _auto_providers("cpu") != ["eager"]
+                            else set())
+    assert set(df[df.method == "arl"].path) == expected
