@@ -18,6 +18,15 @@ with ``soxr_hq``, ``librosa.stft`` pads the centred frames with zeros).
   ``librosa.load(sr=16000)``, doubled by ``np.tile(x, 2)`` until at least 10 s, a 5 s crop from a
   random start in ``[0, 5 s]`` (``start`` here), clip, ``log(|librosa.stft(n_fft=256, hop=128)| + 1e-7)``.
 
+* :func:`ks_test_frames`: the same ``KSDataset``, visual part at test time: ``glob(folder/*)`` (the
+  filesystem's order, unsorted), its first ``use_video_frames = 3`` entries, ``Resize((224, 224))``,
+  ``ToTensor``, ImageNet ``Normalize``, stacked as ``[3 (RGB), 3 (frames), 224, 224]``.
+
+* :func:`ave_audio`: OGM-GE's AVE audio extraction (``pre-processing/obtain_audio_spectrogram.py``,
+  whose pickles ``AVDataset`` reads): ``librosa.load`` at its default 22,050 Hz, ``np.tile(x, 10)[:160000]``,
+  clip to [-1, 1], ``scipy.signal.spectrogram(x, 22050, nperseg=512, noverlap=353)``, ``log(S + 1e-7)``,
+  standardised over the whole clip -> ``[257, 1004]``.
+
 * :func:`surf_test_image`: MMANet / DMRNet ``SURF.__getitem__`` with ``surf_multi_transforms_test``
   (CASIA-SURF): ``cv2.imread`` (BGR, 3 channels also for depth and IR), ``cv2.resize`` to 112 x 112
   (bilinear, half-pixel centres, no antialiasing, rounded to uint8), ``(x - 127.5) / 128``. Restated
@@ -99,6 +108,69 @@ def ks_side_by_side(wavs) -> dict:
     diffs = [np.abs(frontends.audio_spectrogram(w, 16000, 5.0, 256, 128)[0].astype(np.float64) - ks_audio(w)).max()
              for w in wavs]
     return {"Kinetics-Sounds audio (crop start 0), defaults: max |diff| (log)": float(max(diffs))}
+
+
+def ks_test_frames(folder: Path, size: int = 224) -> np.ndarray:
+    """The test-time frames ``[3, 3, size, size]`` (RGB, frame) of ``KSDataset``: the first 3 entries of
+    ``glob(folder/*)`` in the filesystem's order."""
+    import glob
+
+    from PIL import Image
+
+    out = []
+    for path in glob.glob(os.path.join(str(folder), "*"))[:3]:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+        x = np.asarray(rgb, dtype=np.float64) / 255.0
+        out.append(((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1))
+    return np.stack(out, axis=1)
+
+
+def ks_frames_side_by_side(visual_root: Path, clips) -> dict:
+    """Max difference of mmbench's Kinetics-Sounds frames (``frame_pick=first``) from :func:`ks_test_frames`
+    under each ``frame_order``, and whether the fixture's ``os.listdir`` order differs from the sorted one."""
+    from mmbench.prepare.audiovisual import FRAME_PICKS
+    from mmbench.prepare.frontends import FRAME_ORDERS
+    from mmbench.prepare.scanned import stacked_frames
+
+    rows = {}
+    for order in FRAME_ORDERS:
+        diffs = []
+        for clip in clips:
+            ours = stacked_frames(visual_root / clip, FRAME_PICKS["first"], 3, 224, "RGB", True, order)
+            ours = ours.astype(np.float64).reshape(3, 3, 224, 224).transpose(1, 0, 2, 3)
+            diffs.append(np.abs(ours - ks_test_frames(visual_root / clip)).max())
+        rows[f"Kinetics-Sounds test frames, frame_order={order}: max |diff|"] = float(max(diffs))
+    rows["Kinetics-Sounds fixture: clips whose listdir order is not the sorted one"] = int(sum(
+        os.listdir(visual_root / c)[:3] != sorted(os.listdir(visual_root / c))[:3] for c in clips))
+    return rows
+
+
+def ave_audio(path: Path) -> np.ndarray:
+    """The standardised log spectrogram ``[257, 1004]`` of OGM-GE's AVE audio extraction for one wav."""
+    from scipy import signal
+
+    samples = librosa_load(path, 22050)
+    resamples = np.tile(samples, 10)[:160000]
+    resamples = np.clip(resamples, -1.0, 1.0)
+    _, _, spectrogram = signal.spectrogram(resamples, 22050, nperseg=512, noverlap=353)
+    spectrogram = np.log(spectrogram + 1e-7)
+    return (spectrogram - spectrogram.mean()) / (spectrogram.std() + 1e-9)
+
+
+def ave_audio_side_by_side(wavs) -> dict:
+    """Max difference of mmbench's AVE audio (``audio_frontend=ogm-ave`` at the AVE defaults) from :func:`ave_audio`."""
+    from mmbench.prepare import frontends
+    from mmbench.prepare.audiovisual import AVE, ogm_ave_spectrogram
+
+    d = AVE.defaults
+    length = int(round(d["sample_rate"] * d["seconds"]))
+    diffs = []
+    for wav in wavs:
+        samples = frontends.read_audio(wav, d["sample_rate"], d["resampler"])
+        ours = ogm_ave_spectrogram(samples, d["sample_rate"], length, d["n_fft"], d["hop"])[0].astype(np.float64)
+        diffs.append(np.abs(ours - ave_audio(wav)).max())
+    return {"AVE audio (obtain_audio_spectrogram.py), defaults: max |diff| (standardised log units)": float(max(diffs))}
 
 
 def _cv2_linear_axis(n_src: int, n_dst: int):
@@ -219,6 +291,7 @@ if __name__ == "__main__":  # the table of docs/data-pipelines.md
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parent.parent))  # the package, not tests/mmbench, is `mmbench`
     from field_fixtures import write_frames
     from prepare_fixtures import cremad_clips, write_cremad_papers, write_wav
 
@@ -233,7 +306,12 @@ if __name__ == "__main__":  # the table of docs/data-pipelines.md
         for k, wav in enumerate(wavs):
             write_wav(wav, k, 1.5 + k, seed=k)
         rows.update(ks_side_by_side(wavs))
+        rows.update(ave_audio_side_by_side(wavs))
+        for k in range(5):
+            write_frames(Path(tmp) / "ks-frames" / f"clip{k}", 10 + k, 6)
+        rows.update(ks_frames_side_by_side(Path(tmp) / "ks-frames", [f"clip{k}" for k in range(5)]))
         rows.update(surf_side_by_side(textured_images(Path(tmp) / "surf")))
         for row, value in rows.items():
-            shown = " / ".join(f"{v:.2f}" for v in value) if isinstance(value, tuple) else f"{value:.2e}"
+            shown = (" / ".join(f"{v:.2f}" for v in value) if isinstance(value, tuple)
+                     else str(value) if isinstance(value, int) else f"{value:.2e}")
             print(f"| {row} | {shown} |")

@@ -16,7 +16,9 @@ Defaults and where they come from (``docs``: methods.md "Shared audio-visual set
   DGL KS loader and the OGM-GE VGGSound loader). Those loaders crop 5 s at a random start after tiling
   to 10 s; a cache holds one fixed crop, the first 5 s. ``n_frames=3`` (``use_video_frames=3``), the
   first 3 frame files as those loaders read them (``frame_pick=first``; [CODE-QUIRK]: they draw random
-  indices, then read the first files).
+  indices, then read the first files). "First" by file name (``frame_order=sorted``, the same cache on
+  every machine); the released loaders take the first entries of an unsorted ``glob``, whose order depends
+  on the filesystem: ``frame_order=listdir`` reproduces that on the machine that prepares the data.
 * AVE (``audio_frontend=ogm-ave``): the OGM-GE AVE spectrogram (``obtain_audio_spectrogram.py``): audio
   at ``sample_rate=22050`` (librosa's default there) tiled to 160,000 samples (``seconds=160000/22050``),
   clipped, ``scipy.signal.spectrogram`` with ``nperseg = n_fft = 512`` and ``noverlap = n_fft - hop = 353``,
@@ -90,6 +92,9 @@ class AudioVisual(ScannedPreparer):
     rgb_modalities = ("visual",)  # frames [3 * n_frames, size, size]
 
     def check(self, settings: Dict[str, Any]) -> None:
+        if settings["frame_order"] not in frontends.FRAME_ORDERS:
+            raise ValueError(f"{self.name}: frame_order={settings['frame_order']!r}; expected one of "
+                             f"{', '.join(frontends.FRAME_ORDERS)}")
         if settings["frame_pick"] not in FRAME_PICKS:
             raise ValueError(f"{self.name}: frame_pick={settings['frame_pick']!r}; expected one of "
                              f"{', '.join(FRAME_PICKS)}")
@@ -134,12 +139,13 @@ class AudioVisual(ScannedPreparer):
                                                 str(settings["resampler"]),
                                                 str(settings["stft_pad"]))
         visual = stacked_frames(Path(item.paths["frames"]), FRAME_PICKS[settings["frame_pick"]],
-                                int(settings["n_frames"]), int(settings["size"]), "RGB", bool(settings["normalize"]))
+                                int(settings["n_frames"]), int(settings["size"]), "RGB", bool(settings["normalize"]),
+                                str(settings["frame_order"]))
         return {"audio": audio, "visual": visual}
 
 
 _KS_VGG_DEFAULTS = {"audio_frontend": "stft", "sample_rate": 16000, "seconds": 5.0, "n_fft": 256, "hop": 128,
-                    "n_frames": 3, "frame_pick": "first", "size": 224, "normalize": True, "val_fraction": 0.1,
+                    "n_frames": 3, "frame_pick": "first", "frame_order": "sorted", "size": 224, "normalize": True, "val_fraction": 0.1,
                     "min_frames": 3, "resampler": "soxr_hq", "stft_pad": "constant"}
 
 
@@ -148,7 +154,7 @@ class AVE(AudioVisual):
     description = "AVE (Audio-Visual Event) audio spectrogram + 3 frames, 28 events; OGM-GE layout"
     scanner = staticmethod(scan_ave)
     defaults = {"audio_frontend": "ogm-ave", "sample_rate": 22050, "seconds": 160000 / 22050, "n_fft": 512,
-                "hop": 159, "n_frames": 3, "frame_pick": "even", "size": 224, "normalize": True,
+                "hop": 159, "n_frames": 3, "frame_pick": "even", "frame_order": "sorted", "size": 224, "normalize": True,
                 "val_fraction": 0.1, "min_frames": 1, "resampler": "soxr_hq"}
     datasets = {"ave": "lists"}
     dataset_descriptions = {"ave": "AVE (prepared cache): audio [1,257,1004] + visual 3 frames, 28 classes, "

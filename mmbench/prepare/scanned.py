@@ -7,6 +7,7 @@ carve when the lists have no val) into the train / val / test indices of a prepa
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence
 
@@ -76,10 +77,16 @@ def middle(count: int, n: int) -> List[int]:
     return [min(start + i, count - 1) for i in range(n)]
 
 
-def frame_files(folder: Path) -> List[Path]:
-    """Sorted image files of a frames folder; ``SkipItem("missing frames")`` when there are none."""
-    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")) \
-        if folder.is_dir() else []
+def frame_files(folder: Path, order: str = "sorted") -> List[Path]:
+    """Image files of a frames folder, by name (``order="sorted"``) or in ``os.listdir`` order (``"listdir"``:
+    what the released loaders' ``glob`` / ``listdir`` return, which depends on the filesystem);
+    ``SkipItem("missing frames")`` when there are none."""
+    if order not in frontends.FRAME_ORDERS:
+        raise ValueError(f"frame_order={order!r}: expected one of {', '.join(frontends.FRAME_ORDERS)}")
+    names = os.listdir(folder) if folder.is_dir() else []
+    files = [folder / n for n in names if Path(n).suffix.lower() in (".jpg", ".jpeg", ".png")]
+    if order == "sorted":
+        files.sort()
     if not files:
         raise SkipItem("missing frames", f"{folder}: no .jpg/.png frames")
     return files
@@ -103,10 +110,10 @@ def read_image(path: Path, size: int, mode: str) -> np.ndarray:
 
 
 def stacked_frames(folder: Path, indices: Callable[[int, int], List[int]], n: int, size: int, mode: str,
-                   normalize: bool = False) -> np.ndarray:
-    """Frames ``indices(count, n)`` of ``folder`` stacked on the channel axis: float32
-    ``[channels * n, size, size]``; ImageNet-normalised when ``normalize`` (RGB only)."""
-    files = frame_files(folder)
+                   normalize: bool = False, order: str = "sorted") -> np.ndarray:
+    """Frames ``indices(count, n)`` of ``folder`` (in ``order``, :func:`frame_files`) stacked on the channel
+    axis: float32 ``[channels * n, size, size]``; ImageNet-normalised when ``normalize`` (RGB only)."""
+    files = frame_files(folder, order)
     out = []
     for i in indices(len(files), n):
         x = read_image(files[i], size, mode)

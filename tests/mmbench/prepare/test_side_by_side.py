@@ -59,6 +59,33 @@ def test_kinetics_sounds_spectrogram_equals_the_released_loader_with_its_crop_at
     assert ks_side_by_side(wavs)["Kinetics-Sounds audio (crop start 0), defaults: max |diff| (log)"] < 1e-3
 
 
+def test_ave_audio_equals_the_released_extraction(tmp_path):
+    """OGM-GE's ``obtain_audio_spectrogram.py`` (the pickles AVE's loader reads): 22,050 Hz, tiled 10 times
+    to 160,000 samples, clipped, ``scipy.signal.spectrogram(512, 353)``, log, standardised; clips of 1.5 s
+    and 3.5 s."""
+    from released_loaders import ave_audio_side_by_side
+
+    wavs = [tmp_path / f"clip{k}.wav" for k in range(2)]
+    for k, wav in enumerate(wavs):
+        write_wav(wav, k, 1.5 + 2 * k, seed=k)
+    (value,) = ave_audio_side_by_side(wavs).values()
+    assert value < 1e-3
+
+
+def test_kinetics_sounds_frames_equal_the_released_loader_in_its_frame_order(tmp_path):
+    """``KSDataset`` reads the first 3 entries of an unsorted ``glob``: ``frame_order=listdir`` is that
+    order; the default ``sorted`` equals it only where the filesystem lists the frames by name."""
+    from released_loaders import ks_frames_side_by_side
+
+    for k in range(3):
+        write_frames(tmp_path / f"clip{k}", 10 + k, 6)
+    rows = ks_frames_side_by_side(tmp_path, [f"clip{k}" for k in range(3)])
+    assert rows["Kinetics-Sounds test frames, frame_order=listdir: max |diff|"] < 1e-5
+    shuffled = rows["Kinetics-Sounds fixture: clips whose listdir order is not the sorted one"]
+    sorted_diff = rows["Kinetics-Sounds test frames, frame_order=sorted: max |diff|"]
+    assert (sorted_diff > 0.1) if shuffled else (sorted_diff < 1e-5)
+
+
 def test_casia_surf_released_resize_equals_the_released_loader_within_one_grey_level(tmp_path):
     """MMANet / DMRNet ``SURF`` test transform: ``cv2.resize`` to 112 without antialiasing. With
     ``resize=released`` mmbench is within rounding of it; Pillow's antialiased resize is not when a
