@@ -57,7 +57,7 @@ def ogm_tpami_coefficients(log_scores: torch.Tensor, alpha: float, rule: str = "
 
 @register_method
 class OGMTPAMI(OGMGE):
-    """OGM (TPAMI 2024): OGM-GE's slow-down of the leading encoder, k = 1 - tanh(alpha rho), with GE noise, after a warm-up.
+    """OGM (TPAMI 2024): OGM-GE's k = 1 - tanh(alpha rho) on the leading encoder plus GE noise, after a warm-up.
 
     Per step: the fused CE is back-propagated unchanged; then every selected gradient tensor of
     encoder m becomes ``k_m g + N(0, (std(g) + 1e-8)^2)`` (std of the un-modulated gradient; noise on
@@ -143,7 +143,8 @@ class OGMTPAMI(OGMGE):
         if self.hp["formula"] not in FORMULAS:
             raise ValueError(f"formula={self.hp['formula']!r}: expected one of {FORMULAS}")
         if self.hp["rule"] not in RULES:
-            raise ValueError(f"rule={self.hp['rule']!r}: expected one of {RULES} (the journal's OGM only slows)")
+            raise ValueError(f"rule={self.hp['rule']!r}: expected one of {RULES} "
+                             "(the journal's OGM only slows)")
         super().build()
 
     def coefficients(self, feats: List[torch.Tensor], batch: Batch) -> torch.Tensor:

@@ -11,7 +11,7 @@ Released code read: GeWu-Lab/Valuate-and-Enhance-Multimodal-Cooperation ``code/s
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +79,7 @@ def resample_copies(phi: torch.Tensor, present: torch.Tensor, value: str = "rele
 
 @register_method
 class SampleValuation(Method):
-    """Sample-level modality valuation: per sample, Shapley values of the modalities; low-valued ones get extra single-modality copies.
+    """Sample-level modality valuation: per-sample Shapley values; low-valued modalities get single-modality copies.
 
     After each epoch from ``warmup - 1`` on, the whole training split is scored in evaluation mode
     (no gradient): for every sample and every subset of its modalities the prediction of the fused

@@ -62,10 +62,11 @@ def test_coefficients_by_hand():
                                torch.tensor([1 - 0.3 * math.tanh(2.0), 1 - 0.3 * math.tanh(1.0), 1.0]))
     # saturated scores: 0 against 0 is a tie, a positive score against 0 is an infinite lead
     inf = float("-inf")
+    both_zero, one_zero = torch.tensor([inf, inf]), torch.tensor([0.0, inf])
     for formula in ("released", "shifted"):
-        torch.testing.assert_close(ogm_tpami_coefficients(torch.tensor([inf, inf]), 0.8, "pair", formula), torch.ones(2))
-    torch.testing.assert_close(ogm_tpami_coefficients(torch.tensor([0.0, inf]), 0.8, "pair", "released"), torch.tensor([0.0, 1.0]))
-    torch.testing.assert_close(ogm_tpami_coefficients(torch.tensor([0.0, inf]), 0.8, "pair", "shifted"), torch.tensor([0.2, 1.0]))
+        torch.testing.assert_close(ogm_tpami_coefficients(both_zero, 0.8, "pair", formula), torch.ones(2))
+    torch.testing.assert_close(ogm_tpami_coefficients(one_zero, 0.8, "pair", "released"), torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(ogm_tpami_coefficients(one_zero, 0.8, "pair", "shifted"), torch.tensor([0.2, 1.0]))
     assert torch.isnan(ogm_tpami_coefficients(torch.tensor([float("nan"), 0.0]), 0.8, "pair", "shifted")).all()
 
 

@@ -9,7 +9,7 @@ import torch
 from helpers import make_method, quick_fit, toy_dataset
 from side_by_side import LR, max_param_diff, method_step
 
-from baselines.sample_valuation import resample_copies, sample_shapley, subset_bits
+from baselines.sample_valuation import resample_copies, sample_shapley
 from mmbench.batching import SplitTensors
 
 
