@@ -108,10 +108,11 @@ class OGMTPAMI(OGMGE):
     is absent from the whole batch); the scores are batch means (the released sums: same ratios);
     the optimiser is the harness engine's (as for every method). Not implemented: the released
     ``--use_OGM_plus`` switch (``OGM*``: the *weaker* encoder's gradient times a fixed 4, the
-    ``1 + tanh`` form commented out), a variant the journal reports as not helping, not its OGM.
+    ``1 + tanh`` form commented out): an alternative, not the OGM the repository's README describes
+    ("OGM mitigates its gradient", the dominant modality's).
 
     Side-by-side (tests/baselines/test_ogm_tpami.py): one SGD step against a transcription of the
-    released ``Classifier.forward`` scores + ``train`` OGM_GE block (M = 2, audio spectrogram CNN +
+    released ``Classifier.forward`` scores + ``train`` OGM_GE block (M = 2, spectrogram ResNet18 +
     frame ResNet18, ``modulate="conv"`` = the released ``== 4`` selection, the same N(0, 1) draw
     given to both): maximum absolute parameter difference 0 at epoch 6 (modulated: k = (1, 0.31),
     the visual encoder slowed) and 0 at epoch 5 (warm-up) (float32, the same operations in the same

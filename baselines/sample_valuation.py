@@ -119,7 +119,8 @@ class SampleValuation(Method):
 
     M > 2 (BalanceBenchmark): the same Shapley sum over all subsets (released: M = 2 only).
     Missing modalities: subsets are cut to the present ones, an absent modality has phi = 0 and no
-    copies (released: complete data only).
+    copies (released: complete data only). The subset predictions zero the other features (the
+    released ``exec_drop``) whatever the engine's ``missing`` setting; copies follow that setting.
 
     Departures: the mixing above; the released scoring pass runs the training loader (with its
     random crops) in eval mode, here the training split as stored; BalanceBenchmark's scoring caches
