@@ -9,7 +9,7 @@ import torch
 from helpers import make_method, quick_fit, toy_dataset
 from side_by_side import LR, max_param_diff, method_step
 
-from baselines.sample_valuation import resample_copies, sample_shapley
+from baselines.sample_valuation import modality_level_copies, resample_copies, sample_shapley
 from mmbench.batching import SplitTensors
 
 
@@ -187,6 +187,52 @@ def test_side_by_side_one_step():
     method_step(method, data, originals, epoch=5)
     diff = max_param_diff(method.model, ref)
     assert diff < 1e-6, diff
+
+
+def released_modality_level(contribution, part, alpha, generator):
+    """``modality_level.py``'s ``execute_modulation`` tail + ``AV_KS_Dataset_modality_level``: the part
+    means, gaps, rate and drawn copies (``np.random.choice(length, n)`` -> the same torch draw)."""
+    part_cona = part_conv = 0.0
+    num = len(part)
+    for i in part.tolist():
+        contri_a, contri_v = contribution[i]
+        part_cona += contri_a
+        part_conv += contri_v
+    part_cona /= num
+    part_conv /= num
+    gap_a, gap_v = 1.0 - part_cona, 1.0 - part_conv
+    length = len(contribution)
+    difference = (abs(gap_a - gap_v) / 3 * 2) * alpha
+    resample_num = int(difference * length)
+    sample_choice = torch.randint(length, (resample_num,), generator=generator)
+    drops = [(int(i), 2 if gap_a > gap_v else 1) for i in sample_choice]
+    return drops, difference
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.5])
+def test_modality_level_copies_match_the_released_code(alpha):
+    g = torch.Generator().manual_seed(1)
+    N = 200
+    values = torch.tensor([-0.5, 0.0, 0.5, 1.0, 1.5])
+    phi = torch.stack([values[torch.randint(5, (N,), generator=g)],
+                       values[torch.randint(3, (N,), generator=g) + 2]], 1)  # b contributes more
+    part = torch.randint(N, (40,), generator=g)
+    copies = modality_level_copies(phi, torch.ones(N, 2), part, alpha, torch.Generator().manual_seed(7))
+    drops, difference = released_modality_level({i: tuple(phi[i].tolist()) for i in range(N)}, part, alpha,
+                                                 torch.Generator().manual_seed(7))
+    expected = torch.zeros(N, 2, dtype=torch.long)
+    for i, code in drops:
+        expected[i, 0 if code == 2 else 1] += 1
+    torch.testing.assert_close(copies, expected)
+    assert copies[:, 1].sum() == 0 and copies.sum() == int(difference * N) > 10  # only a, the weaker, re-sampled
+
+
+def test_modality_level_end_to_end_resamples_one_modality():
+    out = quick_fit("sample-valuation", toy_dataset(), epochs=3, hp={"warmup": 0.3, "level": "modality"})
+    copies = out["method"].copies
+    assert (copies > 0).any(0).sum() <= 1  # every copy keeps the same (least contributing) modality
+    with pytest.raises(ValueError, match="part_ratio"):
+        make_method("sample-valuation", toy_dataset(), hp={"level": "modality", "part_ratio": 0.0})
 
 
 @pytest.mark.parametrize("three,pattern", [(False, "complete"), (True, "complete"), (False, "dropout")])
