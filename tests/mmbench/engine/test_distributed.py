@@ -52,3 +52,13 @@ def test_torchrun_trains_one_run_and_only_rank_0_writes(tmp_path):
     assert len(results) == 1
     result = json.loads(results[0].read_text())
     assert result["status"] == "ok" and result["throughput"]["world_size"] == 2
+
+
+def test_gathering_the_global_rows_on_one_process_returns_the_tensors_themselves():
+    """One process: OSMD's JMMD reads the very tensors it read before the gather existed (the same
+    graph, bit for bit; a committed one-process OSMD run was reproduced exactly)."""
+    from mmbench.engine.distributed import gather_global_rows
+
+    feats, mask = torch.randn(4, 3, requires_grad=True), torch.ones(4)
+    got = gather_global_rows(feats, mask)
+    assert got[0] is feats and got[1] is mask
