@@ -27,7 +27,8 @@ LOADERS = ("memory", "stream")
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def paper_augmentation(spec: ModalitySpec, rgb: Optional[bool] = None) -> Optional[Transform]:
+def paper_augmentation(spec: ModalitySpec, rgb: Optional[bool] = None,
+                       frame_size: Optional[Tuple[int, int]] = None) -> Optional[Transform]:
     """The papers' training augmentation of one modality, or ``None``.
 
     RGB inputs get ``RandomResizedCrop`` back to their own size and a horizontal flip, one draw per
@@ -42,6 +43,10 @@ def paper_augmentation(spec: ModalitySpec, rgb: Optional[bool] = None) -> Option
             of a prepared data set). ``None``: guessed from the spec (a video, or a 3-channel image), for
             data sets that declare nothing; a channel count cannot tell a ``[6, H, W]`` stack of two RGB
             frames from three stacked (u, v) flow fields, so prepared data sets declare it.
+        frame_size: ``(H_0, W_0)`` of the original frames the stored ones were resized from, when the
+            data set asks for the crop in that geometry (``meta["crop_frame_size"]``, CREMA-D's
+            ``crop_geometry=original``): :class:`mmbench.frame_crop.OriginalGeometryCrop`; ``None``:
+            the crop is drawn on the stored frame.
     """
     if rgb is None:
         rgb = spec.kind == "video" or (spec.kind == "image" and spec.shape[0] == 3)
@@ -55,7 +60,13 @@ def paper_augmentation(spec: ModalitySpec, rgb: Optional[bool] = None) -> Option
     import_torchvision("augment=true")
     from torchvision.transforms import v2  # a submodule: not loaded by "import torchvision"
 
-    crop_flip = v2.Compose([v2.RandomResizedCrop((h, w), antialias=True), v2.RandomHorizontalFlip()])
+    if frame_size is not None:
+        from mmbench.frame_crop import OriginalGeometryCrop
+
+        crop = OriginalGeometryCrop((h, w), frame_size)
+    else:
+        crop = v2.RandomResizedCrop((h, w), antialias=True)
+    crop_flip = v2.Compose([crop, v2.RandomHorizontalFlip()])
     if not stacked:
         return crop_flip
     return StackedFrames(crop_flip)
@@ -184,8 +195,10 @@ def stream_split(data: MultimodalDataset, split: str, device: torch.device | str
     if augment:
         declared = data.meta.get("rgb_modalities")  # prepared data sets say which modalities are RGB frames
         rgb = {s.name: None if declared is None else s.name in declared for s in data.specs}
+        original = data.meta.get("crop_frame_size") or {}  # modality -> (H_0, W_0): crop in that geometry
         samples = ArraySamples(data.arrays, data.labels, rows,
-                               {s.name: paper_augmentation(s, rgb[s.name]) for s in data.specs})
+                               {s.name: paper_augmentation(s, rgb[s.name], original.get(s.name))
+                                for s in data.specs})
     return StreamSplit(samples, data.modalities, data.labels[rows], device, workers, plain=plain)
 
 

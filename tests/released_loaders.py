@@ -10,6 +10,11 @@ with ``soxr_hq``, ``librosa.stft`` pads the centred frames with zeros).
   ``log(|librosa.stft(n_fft=512, hop_length=353)| + 1e-7)``; test image: the first entry of
   ``os.listdir(folder)``, ``Resize((224, 224))``, ``ToTensor``, ImageNet ``Normalize``.
 
+* :func:`cramed_train_image`: the same class's *training* image: ``RandomResizedCrop(224)``,
+  ``RandomHorizontalFlip()``, ``ToTensor``, ``Normalize`` on the PIL frame as extracted (480 x 360). This
+  one is not restated: it runs those torchvision transforms themselves (the released code is exactly
+  that ``Compose``), so it needs torchvision; the box and flip it drew are redrawn from the same seed.
+
 * :func:`ave_test_frames`: OGM-GE ``AVDataset.__getitem__`` for AVE, visual part: ``pick_num = 3``,
   ``seg = int(file_num / 3)``, files ``'frame_0000' + str(seg * i + 1) + '.jpg'``, test transform as
   above, stacked as ``[3 (RGB), 3 (frames), 224, 224]``.
@@ -88,6 +93,85 @@ def cramed_test_image(folder: Path, size: int = 224) -> np.ndarray:
         rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
     x = np.asarray(rgb, dtype=np.float64) / 255.0
     return ((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+
+
+def cramed_train_image(path: Path, seed: int, size: int = 224):
+    """``(image [3, size, size] float64, (top, left, height, width), flipped)``: ``CramedDataset``'s
+    training transform of the frame ``path`` with torch's generator seeded with ``seed`` (one frame,
+    fps = 1), and the crop box (original pixels) and flip it drew."""
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    released = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
+                                   transforms.ToTensor(),
+                                   transforms.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD))])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = released(rgb).double().numpy()
+        torch.manual_seed(seed)  # the same draws again, read out: the crop's, then the flip's
+        box = transforms.RandomResizedCrop.get_params(rgb, [0.08, 1.0], [3 / 4, 4 / 3])
+        flipped = bool(torch.rand(1) < 0.5)
+    return out, tuple(int(v) for v in box), flipped
+
+
+def original_frames(folder: Path, count: int = 3, width: int = 480, height: int = 360) -> list:
+    """``count`` PNG frames of CREMA-D's video size: smooth colour fields (a random 20 x 15 grid, bicubic
+    up-sampled: features of about 24 px, like a face's) plus pixel noise of 3 grey levels."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    paths = []
+    for k in range(count):
+        coarse = Image.fromarray(rng.uniform(0, 255, size=(15, 20, 3)).astype(np.uint8))
+        smooth = np.asarray(coarse.resize((width, height), Image.BICUBIC), dtype=np.float64)
+        image = np.clip(smooth + rng.normal(0, 3, size=smooth.shape), 0, 255).astype(np.uint8)
+        paths.append(folder / f"frame{k}.png")
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+def crop_side_by_side(paths, seeds=range(16), size: int = 224) -> dict:
+    """mmbench's training crop of the stored (prepared) frame against :func:`cramed_train_image` on the
+    original frame, draw by draw with the same seeds, under both ``crop_geometry`` settings:
+    boxes and flips equal (count), max and mean |diff| in normalised units."""
+    import torch
+    from PIL import Image
+
+    from mmbench.data.base import ModalitySpec
+    from mmbench.frame_crop import OriginalGeometryCrop
+    from mmbench.prepare import frontends
+    from mmbench.streaming import paper_augmentation
+
+    spec = ModalitySpec("visual", "image", (3, size, size))
+    rows, draws = {}, 0
+    for geometry in ("original", "stored"):
+        maxes, means, same = [], [], 0
+        for path in paths:
+            with Image.open(path) as image:
+                original = (image.size[1], image.size[0])
+                stored = torch.from_numpy(frontends.frame_array(image, size, True))  # what prepare stores
+            transform = paper_augmentation(spec, True, original if geometry == "original" else None)
+            for seed in seeds:
+                ref, box, flipped = cramed_train_image(path, seed, size)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    ours = transform(stored.clone()).double().numpy()
+                    torch.manual_seed(seed)
+                    drawn = OriginalGeometryCrop((size, size), original).params(), bool(torch.rand(1) < 0.5)
+                same += drawn == (box, flipped)
+                maxes.append(np.abs(ours - ref).max())
+                means.append(np.abs(ours - ref).mean())
+        draws = len(maxes)
+        rows[f"CREMA-D train crop, crop_geometry={geometry}: max |diff|"] = float(max(maxes))
+        rows[f"CREMA-D train crop, crop_geometry={geometry}: mean |diff|"] = float(np.mean(means))
+        if geometry == "original":
+            rows[f"CREMA-D train crop, crop_geometry=original: box and flip equal to the released draw (of {draws})"] \
+                = float(same)
+    return rows
 
 
 def ks_audio(path: Path, start: int = 0) -> np.ndarray:
@@ -311,6 +395,7 @@ if __name__ == "__main__":  # the table of docs/data-pipelines.md
             write_frames(Path(tmp) / "ks-frames" / f"clip{k}", 10 + k, 6)
         rows.update(ks_frames_side_by_side(Path(tmp) / "ks-frames", [f"clip{k}" for k in range(5)]))
         rows.update(surf_side_by_side(textured_images(Path(tmp) / "surf")))
+        rows.update(crop_side_by_side(original_frames(Path(tmp) / "frames")))
         for row, value in rows.items():
             shown = (" / ".join(f"{v:.2f}" for v in value) if isinstance(value, tuple)
                      else str(value) if isinstance(value, int) else f"{value:.2e}")

@@ -48,6 +48,8 @@ def load_prepared(name: str, split_seed: int = 0) -> MultimodalDataset:
         meta={"fingerprint": meta["fingerprint"], "cache": str(cache.folder), "settings": meta["settings"],
               # every row was checked finite as prepare wrote it: validate does not rescan GBs per run
               "checked_finite": True, "rgb_modalities": list(preparer.rgb_modalities),
+              # RGB modality -> original (H, W) when the training crop is drawn in that geometry (CREMA-D)
+              "crop_frame_size": preparer.crop_frame_size(meta),
               # the data set's extra evaluation metrics (mmbench.metrics), e.g. CASIA-SURF's anti-spoofing rates
               **({"extra_metrics": preparer.extra_metrics} if getattr(preparer, "extra_metrics", None) else {})},
     )

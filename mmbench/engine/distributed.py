@@ -23,9 +23,10 @@ coefficient traces are means over ranks. Tested with gloo on CPU over whole epoc
 (``tests/mmbench/engine/test_distributed_epochs.py``). BatchNorm statistics of the encoders stay per
 rank (as DDP without SyncBatchNorm): the process count enters the run key of a model with BatchNorm
 encoders (:func:`key_world_size`); DMRNet's own PME BatchNorm uses :func:`global_batch_norm`.
-Not made global: OSMD's joint MMD is a kernel statistic over all pairs of a batch, computed over each
-rank's shard; and the Triton PME kernel's noise (CUDA) cannot be sliced, so DMRNet draws eager noise
-for the global batch under torchrun (one host read of the seed per step).
+A statistic over all pairs of a batch (OSMD's joint MMD) is computed on the global batch's rows,
+gathered with a gradient (:func:`gather_global_rows`). The Triton PME kernel's noise (CUDA) cannot be
+sliced, so DMRNet draws eager noise for the global batch under torchrun (one host read of the seed
+per step).
 """
 from __future__ import annotations
 
@@ -161,6 +162,69 @@ class _SumOverRanks(torch.autograd.Function):
         grad = grad.clone()
         dist.all_reduce(grad)
         return grad
+
+
+class _GatherRows(torch.autograd.Function):
+    """``all_gather`` along dim 0 with a gradient: ``[B_rank, F]`` -> ``[world * B_rank, F]`` in rank order.
+
+    Backward: the gradient of the gathered tensor is summed over ranks (``all_reduce``) and this
+    rank's rows are kept, i.e. a reduce-scatter (sum) -- what ``torch.distributed.nn.functional.
+    all_gather`` does. Not that function itself: it is deprecated in torch 2.14 (a FutureWarning on
+    every call) and its successor lives in the private ``torch.distributed._functional_collectives``;
+    an ``all_reduce`` works on gloo and NCCL alike. Every rank must call this with the same shape
+    (the engine's shards are equal) and, in backward, in the same order (one call per loss here).
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x)
+        return torch.cat(parts, 0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad.tensor_split(dist.get_world_size())[dist.get_rank()]
+
+
+def gather_global_rows(*tensors: torch.Tensor):
+    """The global batch's rows of each rank tensor ``[B_rank, ...]`` -> ``[world * B_rank, ...]``, in the
+    global batch's order (rank 0's rows first: the shards are contiguous, ``SplitTensors.iterate``),
+    in one collective and with a gradient to this rank's rows; the tensors themselves on one process.
+
+    For a statistic ``J`` that couples every pair of samples of a batch (a kernel MMD): each rank
+    computes ``J`` of the gathered rows, the same value on every rank, and adds it to its loss once.
+    Why the averaged gradient is then one process's gradient of ``J`` on the global batch: write
+    ``X = [x_0; ...; x_{W-1}]`` for the gathered rows, ``x_r`` computed on rank r from its replica of
+    the parameters ``theta`` (equal on every rank). One process's gradient is
+    ``sum_r dJ/dx_r . dx_r/dtheta``. Rank r's autograd reaches ``theta`` only through its own ``x_r``;
+    the backward of the gather hands it ``sum_s dJ_s/dx_r = W dJ/dx_r`` (every rank s computed the
+    same ``J_s = J`` and sends its gradient for rank r's rows to rank r), so rank r's parameter
+    gradient is ``W dJ/dx_r . dx_r/dtheta``, and :func:`average_gradients` divides the sum over ranks by
+    ``W``: ``sum_r dJ/dx_r . dx_r/dtheta``, exactly one process's. Said generally: the gradients of
+    the rank losses summed by the gather's backward and averaged by :func:`average_gradients` are the
+    gradient of the mean over ranks of the rank losses, and ``J`` enters that mean once, as it enters
+    one process's loss once. (Dividing ``J`` by ``W`` instead would give ``J / W`` in the mean.)
+
+    The tensors are flattened to ``[B_rank, -1]``, gathered as one ``[B_rank, sum F]`` tensor of their
+    widest floating dtype and split back (each to its own shape and dtype).
+    """
+    if not active():
+        return list(tensors)
+    rows, dtype = tensors[0].shape[0], torch.float32
+    for t in tensors:
+        if t.is_floating_point():
+            dtype = torch.promote_types(dtype, t.dtype)
+    flat = [t.reshape(rows, -1).to(dtype) for t in tensors]
+    gathered = _GatherRows.apply(torch.cat(flat, 1))
+    out, col = [], 0
+    for t, f in zip(tensors, flat):
+        width = f.shape[1]
+        out.append(gathered[:, col : col + width].reshape((-1,) + tuple(t.shape[1:])).to(t.dtype))
+        col += width
+    return out
 
 
 def global_batch_norm(x: torch.Tensor, bn: torch.nn.BatchNorm1d) -> torch.Tensor:

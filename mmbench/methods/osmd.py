@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbench.batching import Batch
-from mmbench.engine.distributed import masked_batch_mean
+from mmbench.engine.distributed import gather_global_rows, masked_batch_mean
 from mmbench.methods._missing_utils import check_multimodal, joint_mmd
 from mmbench.methods.base import Method, register_method
 from mmbench.settings_schema import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Setting
@@ -47,7 +47,8 @@ class OneStageModalityDistillation(Method):
       ``target_k = softmax(missing_head(f_k))`` (default) or one-hot(y); each kernel the authors' multi-
       kernel Gaussian (5 bandwidths ``sigma_bar * 2^{-2..2}``, ``sigma_bar`` = mean pairwise squared
       distance of the pooled batch). Samples whose ``k`` is absent in the training pattern are left out
-      of the missing-branch CE and of the JMMD.
+      of the missing-branch CE and of the JMMD. Under torchrun the JMMD (kernels, bandwidth, weights) is
+      that of the global batch, as in one process (``gather_global_rows``).
 
     Hyper-parameters (no official values exist; harness defaults are my choices):
       * ``missing_modality``: name of the training-only modality; default None = the LAST modality in
@@ -87,7 +88,7 @@ class OneStageModalityDistillation(Method):
     """
 
     name = "osmd"
-    version = 2  # global masked means / draws under torchrun (issue 22)
+    version = 3  # 2: global masked means under torchrun; 3: the JMMD over the global batch under torchrun (issue 22)
     hparams = {
         "missing_modality": None,
         "lambda_mmd": 1.0,
@@ -192,7 +193,13 @@ class OneStageModalityDistillation(Method):
         f_true = f_k
         if self.hp["detach_target"]:
             f_true, target = f_true.detach(), target.detach()
-        mmd = joint_mmd([restored, p_restored], [f_true, target], has_k, self.hp["kernel_num"], self.hp["kernel_mul"])
+        # A kernel statistic over all pairs of the batch (and a bandwidth from all of them): under torchrun
+        # it is computed on the global batch's rows, gathered with a gradient; the reasoning for why the
+        # averaged gradient then equals one process's is in gather_global_rows. One process: unchanged.
+        restored_g, p_restored_g, f_true_g, target_g, has_k_g = gather_global_rows(
+            restored, p_restored, f_true, target, has_k)
+        mmd = joint_mmd([restored_g, p_restored_g], [f_true_g, target_g], has_k_g, self.hp["kernel_num"],
+                        self.hp["kernel_mul"])
         loss = loss + self.hp["lambda_mmd"] * mmd
 
         if self.hp["lambda_avail"]:

@@ -136,6 +136,12 @@ class Preparer(abc.ABC):
             raise ValueError(f"prepare {self.name}: setting {key}={value!r} is not a valid "
                              f"{type(default).__name__} (default {default!r})") from None
 
+    def crop_frame_size(self, meta: Dict[str, Any]) -> Dict[str, Tuple[int, int]]:
+        """RGB modality -> ``(H_0, W_0)`` of the original frames, for those whose training crop is drawn
+        in the original geometry (:mod:`mmbench.frame_crop`), from a cache's ``meta.json`` (settings and
+        notes); empty: crops drawn on the stored frames."""
+        return {}
+
     def requires(self, listing: Listing) -> List[str]:
         """Modules ``process`` imports for these items (checked before any work, so a missing decoder
         is one clear error naming its extra, not one skipped file per item)."""

@@ -30,10 +30,17 @@ Settings (defaults: the released OGM-GE / ARL / DGL code, which share this front
 * ``size=224``, ``normalize=true``: resized to 224 x 224 (the papers' *test* transform) and
   ImageNet-normalised -> ``visual`` [3 * n_frames, 224, 224] (frames stacked on the channel axis).
   Training augmentation (the papers' RandomResizedCrop(224) + horizontal flip) is applied at train
-  time by the engine (``augment=true``, the default of prepared data sets, ``loader=stream``), on the
-  stored 224 x 224 frame. Difference from the released transform: the released crop is drawn on the
-  original 480 x 360 frame, here on the frame already squashed to 224 x 224, so the crop's aspect
-  range [3/4, 4/3] is [1.00, 1.78] in original pixels; ``augment=false`` turns the augmentation off;
+  time by the engine (``augment=true``, the default of prepared data sets, ``loader=stream``;
+  ``augment=false`` turns it off), cut from the stored 224 x 224 frame;
+* ``crop_geometry=original``, ``frame_size=auto``: where that crop is drawn. ``original`` (default,
+  the released transform's geometry): drawn as the released ``RandomResizedCrop(224)`` draws it on the
+  original frame (area 8-100%, aspect [3/4, 4/3] in original pixels; the same box from the same torch
+  draws) and resampled from that region of the stored frame (:mod:`mmbench.frame_crop`; what differs
+  is resolution: the stored frame has fewer pixels). The original size is ``frame_size`` (``WxH``,
+  480x360 for CREMA-D's videos) or, with ``auto``, that of the first listed clip's first frame; it
+  is in the cache's ``notes.frame_size``, and a clip whose frames have another size is skipped,
+  naming it. ``stored``: drawn on the stored, squashed 224 x 224 frame (the earlier behaviour): its
+  aspect range [3/4, 4/3] is [1.00, 1.78] in original pixels;
 * ``layout=auto`` (``papers`` | ``distribution``), ``lists=""``: folder holding ``train.csv`` /
   ``test.csv`` (default: ``ROOT`` if they are there; without lists only ``crema-d-speaker`` can be
   used). mmbench does not ship the published lists: they are distributed with the OGM-GE and PMR
@@ -61,6 +68,7 @@ import numpy as np
 
 from mmbench.data.base import ModalitySpec
 from mmbench.data.splits import group_split, stratified_split
+from mmbench.frame_crop import check_crop_geometry, parse_frame_size
 from mmbench.prepare import frontends
 from mmbench.prepare.cremad_split import check_published
 from mmbench.prepare.base import Item, Listing, PreparedCache, Preparer, SkipItem, register_preparer
@@ -103,7 +111,7 @@ class CremaD(Preparer):
     defaults = {"layout": "auto", "lists": "", "sample_rate": 22050, "seconds": 3.0, "n_fft": 512, "hop": 353,
                 "fps": 1.0, "n_frames": 1, "size": 224, "normalize": True, "resampler": "soxr_hq",
                 "stft_pad": "constant",
-                "frame_order": "sorted"}
+                "frame_order": "sorted", "crop_geometry": "original", "frame_size": "auto"}
     datasets = {"crema-d": "published", "crema-d-speaker": "speaker"}
     rgb_modalities = ("visual",)
     dataset_descriptions = {
@@ -114,7 +122,41 @@ class CremaD(Preparer):
     def requires(self, listing: Listing) -> List[str]:
         return ["soundfile", "soxr", "PIL"] + (["av"] if listing.notes["layout"] == "distribution" else [])
 
+    def crop_frame_size(self, meta: Dict[str, Any]) -> Dict[str, Tuple[int, int]]:
+        # A cache prepared before the setting existed drew its crops on the stored frame.
+        if meta["settings"]["settings"].get("crop_geometry", "stored") == "stored":
+            return {}
+        return {"visual": parse_frame_size(meta["notes"]["frame_size"])}
+
+    def _frame_size(self, items: List[Item], settings: Dict[str, Any]) -> Optional[Tuple[int, int]]:
+        """``(H_0, W_0)`` the training crop is drawn in (None under ``crop_geometry=stored``): the
+        declared ``frame_size``, or with ``auto`` the size of the first frame of the first clip that has one."""
+        if check_crop_geometry(settings["crop_geometry"]) == "stored":
+            return None
+        if settings["frame_size"] != "auto":
+            return parse_frame_size(settings["frame_size"])
+        for item in items:
+            try:
+                if "frames" in item.paths:
+                    files = frontends.frame_files(Path(item.paths["frames"]), str(settings["frame_order"]))
+                    if files:
+                        with frontends.require("PIL.Image").open(files[0]) as image:
+                            return image.size[1], image.size[0]
+                elif Path(item.paths["video"]).exists():
+                    with frontends.require("av").open(item.paths["video"]) as container:
+                        stream = container.streams.video[0]
+                        return stream.codec_context.height, stream.codec_context.width
+            except ImportError:
+                raise
+            except Exception:  # an unreadable clip: process() skips and names it; the size comes from the next
+                continue
+        raise FileNotFoundError("crema-d: frame_size=auto, but no listed clip has a frame to read the size from; "
+                                "set frame_size=WIDTHxHEIGHT or crop_geometry=stored")
+
     def modalities(self, settings: Dict[str, Any]) -> List[ModalitySpec]:
+        check_crop_geometry(settings["crop_geometry"])  # bad values are errors before any work
+        if settings["frame_size"] != "auto":
+            parse_frame_size(settings["frame_size"])
         audio = frontends.spectrogram_shape(settings["sample_rate"], settings["seconds"], settings["n_fft"],
                                             settings["hop"])
         return [ModalitySpec("audio", "image", audio),
@@ -185,6 +227,11 @@ class CremaD(Preparer):
         skipped += [(str(src / AUDIO_DIR / f"{clip}.wav"), "listed but no audio file")
                     for clip in sorted(listed) if clip not in found]
         notes = {"layout": layout, "lists": str(list_folder) if list_folder else None}
+        original = self._frame_size(items, settings) if items else None
+        if original is not None:
+            notes["frame_size"] = f"{original[1]}x{original[0]}"
+            for item in items:
+                item.payload = original
         if list_folder is not None:  # are these the published lists? (counts + SHA-256 of the clip names)
             parts = {part: [c for c, (p, _) in listed.items() if p == part] for part in ("train", "test")}
             check = check_published(parts)
@@ -197,13 +244,22 @@ class CremaD(Preparer):
                                             int(settings["n_fft"]), int(settings["hop"]), str(settings["resampler"]),
                                             str(settings["stft_pad"]))
         n, size, norm = int(settings["n_frames"]), int(settings["size"]), bool(settings["normalize"])
+        sizes: List[Tuple[str, int, int]] = []
         if "frames" in item.paths:
-            visual = frontends.folder_frames(Path(item.paths["frames"]), n, size, norm, str(settings["frame_order"]))
+            visual = frontends.folder_frames(Path(item.paths["frames"]), n, size, norm, str(settings["frame_order"]),
+                                             sizes)
         else:
             video = Path(item.paths["video"])
             if not video.exists():
                 raise SkipItem("missing video", f"{video}: no such file")
-            visual = frontends.video_frames(video, float(settings["fps"]), n, size, norm)
+            visual = frontends.video_frames(video, float(settings["fps"]), n, size, norm, sizes)
+        original = item.payload  # (H_0, W_0) of crop_geometry=original (list_items), else None
+        for name, width, height in sizes:  # the training crop is drawn in this geometry: it must be true
+            if original is not None and (height, width) != tuple(original):
+                raise SkipItem("frame size", f"{name}: {width}x{height}, but the training crop is drawn on "
+                                             f"{original[1]}x{original[0]} frames (crop_geometry=original, "
+                                             f"frame_size={settings['frame_size']}); set frame_size or "
+                                             f"crop_geometry=stored")
         return {"audio": audio, "visual": visual}
 
     def split(self, variant: str, cache: PreparedCache, seed: int) -> Dict[str, np.ndarray]:

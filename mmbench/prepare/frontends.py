@@ -18,7 +18,7 @@ import os
 from fractions import Fraction
 from math import gcd
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -158,37 +158,49 @@ def pick(count: int, n: int) -> List[int]:
     return [min(i, count - 1) for i in range(n)]
 
 
-def folder_frames(folder: Path, n_frames: int, size: int, normalize: bool, order: str = "sorted") -> np.ndarray:
-    """The first ``n_frames`` JPEG/PNG frames of ``folder`` (in ``order``, :data:`FRAME_ORDERS`: by name,
-    or the ``os.listdir`` order of the released loaders) as float32 ``[3 * n_frames, size, size]``
-    (frames stacked on the channel axis, frame-major).
-
-    Raises:
-        SkipItem: ``missing frames`` (no folder or no image in it), ``unreadable frame`` (naming it).
-    """
-    pil = require("PIL.Image")
+def frame_files(folder: Path, order: str = "sorted") -> List[Path]:
+    """The JPEG/PNG frames of ``folder`` in ``order`` (:data:`FRAME_ORDERS`); empty if there is no folder."""
     if order not in FRAME_ORDERS:
         raise ValueError(f"frame_order={order!r}: expected one of {', '.join(FRAME_ORDERS)}")
     names = os.listdir(folder) if folder.is_dir() else []
     files = [folder / n for n in names if Path(n).suffix.lower() in (".jpg", ".jpeg", ".png")]
     if order == "sorted":
         files.sort()
+    return files
+
+
+def folder_frames(folder: Path, n_frames: int, size: int, normalize: bool, order: str = "sorted",
+                  sizes: Optional[List[Tuple[str, int, int]]] = None) -> np.ndarray:
+    """The first ``n_frames`` JPEG/PNG frames of ``folder`` (in ``order``, :data:`FRAME_ORDERS`: by name,
+    or the ``os.listdir`` order of the released loaders) as float32 ``[3 * n_frames, size, size]``
+    (frames stacked on the channel axis, frame-major). ``sizes``, when given, receives
+    ``(file, width, height)`` of each frame read, before the resize.
+
+    Raises:
+        SkipItem: ``missing frames`` (no folder or no image in it), ``unreadable frame`` (naming it).
+    """
+    pil = require("PIL.Image")
+    files = frame_files(folder, order)
     if not files:
         raise SkipItem("missing frames", f"{folder}: no .jpg/.png frames")
     out = []
     for i in pick(len(files), n_frames):
         try:
             with pil.open(files[i]) as image:
+                if sizes is not None:
+                    sizes.append((str(files[i]), *image.size))
                 out.append(frame_array(image, size, normalize))
         except (OSError, ValueError) as err:
             raise SkipItem("unreadable frame", f"{files[i]}: {err}") from None
     return np.concatenate(out, axis=0)
 
 
-def video_frames(path: Path, fps: float, n_frames: int, size: int, normalize: bool) -> np.ndarray:
+def video_frames(path: Path, fps: float, n_frames: int, size: int, normalize: bool,
+                 sizes: Optional[List[Tuple[str, int, int]]] = None) -> np.ndarray:
     """Frames of the video ``path`` sampled at ``fps`` (the frame shown at t = 0, 1/fps, 2/fps, ...,
     as ``ffmpeg -vf fps=...`` extraction gives), the first ``n_frames`` of them, as float32
     ``[3 * n_frames, size, size]``; a video shorter than ``n_frames / fps`` repeats its last sample.
+    ``sizes``, when given, receives ``(file, width, height)`` of each frame taken, before the resize.
 
     Raises:
         SkipItem: ``unreadable video`` (naming the file and FFmpeg's message) or ``empty video``.
@@ -204,6 +216,8 @@ def video_frames(path: Path, fps: float, n_frames: int, size: int, normalize: bo
                 t = frame.time if frame.time is not None else 0.0
                 # keep the first frame at or after each sampling time
                 while len(picked) < n_frames and t + 1e-6 >= float(len(picked) * step):
+                    if sizes is not None:
+                        sizes.append((str(path), frame.width, frame.height))
                     picked.append(frame_array(frame.to_image(), size, normalize))
                 if len(picked) >= n_frames:
                     break

@@ -4,8 +4,9 @@ Two gloo processes (``torch.multiprocessing.spawn``, CPU) each train on half of 
 16 for two epochs with the engine's own ``fit_and_test``; one process trains on the whole batches.
 Loss history, coefficient traces, validation scores, final (selected) parameters, test metrics and
 per-sample outcomes must agree within fp32 rounding, for the methods that normalise by the samples
-that have a modality (ARL, MLA), draw per-sample randomness (DMRNet) or steer by batch statistics
-(OGM-GE), under ``complete`` and under ``dropout`` (a random subset of modalities per sample).
+that have a modality (ARL, MLA), draw per-sample randomness (DMRNet), steer by batch statistics
+(OGM-GE) or compute a statistic over all pairs of the global batch (OSMD's joint MMD, gathered with a
+gradient), under ``complete`` and under ``dropout`` (a random subset of modalities per sample).
 """
 import math
 
