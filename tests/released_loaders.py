@@ -170,7 +170,7 @@ def crop_side_by_side(paths, seeds=range(16), size: int = 224) -> dict:
         rows[f"CREMA-D train crop, crop_geometry={geometry}: mean |diff|"] = float(np.mean(means))
         if geometry == "original":
             rows[f"CREMA-D train crop, crop_geometry=original: box and flip equal to the released draw (of {draws})"] \
-                = float(same)
+                = int(same)
     return rows
 
 
