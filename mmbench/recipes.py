@@ -92,6 +92,7 @@ PAPER_RECIPES: Dict[str, Recipe] = {
     "opm": Recipe(dict(_BALANCE_BENCHMARK), "BalanceBenchmark's global config"),
     "gblending": Recipe(dict(_BALANCE_BENCHMARK), "BalanceBenchmark's global config"),
     "relearning": Recipe(dict(_BALANCE_BENCHMARK), "BalanceBenchmark's global config"),
+    "amco": Recipe(dict(_BALANCE_BENCHMARK), "BalanceBenchmark's global config (its AMCo trainer is the release used)"),
     "mbsd": Recipe(dict(_BALANCE_BENCHMARK), "BalanceBenchmark's global config (its MBSD trainer is the only release)"),
     "ogm-tpami": Recipe({"optimizer": "adamw", "lr": 5e-5, "weight_decay": 0.01, "batch_size": 32, "epochs": 100,
                          "schedule": "step", "step_size": 40},
