@@ -24,6 +24,7 @@ from torch import nn
 from baselines._balance_utils import masked_ce, window_active, window_start_epoch
 from baselines.ogm_ge import unimodal_logits_ogm
 from mmbench.batching import Batch
+from mmbench.engine.distributed import global_sum
 from mmbench.methods.base import Method, register_method
 from mmbench.models.fusion import ConcatFusion
 from mmbench.settings_schema import FRACTION, POSITIVE, Setting
@@ -61,7 +62,9 @@ def dependence(z_masked: torch.Tensor, sigma: float) -> Tuple[torch.Tensor, torc
     ``[B, M*C]`` masked logits, averaged over the batch; dependent where the share exceeds ``sigma``."""
     M, B, C = z_masked.shape
     probs = F.softmax(z_masked.detach().permute(1, 0, 2).reshape(B, M * C), dim=1)
-    share = probs.view(B, M, C).sum(2).sum(0) / B
+    # under torchrun the sums run over the global batch, so every rank flags the same modalities
+    sums = global_sum(torch.cat([probs.view(B, M, C).sum(2).sum(0), probs.new_full((1,), float(B))]))
+    share = sums[:M] / sums[M]
     return share, share > sigma
 
 
@@ -99,7 +102,7 @@ class AMCo(Method):
 
     Departures: the mask is drawn from a NumPy generator seeded by (run seed, epoch) (released: the
     global ``np.random`` shuffle); for a missing modality (absent from the release) its unimodal CE is
-    averaged over the samples that have it. The released code only runs on exactly two GPUs (its
+    averaged over the samples that have it; under torchrun the shares are those of the global batch. The released code only runs on exactly two GPUs (its
     ``[2, C]`` mask does not broadcast over a batch on one device); this is the two-GPU behaviour.
     Optimiser: BalanceBenchmark's global config (``recipe=paper``); the harness engine's by default.
 
