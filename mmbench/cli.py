@@ -178,6 +178,12 @@ class Run(Command):
         from mmbench.patterns import get_pattern
         from mmbench.runner import Runner
 
+        from mmbench.data.registry import dataset_task
+
+        if dataset_task(args.dataset) == "segmentation":  # the segmentation path: mmbench/segmentation/cli_run.py
+            from mmbench.segmentation.cli_run import execute
+
+            return execute(args)
         # Check names up front: a typo is an error, not a "failed" run in the cache.
         get_method(args.method)
         load_dataset(args.dataset)
