@@ -1,0 +1,148 @@
+"""The segmentation task in the harness: CLI run, stored record, run key, method and setting errors.
+
+Tiny settings throughout (one epoch on the 32 x 32 procedural scenes, a narrow decoder), so the file
+costs seconds.
+"""
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("torchvision", reason="the ResNet-34 branches are torchvision's (pip install -e '.[paper]')")
+
+from mmbench.cli import main  # noqa: E402
+from mmbench.config import RunSpec  # noqa: E402
+from mmbench.data.registry import dataset_task  # noqa: E402
+from mmbench.result_check import problem  # noqa: E402
+from mmbench.results_store import ResultsStore  # noqa: E402
+from mmbench.run_key import run_identity  # noqa: E402
+from mmbench.runner import Runner  # noqa: E402
+from mmbench.segmentation.datasets import PROCEDURAL  # noqa: E402
+from mmbench.segmentation.methods import masked_weighted_cross_entropy  # noqa: E402
+from mmbench.segmentation.metrics import VOID_INDEX  # noqa: E402
+
+TINY = ["epochs=1", "decoder_channels=[32,16,8]"]
+COMBOS = ("rgb", "depth", "rgb+depth")
+
+
+@pytest.fixture(autouse=True)
+def _private_hash_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMBENCH_CACHE", str(tmp_path / "hash-cache"))
+
+
+def _stored(out):
+    runs = list((out / "runs").glob("*.json"))
+    assert len(runs) == 1
+    return json.loads(runs[0].read_text()), runs[0]
+
+
+def test_the_task_is_in_the_registration_and_classification_is_the_default():
+    assert dataset_task(PROCEDURAL) == "segmentation"
+    assert dataset_task("synthetic") == "classification"
+    assert dataset_task("no-such-data-set") == "classification"  # its error stays the classification path's
+
+
+def test_cli_run_trains_selects_tests_and_stores_a_checked_record(tmp_path, capsys):
+    out = tmp_path / "x"
+    argv = ["run", "--method", "joint", "--dataset", PROCEDURAL, "--pattern", "complete", "--seed", "0",
+            "--set", *TINY, "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert "mIoU" in printed.out and "epoch 1/1" in printed.err
+    record, path = _stored(out)
+    assert problem(record, path) is None  # the store's own trust checks: key = identity's key, checksum
+    assert record["status"] == "ok" and record["task"] == "segmentation"
+    assert record["identity"]["task"] == "segmentation" and record["identity"]["train"]["epochs"] == 1
+    m = record["metrics"]
+    assert set(m["subset_miou"]) == set(COMBOS) == set(m["subset_pixel_acc"])
+    values = [m["subset_miou"][c] for c in COMBOS]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert m["miou_mean"] == pytest.approx(sum(values) / 3) and m["miou_worst"] == min(values)
+    assert m["subset_miou"][m["miou_worst_subset"]] == m["miou_worst"]
+    assert m["pixel_acc_worst"] == min(m["subset_pixel_acc"].values())
+    assert all(len(m["subset_iou"][c]) == 5 for c in COMBOS)
+    # selection on the validation split carved from train (25 % of 96), the test split read once
+    assert m["split_sizes"] == {"train": 72, "val": 24, "test": 48}
+    assert m["best_epoch"] == 0 and m["val_selection"] == record["history"][0]["val"]
+    assert len(m["class_weights"]) == 5 and min(m["class_weights"]) > 0
+    # a second call is a cache hit: the same stored record, nothing trained
+    assert main(argv) == 0
+    assert "cached" in capsys.readouterr().out
+    assert _stored(out)[0]["finished_at"] == record["finished_at"]
+
+
+def test_key_is_stable_and_differs_from_a_classification_run():
+    spec = RunSpec("joint", PROCEDURAL, "complete", 0, {"epochs": 1})
+    key = spec.key()
+    assert key == RunSpec("joint", PROCEDURAL, "complete", 0, {"epochs": 1}).key()
+    assert run_identity(spec)["task"] == "segmentation"
+    assert key != RunSpec("joint", PROCEDURAL, "complete", 1, {"epochs": 1}).key()  # seed
+    assert key != RunSpec("joint", PROCEDURAL, "complete", 0, {"epochs": 2}).key()  # a setting
+    assert key != RunSpec("unimodal", PROCEDURAL, "complete", 0, {"epochs": 1}).key()  # the method
+    classification = RunSpec("joint", "synthetic", "complete", 0, {"epochs": 1})
+    assert "task" not in run_identity(classification)  # classification identities are as before
+    assert key != classification.key()
+
+
+@pytest.mark.parametrize("method", ["arl", "dmrnet", "no-such-method"])
+def test_a_method_without_a_segmentation_form_is_a_clear_error(method, tmp_path, capsys):
+    code = main(["run", "--method", method, "--dataset", PROCEDURAL, "--set", "epochs=1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"method {method!r} has no segmentation form" in err and "joint, modality-dropout, unimodal" in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["fusion=sum"], "unknown setting 'fusion'"),  # a classification engine setting
+    (["epochs=0"], "epochs=0 is not allowed"),
+    (["encoder_layers=[1,1]"], "encoder_layers=[1, 1] is not allowed"),
+])
+def test_bad_settings_are_errors_before_anything_runs(extra, message, tmp_path, capsys):
+    code = main(["run", "--method", "joint", "--dataset", PROCEDURAL, "--set", *extra, "--out", str(tmp_path)])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_natural_pattern_is_refused_with_the_reason(tmp_path, capsys):
+    code = main(["run", "--method", "joint", "--dataset", PROCEDURAL, "--pattern", "natural", "--out", str(tmp_path)])
+    assert code == 2 and "does not declare" in capsys.readouterr().err
+
+
+def test_unimodal_under_missing_rate_stores_the_masked_test_score(tmp_path):
+    spec = RunSpec("unimodal", PROCEDURAL, "missing-0.5", 0, {"epochs": 1, "decoder_channels": [32, 16, 8]})
+    result = Runner(tmp_path).run(spec)
+    assert result["status"] == "ok", result.get("error")
+    m = result["metrics"]
+    assert 0.0 <= m["masked_test_miou"] <= 1.0
+    # its rgb+depth prediction is one of its two networks: equal to the rgb-only or the depth-only score
+    assert m["subset_miou"]["rgb+depth"] in (m["subset_miou"]["rgb"], m["subset_miou"]["depth"])
+    masks = list((tmp_path / "cache" / "masks").glob("*.npz"))
+    assert len(masks) == 1 and "missing-0.5" in masks[0].name  # persisted as for classification
+
+
+def test_masked_loss_equals_pytorch_weighted_mean_and_drops_unkept_images():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, 6, 6, generator=g, requires_grad=True)
+    labels = torch.randint(0, 4, (3, 6, 6), generator=g)
+    labels[0, :2] = VOID_INDEX
+    w = torch.tensor([0.5, 1.0, 2.0, 0.0])
+    ref = torch.nn.functional.cross_entropy(logits, labels, weight=w, ignore_index=VOID_INDEX)
+    torch.testing.assert_close(masked_weighted_cross_entropy(logits, labels, w, torch.ones(3)), ref)
+    keep = torch.tensor([1.0, 0.0, 1.0])
+    masked = masked_weighted_cross_entropy(logits, labels, w, keep)
+    idx = torch.tensor([0, 2])
+    torch.testing.assert_close(masked, torch.nn.functional.cross_entropy(logits[idx], labels[idx], weight=w,
+                                                                         ignore_index=VOID_INDEX))
+    masked.backward()
+    assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0  # the dropped image adds nothing
+
+
+def test_the_same_store_holds_both_tasks(tmp_path):
+    store = ResultsStore(tmp_path)
+    seg = Runner(store).run(RunSpec("modality-dropout", PROCEDURAL, "complete", 0,
+                                    {"epochs": 1, "decoder_channels": [32, 16, 8], "p": 0.3}))
+    cls = Runner(store).run(RunSpec("joint", "synthetic", "complete", 0, {"epochs": 1}))
+    assert seg["status"] == cls["status"] == "ok"
+    assert seg["identity"]["method_hparams"] == {"p": 0.3}
+    assert {r["key"] for r in store.all_results()} == {seg["key"], cls["key"]}
