@@ -13,6 +13,8 @@ pytest.importorskip("torchvision", reason="the ResNet-34 branches are torchvisio
 from mmbench.cli import main  # noqa: E402
 from mmbench.config import RunSpec  # noqa: E402
 from mmbench.data.registry import dataset_task  # noqa: E402
+from mmbench.report.frame import results_frame  # noqa: E402
+from mmbench.report.tables import write_tables  # noqa: E402
 from mmbench.result_check import problem  # noqa: E402
 from mmbench.results_store import ResultsStore  # noqa: E402
 from mmbench.run_key import run_identity  # noqa: E402
@@ -20,6 +22,7 @@ from mmbench.runner import Runner  # noqa: E402
 from mmbench.segmentation.datasets import PROCEDURAL  # noqa: E402
 from mmbench.segmentation.methods import masked_weighted_cross_entropy  # noqa: E402
 from mmbench.segmentation.metrics import VOID_INDEX  # noqa: E402
+from tests.fake_results import write_fake_results  # noqa: E402
 
 TINY = ["epochs=1", "decoder_channels=[32,16,8]"]
 COMBOS = ("rgb", "depth", "rgb+depth")
@@ -138,11 +141,22 @@ def test_masked_loss_equals_pytorch_weighted_mean_and_drops_unkept_images():
     assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0  # the dropped image adds nothing
 
 
-def test_the_same_store_holds_both_tasks(tmp_path):
+def test_the_same_store_and_tables_hold_both_tasks(tmp_path):
+    write_fake_results(tmp_path)  # classification results written by hand (no training)
     store = ResultsStore(tmp_path)
     seg = Runner(store).run(RunSpec("modality-dropout", PROCEDURAL, "complete", 0,
                                     {"epochs": 1, "decoder_channels": [32, 16, 8], "p": 0.3}))
-    cls = Runner(store).run(RunSpec("joint", "synthetic", "complete", 0, {"epochs": 1}))
-    assert seg["status"] == cls["status"] == "ok"
-    assert seg["identity"]["method_hparams"] == {"p": 0.3}
-    assert {r["key"] for r in store.all_results()} == {seg["key"], cls["key"]}
+    assert seg["status"] == "ok" and seg["identity"]["method_hparams"] == {"p": 0.3}
+    assert seg["key"] in {r["key"] for r in store.all_results()}
+    # the classification tables leave the segmentation run out; it has its own section, per combination
+    assert set(results_frame(store.all_results())["dataset"]) == {"alpha", "beta"}
+    paths = write_tables(str(tmp_path))
+    md = paths["md"].read_text()
+    section = md[md.index("## Segmentation: mIoU per modality combination"):]
+    row = next(line for line in section.splitlines() if line.startswith("| modality-dropout"))
+    m = seg["metrics"]
+    expected = [m["subset_miou"][c] for c in ("rgb", "depth", "rgb+depth")] + [m["miou_mean"], m["miou_worst"]]
+    assert row.split(" | ")[2:7] == [f"{100 * v:.1f}" for v in expected]
+    board = json.loads(paths["json"].read_text())
+    assert [r["method"] for r in board["segmentation"]] == ["modality-dropout [decoder_channels=[32, 16, 8],epochs=1,p=0.3]"]
+    assert {r["dataset"] for r in board["aggregate"]} == {"alpha", "beta"}
