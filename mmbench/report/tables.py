@@ -294,7 +294,8 @@ def write_tables(root: str = "results", machine: str = "", progress=None) -> Dic
     segmentation = segmentation_rows(results)  # the dense task's own section (mIoU per combination)
     for line in store.unreadable:
         print(f"warning: untrusted result file left out of the tables: {line}", file=sys.stderr)
-    say(f"tables: {len(df)} runs read from {store.runs}")
+    say(f"tables: {len(df)} runs read from {store.runs}" + (f" (and {sum(r['seeds'] for r in segmentation)} ok "
+                                                            "segmentation runs)" if segmentation else ""))
     agg = aggregate(df) if not df.empty else pd.DataFrame()
     cache = StatisticsCache(root)
     # intervals and best-or-tied marks from the per-sample outcomes

@@ -160,3 +160,29 @@ def test_the_same_store_and_tables_hold_both_tasks(tmp_path):
     board = json.loads(paths["json"].read_text())
     assert [r["method"] for r in board["segmentation"]] == ["modality-dropout [decoder_channels=[32, 16, 8],epochs=1,p=0.3]"]
     assert {r["dataset"] for r in board["aggregate"]} == {"alpha", "beta"}
+
+
+def test_the_dense_suite_runs_through_the_grid_into_its_table_section(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MMBENCH_NO_CPP", "1")  # `all` builds the C++ statistics first; segmentation never uses them
+    out = tmp_path / "dense"
+    argv = ["all", "--suite", "dense", "--methods", "joint", "--patterns", "complete", "--seeds", "0",
+            "--set", *TINY, "--workers", "1", "--out", str(out)]
+    assert main(argv) == 0
+    record, _ = _stored(out)
+    assert record["task"] == "segmentation" and record["status"] == "ok"
+    # the grid computed the same key as a `run` of the same spec
+    assert record["key"] == RunSpec("joint", PROCEDURAL, "complete", 0,
+                                    {"epochs": 1, "decoder_channels": [32, 16, 8]}).key()
+    assert "### procedural-rgbd / complete" in (out / "LEADERBOARD.md").read_text()
+    capsys.readouterr()
+    assert main(argv[:-2] + ["--out", str(out), "--dry-run"]) == 0
+    assert "1 cached" in capsys.readouterr().out
+
+
+def test_show_gives_the_segmentation_card_and_settings(capsys):
+    assert main(["show", PROCEDURAL]) == 0
+    card = capsys.readouterr().out
+    assert "task: segmentation" in card and "val 24" in card and "methods: joint, modality-dropout, unimodal" in card
+    assert main(["show", "modality-dropout", "--dataset", PROCEDURAL]) == 0
+    text = capsys.readouterr().out
+    assert "resolved for procedural-rgbd (segmentation)" in text and "val_fraction" in text
