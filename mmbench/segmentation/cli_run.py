@@ -52,9 +52,9 @@ def execute(args) -> int:
         return 1
     m = result["metrics"]
     order = ("rgb", "depth", "rgb+depth")
-    print(f"  mIoU       " + "  ".join(f"{k} {m['subset_miou'][k]:.4f}" for k in order)
+    print("  mIoU       " + "  ".join(f"{k} {m['subset_miou'][k]:.4f}" for k in order)
           + f"  mean {m['miou_mean']:.4f}  worst {m['miou_worst']:.4f}")
-    print(f"  pixel acc  " + "  ".join(f"{k} {m['subset_pixel_acc'][k]:.4f}" for k in order)
+    print("  pixel acc  " + "  ".join(f"{k} {m['subset_pixel_acc'][k]:.4f}" for k in order)
           + f"  mean {m['pixel_acc_mean']:.4f}  worst {m['pixel_acc_worst']:.4f}")
     if "masked_test_miou" in m:
         print(f"  masked test mIoU {m['masked_test_miou']:.4f}")

@@ -51,7 +51,7 @@ class SegmentationDataset:
     modalities = MODALITIES
 
     def validated(self) -> "SegmentationDataset":
-        """``self`` after checking shapes, split and (a sample of) the labels; raises :class:`SegmentationDatasetError`."""
+        """``self`` after checking shapes, split and the first label map; raises :class:`SegmentationDatasetError`."""
         n = len(self.labels)
         if self.rgb.ndim != 4 or self.rgb.shape[1] != 3:
             raise SegmentationDatasetError(f"{self.name}: rgb must be [N, 3, H, W]; got {tuple(self.rgb.shape)}")
@@ -71,7 +71,8 @@ class SegmentationDataset:
         if np.intersect1d(self.split["train"], self.split["test"]).size:
             raise SegmentationDatasetError(f"{self.name}: some frames are in both train and test")
         if self.class_names and len(self.class_names) != self.num_classes:
-            raise SegmentationDatasetError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
+            raise SegmentationDatasetError(
+                f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
         first = np.asarray(self.labels[0])
         bad = first[(first != self.void_index) & ((first < 0) | (first >= self.num_classes))]
         if bad.size:

@@ -102,7 +102,8 @@ class SegmentationMethod:
         """Training loss of a batch; ``present`` ``[B, 2]`` (RGB, depth) as the pattern gives it."""
         raise NotImplementedError
 
-    def predict(self, rgb: torch.Tensor, depth: torch.Tensor, present: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+    def predict(self, rgb: torch.Tensor, depth: torch.Tensor,
+                present: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Logits ``[B, C, H, W]`` under the presence mask ``[B, 2]``."""
         raise NotImplementedError
 

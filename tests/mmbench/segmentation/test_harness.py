@@ -158,7 +158,8 @@ def test_the_same_store_and_tables_hold_both_tasks(tmp_path):
     expected = [m["subset_miou"][c] for c in ("rgb", "depth", "rgb+depth")] + [m["miou_mean"], m["miou_worst"]]
     assert row.split(" | ")[2:7] == [f"{100 * v:.1f}" for v in expected]
     board = json.loads(paths["json"].read_text())
-    assert [r["method"] for r in board["segmentation"]] == ["modality-dropout [decoder_channels=[32, 16, 8],epochs=1,p=0.3]"]
+    label = "modality-dropout [decoder_channels=[32, 16, 8],epochs=1,p=0.3]"
+    assert [r["method"] for r in board["segmentation"]] == [label]
     assert {r["dataset"] for r in board["aggregate"]} == {"alpha", "beta"}
 
 
