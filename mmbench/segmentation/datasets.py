@@ -16,16 +16,21 @@ import hashlib
 import numpy as np
 
 from mmbench.data.registry import register_dataset
-from mmbench.segmentation.dataset import SegmentationDataset
-from mmbench.segmentation.procedural import CLASS_NAMES, NUM_CLASSES, make_procedural_rgbd
+
+# Registration imports no torch (``import mmbench.data`` stays light for the tables); the generator and
+# the data set type are imported when a data set is built.
 
 PROCEDURAL = "procedural-rgbd"
 PROCEDURAL_SEEDS = {"train": 1000, "test": 2000}  # separate generator streams: no scene is in both splits
 
 
 @functools.lru_cache(maxsize=4)
-def procedural_rgbd(n_train: int = 96, n_test: int = 48, size: int = 32) -> SegmentationDataset:
-    """The procedural scenes as one data set: rows ``[0, n_train)`` train, the next ``n_test`` test."""
+def procedural_rgbd(n_train: int = 96, n_test: int = 48, size: int = 32):
+    """The procedural scenes as a :class:`~mmbench.segmentation.dataset.SegmentationDataset`: rows
+    ``[0, n_train)`` train, the next ``n_test`` test."""
+    from mmbench.segmentation.dataset import SegmentationDataset
+    from mmbench.segmentation.procedural import CLASS_NAMES, NUM_CLASSES, make_procedural_rgbd
+
     train = make_procedural_rgbd(n_train, size, seed=PROCEDURAL_SEEDS["train"])
     test = make_procedural_rgbd(n_test, size, seed=PROCEDURAL_SEEDS["test"])
     arrays = {k: np.concatenate([train[k].numpy(), test[k].numpy()]) for k in ("rgb", "depth", "labels")}
@@ -35,7 +40,7 @@ def procedural_rgbd(n_train: int = 96, n_test: int = 48, size: int = 32) -> Segm
                                CLASS_NAMES)
 
 
-def content_digest(data: SegmentationDataset) -> str:
+def content_digest(data) -> str:
     """SHA-256 (hex) of what training reads: the arrays, the split, the classes and the void index."""
     h = hashlib.sha256(f"classes={data.num_classes}|void={data.void_index}".encode())
     for name, arr in (("rgb", data.rgb), ("depth", data.depth), ("labels", data.labels),

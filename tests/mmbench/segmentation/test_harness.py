@@ -187,3 +187,13 @@ def test_show_gives_the_segmentation_card_and_settings(capsys):
     assert main(["show", "modality-dropout", "--dataset", PROCEDURAL]) == 0
     text = capsys.readouterr().out
     assert "resolved for procedural-rgbd (segmentation)" in text and "val_fraction" in text
+
+
+def test_registering_the_segmentation_data_sets_imports_no_torch():
+    # `import mmbench.data` (and so `table`) stays light: the generator is imported when a set is built
+    import subprocess
+    import sys
+
+    code = "import sys, mmbench.data; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
