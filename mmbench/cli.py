@@ -127,7 +127,9 @@ class All(Command):
                 print(("done " if store.is_done(s.key()) else "todo ") + s.label())
             return 0
         __import__("mmbench.env_errors", fromlist=["check_writable"]).check_writable(args.out)  # before training
-        if done < len(specs):
+        from mmbench.data.registry import dataset_task
+
+        if done < len(specs) and any(dataset_task(s.dataset) == "classification" for s in specs):  # segmentation: none
             _build_extension_visibly(suite.overrides.get("device", "cpu"))  # once, before the workers start
         start = time.time()
         counts = run_grid(specs, args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler)
