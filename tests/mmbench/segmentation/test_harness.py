@@ -208,3 +208,18 @@ def test_registering_the_segmentation_data_sets_imports_no_torch():
     code = "import sys, mmbench.data; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_seed_reproduces_its_run_and_a_named_modality_pattern_drops_that_modality(tmp_path):
+    spec = RunSpec("modality-dropout", PROCEDURAL, "missing-0.5-depth", 3,
+                   {"epochs": 1, "decoder_channels": [32, 16, 8]})
+    first = Runner(tmp_path).run(spec, force=True)
+    again = Runner(tmp_path).run(spec, force=True)
+    assert first["status"] == again["status"] == "ok"
+    assert first["history"] == again["history"] and first["metrics"]["subset_miou"] == again["metrics"]["subset_miou"]
+    import numpy as np
+
+    (mask_file,) = (tmp_path / "cache" / "masks").glob("*.npz")
+    with np.load(mask_file) as masks:  # rgb always there, depth missing for half the images
+        assert masks["train"][:, 0].min() == 1 and masks["train"][:, 1].mean() == 0.5
+        assert masks["train"].shape == (72, 2) and masks["test"].shape == (48, 2)
