@@ -8,6 +8,8 @@ The segmentation twin of :func:`mmbench.engine.trainer.fit_and_test`, with the s
   ``complete`` pattern, the mean mIoU over the three combinations under any other pattern (as the
   classification engine uses fused accuracy, resp. the mean over subsets); ties go to the latest
   epoch and a NaN score never wins (:func:`mmbench.engine.selection.is_better`);
+* each epoch visits the train images in a seeded random order, in batches of ``batch_size`` (the last
+  partial batch dropped when there is more than one);
 * training images carry the pattern's presence mask (``complete``: both; ``dropout``: a fresh subset
   per image and epoch; ``missing-<eta>``: the persisted per-image masks of the run seed);
 * the test split is scored for RGB only, depth only and both (:func:`evaluate_combinations`), and under
@@ -131,7 +133,10 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
     generator = torch.Generator().manual_seed(seed)
     bs, ebs, epochs = train["batch_size"], train["eval_batch_size"], train["epochs"]
     n_train = len(rows["train"])
-    steps_per_epoch = math.ceil(n_train / bs)
+    # The last partial batch is dropped when there is more than one batch, as in the classification engine
+    # (a batch of one image cannot train BatchNorm on the 1 x 1 pyramid-pooling map).
+    used = (n_train // bs) * bs if n_train > bs else n_train
+    steps_per_epoch = math.ceil(used / bs)
     optimizer = _optimizer(method, train)
     scheduler = _scheduler(optimizer, train, epochs * steps_per_epoch)
     train_fixed, test_fixed = fixed_masks
@@ -155,7 +160,7 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
     history, step_seconds, train_seconds, samples = [], [], 0.0, 0
     for epoch in range(epochs):
         mask = pattern.epoch_train_mask(train_fixed, n_train, NUM_MODALITIES, seed, epoch).float()
-        order = torch.randperm(n_train, generator=generator).numpy()
+        order = torch.randperm(n_train, generator=generator).numpy()[:used]
         method.modules().train()
         epoch_start, loss_sum, count = time.perf_counter(), 0.0, 0
         for rgb, depth, labels, present in batches(data, rows["train"][order], bs, device, mask[order]):

@@ -223,3 +223,12 @@ def test_a_seed_reproduces_its_run_and_a_named_modality_pattern_drops_that_modal
     with np.load(mask_file) as masks:  # rgb always there, depth missing for half the images
         assert masks["train"][:, 0].min() == 1 and masks["train"][:, 1].mean() == 0.5
         assert masks["train"].shape == (72, 2) and masks["test"].shape == (48, 2)
+
+
+def test_a_last_partial_batch_is_dropped_so_no_batch_of_one_reaches_batchnorm(tmp_path):
+    # 72 train images in batches of 71: one step per epoch; a trailing batch of one image would make
+    # BatchNorm fail on the 1 x 1 pyramid-pooling map
+    spec = RunSpec("joint", PROCEDURAL, "complete", 0, {"epochs": 1, "batch_size": 71, "decoder_channels": [32, 16, 8]})
+    result = Runner(tmp_path).run(spec)
+    assert result["status"] == "ok", result.get("error")
+    assert result["throughput"]["steps"] == 1
