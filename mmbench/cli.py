@@ -178,9 +178,8 @@ class Run(Command):
         from mmbench.methods import get_method
         from mmbench.output_dirs import announce, run_out
         from mmbench.patterns import get_pattern
-        from mmbench.runner import Runner
-
         from mmbench.data.registry import dataset_task
+        from mmbench.runner import Runner
 
         if dataset_task(args.dataset) == "segmentation":  # the segmentation path: mmbench/segmentation/cli_run.py
             from mmbench.segmentation.cli_run import execute

@@ -284,7 +284,6 @@ def write_tables(root: str = "results", machine: str = "", progress=None) -> Dic
     or without it.
     """
     from mmbench.report.stats_cache import StatisticsCache
-
     from mmbench.segmentation.table import segmentation_markdown, segmentation_rows
 
     say = progress or (lambda line: None)

@@ -45,6 +45,16 @@ def test_the_task_is_in_the_registration_and_classification_is_the_default():
     assert dataset_task("no-such-data-set") == "classification"  # its error stays the classification path's
 
 
+def test_a_registration_names_a_known_task_and_a_segmentation_set_its_fingerprint():
+    from mmbench.data.registry import register_dataset
+
+    with pytest.raises(ValueError, match="unknown task 'detection'"):
+        register_dataset("test-seg-bad", lambda: None, task="detection")
+    with pytest.raises(ValueError, match="declares its fingerprint"):
+        register_dataset("test-seg-bad", lambda: None, task="segmentation")
+    assert dataset_task("test-seg-bad") == "classification"  # neither was registered
+
+
 def test_cli_run_trains_selects_tests_and_stores_a_checked_record(tmp_path, capsys):
     out = tmp_path / "x"
     argv = ["run", "--method", "joint", "--dataset", PROCEDURAL, "--pattern", "complete", "--seed", "0",
