@@ -127,7 +127,9 @@ class All(Command):
                 print(("done " if store.is_done(s.key()) else "todo ") + s.label())
             return 0
         __import__("mmbench.env_errors", fromlist=["check_writable"]).check_writable(args.out)  # before training
-        if done < len(specs):
+        from mmbench.data.registry import dataset_task
+
+        if done < len(specs) and any(dataset_task(s.dataset) == "classification" for s in specs):  # segmentation: none
             _build_extension_visibly(suite.overrides.get("device", "cpu"))  # once, before the workers start
         start = time.time()
         counts = run_grid(specs, args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler)
@@ -176,8 +178,13 @@ class Run(Command):
         from mmbench.methods import get_method
         from mmbench.output_dirs import announce, run_out
         from mmbench.patterns import get_pattern
+        from mmbench.data.registry import dataset_task
         from mmbench.runner import Runner
 
+        if dataset_task(args.dataset) == "segmentation":  # the segmentation path: mmbench/segmentation/cli_run.py
+            from mmbench.segmentation.cli_run import execute
+
+            return execute(args)
         # Check names up front: a typo is an error, not a "failed" run in the cache.
         get_method(args.method)
         load_dataset(args.dataset)

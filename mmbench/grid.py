@@ -49,11 +49,16 @@ def check_specs(specs: Sequence[RunSpec]) -> None:
     """Raise ``ValueError`` for the first spec that could not run: bad settings, or a pattern that
     drops a modality its data set does not have. Nothing is trained or stored."""
     from mmbench.data import load_dataset
+    from mmbench.data.registry import dataset_task
     from mmbench.methods import get_method
     from mmbench.patterns import get_pattern
+    from mmbench.segmentation.runner import check_segmentation_spec
 
     checked = set()
     for spec in specs:
+        if dataset_task(spec.dataset) == "segmentation":  # its own methods and settings
+            check_segmentation_spec(spec)
+            continue
         resolve(spec, get_method(spec.method))
         pattern = get_pattern(spec.pattern)
         # Only named-modality patterns depend on the data set; loading is cached per process.

@@ -37,6 +37,15 @@ def describe_method(name: str, dataset: Optional[str] = None) -> str:
     for pattern, values in sorted(DATASET_DEFAULTS.items()):
         lines += _block(f"  on data sets matching {pattern!r}", values)
     if dataset:
+        from mmbench.data.registry import dataset_task
+
+        if dataset_task(dataset) == "segmentation":  # the segmentation path's own settings and method form
+            from mmbench.segmentation.methods import get_segmentation_method
+            from mmbench.segmentation.settings import resolve_segmentation
+
+            train, hp = resolve_segmentation(RunSpec(name, dataset), get_segmentation_method(name, dataset))
+            return "\n".join(lines + ["", f"resolved for {dataset} (segmentation):"]
+                              + _block("  segmentation settings", train) + _block("  method", hp))
         train, hp = resolve(RunSpec(name, dataset), cls)
         lines += ["", f"resolved for {dataset}:"] + _block("  engine", train) + _block("  method", hp)
     return "\n".join(lines)

@@ -20,6 +20,10 @@
 The library versions and the machine are deliberately *not* part of it (they are recorded in each
 result's ``env``): with them, the committed results could never be cache hits on a user's machine.
 
+A spec whose data set is registered with ``task="segmentation"`` gets the segmentation path's identity
+(:func:`mmbench.segmentation.runner.segmentation_identity`, which holds ``task``); every other spec
+gets the one above, unchanged.
+
 ``settings_hash`` is the same without the seed: runs sharing it are seeds of one leaderboard cell.
 """
 from __future__ import annotations
@@ -55,9 +59,13 @@ def run_identity(spec: RunSpec) -> Dict[str, Any]:
         KeyError: an unknown method or data set. ValueError: an unknown setting. FileNotFoundError:
         a data file that is gone.
     """
-    from mmbench.data.registry import dataset_fingerprint
+    from mmbench.data.registry import dataset_fingerprint, dataset_task
     from mmbench.methods import get_method
 
+    if dataset_task(spec.dataset) == "segmentation":  # the segmentation path's own identity
+        from mmbench.segmentation.runner import segmentation_identity
+
+        return segmentation_identity(spec)
     method_cls = get_method(spec.method)
     train, hp = resolve(spec, method_cls)
     identity = {

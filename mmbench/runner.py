@@ -58,6 +58,12 @@ class Runner:
     # ------------------------------------------------------------------ public
     def run(self, spec: RunSpec, force: bool = False, progress: Optional[Callable[[int, Dict[str, Any]], None]] = None) -> Dict[str, Any]:
         """The result of ``spec``: from the cache when it is done, otherwise trained and stored."""
+        from mmbench.data.registry import dataset_task
+
+        if dataset_task(spec.dataset) == "segmentation":  # the segmentation path (mmbench/segmentation/runner.py)
+            from mmbench.segmentation.runner import SegmentationRunner
+
+            return SegmentationRunner(self.store).run(spec, force=force, progress=progress)
         key = spec.key()
         if not force and self.store.is_done(key):
             return self.store.load(key)

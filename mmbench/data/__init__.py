@@ -38,6 +38,7 @@ from mmbench.data.validate import DatasetError, validate
 # Importing the loaders registers them (nothing is read from disk until a load).
 from mmbench.data import avmnist, mfeat, prepared, synthetic, synthetic_av, watch  # noqa: E402,F401  isort: skip
 from mmbench.data import alzheimer, cells, leaves, pd_speech, satellite, spam, yeast_cc, yeast_ml  # noqa: E402,F401  isort: skip
+from mmbench.segmentation import datasets as _segmentation_datasets  # noqa: E402,F401  (task="segmentation")
 from mmbench.data.arrays import build_dataset  # noqa: E402
 from mmbench.data.folder import load_folder, save_folder  # noqa: E402
 from mmbench.data.synthetic import bayes_optimal_logits, make_synthetic  # noqa: E402

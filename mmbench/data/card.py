@@ -13,7 +13,7 @@ import numpy as np
 
 from mmbench.data.base import MultimodalDataset
 from mmbench.data.files_path import FILES
-from mmbench.data.registry import DATASETS, _run_hooks, dataset_group, dataset_info, load_dataset
+from mmbench.data.registry import DATASETS, _run_hooks, dataset_group, dataset_info, dataset_task, load_dataset
 
 RIDGE = 1.0
 
@@ -61,6 +61,10 @@ def licence_file(name: str, data: MultimodalDataset) -> Optional[str]:
 
 def dataset_card(name: str, **options) -> str:
     """The card of ``name`` as text (loads the data set)."""
+    if dataset_task(name) == "segmentation":  # its own card (mmbench/segmentation/card.py)
+        from mmbench.segmentation.card import segmentation_card
+
+        return segmentation_card(name, **options)
     data = load_dataset(name, **options)
     counts = np.bincount(data.labels, minlength=data.num_classes)
     names = data.class_names or [str(c) for c in range(data.num_classes)]

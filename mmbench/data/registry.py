@@ -37,6 +37,9 @@ _FINGERPRINTS: Dict[str, Callable[..., str]] = {}
 # name -> independence group: data sets that share samples (the two mfeat view sets) share a group and
 # count once in comparisons across data sets (mmbench.report). Undeclared: the name is its own group.
 _GROUPS: Dict[str, str] = {}
+# name -> task, for entries that are not classification (``"segmentation"``: mmbench.segmentation)
+TASKS = ("classification", "segmentation")
+_TASKS: Dict[str, str] = {}
 # id(loaded data set) -> (the data set, its content digest): hashing the arrays once per loaded object
 _CONTENT_DIGESTS: Dict[int, Tuple[MultimodalDataset, str]] = {}
 
@@ -46,7 +49,8 @@ class UnknownDatasetError(UnknownNameError):
 
 
 def register_dataset(name: str, factory: Factory, description: str = "", overwrite: bool = False,
-                     fingerprint: Optional[Callable[..., str]] = None, group: Optional[str] = None) -> Factory:
+                     fingerprint: Optional[Callable[..., str]] = None, group: Optional[str] = None,
+                     task: str = "classification") -> Factory:
     """Register ``factory(**options) -> MultimodalDataset`` under ``name``.
 
     Args:
@@ -59,7 +63,14 @@ def register_dataset(name: str, factory: Factory, description: str = "", overwri
             Default: a hash of the loaded data set's arrays (:func:`mmbench.fingerprint.dataset_digest`).
         group: independence group; data sets drawn from the same samples (or sharing a view) declare
             one group and count once across data sets. Default: the name itself.
+        task: ``"classification"`` (a :class:`MultimodalDataset`, the default) or ``"segmentation"``
+            (a :class:`mmbench.segmentation.dataset.SegmentationDataset`, run by the segmentation path,
+            which must declare ``fingerprint``).
     """
+    if task not in TASKS:
+        raise ValueError(f"data set {name!r}: unknown task {task!r}; one of {', '.join(TASKS)}")
+    if task != "classification" and fingerprint is None:
+        raise ValueError(f"data set {name!r}: a {task} data set declares its fingerprint")
     if overwrite and name in DATASETS:
         unregister_dataset(name)
     DATASETS.register(name, factory, description=description)
@@ -67,6 +78,8 @@ def register_dataset(name: str, factory: Factory, description: str = "", overwri
         _FINGERPRINTS[name] = fingerprint
     if group is not None:
         _GROUPS[name] = group
+    if task != "classification":  # classification is the default and is not stored
+        _TASKS[name] = task
     return factory
 
 
@@ -77,6 +90,7 @@ def unregister_dataset(name: str) -> None:
     DATASETS._descriptions.pop(name, None)
     _FINGERPRINTS.pop(name, None)
     _GROUPS.pop(name, None)
+    _TASKS.pop(name, None)
     _load_cached.cache_clear()
     _CONTENT_DIGESTS.clear()
 
@@ -118,6 +132,10 @@ def _load_cached(name: str, key: Tuple, declared: Optional[str]) -> MultimodalDa
 def _load(name: str, options: dict) -> MultimodalDataset:
     options = dict(options)
     modalities = options.pop("modalities", None)
+    if name in _TASKS:  # another task's data set checks itself (its own type, not a MultimodalDataset)
+        if modalities is not None:
+            raise ValueError(f"data set {name!r} ({_TASKS[name]}) has no modalities option")
+        return _factory(name)(**options).validated()
     dataset = validate(_factory(name)(**options))
     if modalities is not None:
         dataset = select_modalities(dataset, modalities)
@@ -190,6 +208,16 @@ def dataset_group(name: str) -> str:
     """
     _run_hooks()
     return _GROUPS.get(name, name)
+
+
+def dataset_task(name: str) -> str:
+    """``"classification"`` or ``"segmentation"``: which path runs ``name``.
+
+    An unknown name is ``"classification"``: the classification path then reports it as it always did
+    (an error naming close matches, or a failed run), so dispatching on the task never changes that.
+    """
+    _run_hooks()
+    return _TASKS.get(name, "classification")
 
 
 def dataset_info(name: str) -> str:

@@ -65,6 +65,7 @@ def flatten(result: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def results_frame(results: Iterable[Dict[str, Any]]) -> pd.DataFrame:
-    """All runs as rows (any status); metric columns are NaN where a run has none."""
-    rows = [flatten(r) for r in results if "spec" in r]
+    """All classification runs as rows (any status); metric columns are NaN where a run has none.
+    Segmentation results (``task: segmentation``) have their own section (:mod:`mmbench.segmentation.table`)."""
+    rows = [flatten(r) for r in results if "spec" in r and r.get("task", "classification") == "classification"]
     return pd.DataFrame(rows)

@@ -284,13 +284,17 @@ def write_tables(root: str = "results", machine: str = "", progress=None) -> Dic
     or without it.
     """
     from mmbench.report.stats_cache import StatisticsCache
+    from mmbench.segmentation.table import segmentation_markdown, segmentation_rows
 
     say = progress or (lambda line: None)
     store = ResultsStore(root)
-    df = add_gaps(results_frame(store.all_results()))
+    results = list(store.all_results())
+    df = add_gaps(results_frame(results))
+    segmentation = segmentation_rows(results)  # the dense task's own section (mIoU per combination)
     for line in store.unreadable:
         print(f"warning: untrusted result file left out of the tables: {line}", file=sys.stderr)
-    say(f"tables: {len(df)} runs read from {store.runs}")
+    say(f"tables: {len(df)} runs read from {store.runs}" + (f" (and {sum(r['seeds'] for r in segmentation)} ok "
+                                                            "segmentation runs)" if segmentation else ""))
     agg = aggregate(df) if not df.empty else pd.DataFrame()
     cache = StatisticsCache(root)
     # intervals and best-or-tied marks from the per-sample outcomes
@@ -306,13 +310,18 @@ def write_tables(root: str = "results", machine: str = "", progress=None) -> Dic
     md = build_markdown(df if not df.empty else pd.DataFrame(columns=["status", "seed"]), agg, machine,
                         runs_dir=str(store.runs), unreadable=store.unreadable, reported=reported, ranks=ranks,
                         simulation=load_summary(root))
+    if segmentation:
+        md = md.rstrip("\n") + "\n\n" + segmentation_markdown(segmentation)
     paths = {"md": out / "LEADERBOARD.md", "csv": out / "LEADERBOARD.csv", "json": out / "LEADERBOARD.json"}
     write_text_atomic(paths["md"], md)
     write_text_atomic(paths["csv"], agg.to_csv(index=False) if not agg.empty else "")
     records = json.loads(agg.to_json(orient="records")) if not agg.empty else []
     which = "\n".join(recommendation(agg, ranks)) if not agg.empty else ""  # the page renders it first
-    write_json_atomic(paths["json"], {"machine": machine, "recommendation": which, "aggregate": records, "ranks": ranks,
-                                      "coefficient_traces": all_traces(df)})
+    board = {"machine": machine, "recommendation": which, "aggregate": records, "ranks": ranks,
+             "coefficient_traces": all_traces(df)}
+    if segmentation:  # only then: a classification-only leaderboard is written as before
+        board["segmentation"] = segmentation
+    write_json_atomic(paths["json"], board)
     return paths
 
 

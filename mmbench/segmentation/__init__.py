@@ -13,7 +13,20 @@ This package is the segmentation path, beside the classification one (``mmbench.
 * :mod:`~mmbench.segmentation.esanet` -- the two-branch ESANet-style network with a modality mask;
 * :mod:`~mmbench.segmentation.evaluate` -- class-weighted cross-entropy, scores per modality combination;
 * :mod:`~mmbench.segmentation.procedural` -- an offline procedural RGB-D data set;
-* :mod:`~mmbench.segmentation.nyuv2` -- NYUv2's labelled .mat with the user's mapping and split files.
+* :mod:`~mmbench.segmentation.nyuv2` -- NYUv2's labelled .mat with the user's mapping and split files;
 
-Not wired into the CLI, the grid or the run key yet (see ``docs/segmentation.md``).
+and its place in the harness (a data set registered with ``task="segmentation"`` runs here; the
+classification path hands it over at four points: ``run``, ``Runner.run``, ``run_identity`` and the
+grid's ``check_specs``):
+
+* :mod:`~mmbench.segmentation.dataset` -- what a segmentation data set holds, the validation carve;
+* :mod:`~mmbench.segmentation.datasets` -- the registered data sets (``procedural-rgbd``);
+* :mod:`~mmbench.segmentation.settings` -- the run settings and their resolution;
+* :mod:`~mmbench.segmentation.methods` -- the methods' segmentation forms and their registry;
+* :mod:`~mmbench.segmentation.train` -- training with validation selection, the test per combination;
+* :mod:`~mmbench.segmentation.runner` -- the run identity (key) and the stored result;
+* :mod:`~mmbench.segmentation.cli_run`, :mod:`~mmbench.segmentation.card`,
+  :mod:`~mmbench.segmentation.table` -- ``run``, ``show`` and the leaderboard section.
+
+See ``docs/segmentation.md``.
 """

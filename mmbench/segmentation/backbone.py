@@ -12,7 +12,7 @@ weights; its file must hold this module's own keys (ESANet ships such ImageNet w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ from mmbench.segmentation.blocks import NonBottleneck1D
 
 STAGE_CHANNELS = (64, 64, 128, 256, 512)  # stem, layer1 .. layer4
 BLOCKS = ("basic", "nbt1d")
+RESNET34_LAYERS = (3, 4, 6, 3)  # residual blocks per stage
 
 
 class ResNet34Branch(nn.Module):
@@ -32,17 +33,21 @@ class ResNet34Branch(nn.Module):
         block: ``"basic"`` (torchvision's BasicBlock) or ``"nbt1d"`` (ESANet's NonBottleneck1D in every
             residual block, the released segmentation code's choice).
         weights: path of a user state_dict to start from, or None (random init).
+        layers: residual blocks per stage; ResNet-34's ``(3, 4, 6, 3)`` by default. Fewer blocks (e.g.
+            ``(1, 1, 1, 1)``) keep the stages, widths and fusion points but make a small network for tiny
+            CPU runs; pretrained weights then do not fit (an error).
     """
 
-    def __init__(self, in_channels: int, block: str = "nbt1d", weights: Optional[Union[str, Path]] = None):
+    def __init__(self, in_channels: int, block: str = "nbt1d", weights: Optional[Union[str, Path]] = None,
+                 layers: Sequence[int] = RESNET34_LAYERS):
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"unknown ResNet-34 block {block!r}; choose one of {BLOCKS}")
+        layers = [int(n) for n in layers]
+        if len(layers) != 4 or min(layers) < 1:
+            raise ValueError(f"layers are 4 positive block counts (layer1 .. layer4); got {layers}")
         tv = import_torchvision("the segmentation ResNet-34 backbone")
-        if block == "basic":
-            net = tv.models.resnet34(weights=None)
-        else:
-            net = tv.models.resnet.ResNet(NonBottleneck1D, [3, 4, 6, 3])
+        net = tv.models.resnet.ResNet(tv.models.resnet.BasicBlock if block == "basic" else NonBottleneck1D, layers)
         self.block = block
         if weights is not None:
             self._load_user_weights(net, Path(weights), in_channels)

@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from mmbench.segmentation.backbone import STAGE_CHANNELS, ResNet34Branch
+from mmbench.segmentation.backbone import RESNET34_LAYERS, STAGE_CHANNELS, ResNet34Branch
 from mmbench.segmentation.blocks import LearnedUpsample, NonBottleneck1D, PyramidPooling, SEFusionAdd, conv_bn_relu
 
 DECODER_CHANNELS = (512, 256, 128)  # ESANet's NYUv2 / Cityscapes setting
@@ -40,7 +40,37 @@ class DecoderModule(nn.Module):
         return self.up(self.blocks(self.conv(x)))
 
 
-class ESANetRGBD(nn.Module):
+class _Decoding(nn.Module):
+    """The part after the encoder, shared by the two-branch and the one-branch network: pyramid-pooling
+    context on the 1/32 map, three decoder modules adding the 1/16, 1/8 and 1/4 skips, class logits, two
+    learned 2x upsamplings."""
+
+    def _build_decoder(self, num_classes: int, decoder_channels: Sequence[int], context_bins: Sequence[int]) -> None:
+        if len(decoder_channels) != 3 or min(decoder_channels) < 1:
+            raise ValueError(f"decoder_channels are 3 positive widths; got {list(decoder_channels)}")
+        d1, d2, d3 = (int(c) for c in decoder_channels)
+        self.context = PyramidPooling(STAGE_CHANNELS[4], d1, context_bins)
+        # skips from the fused 1/16, 1/8 and 1/4 maps, projected to the decoder widths
+        self.skips = nn.ModuleList([conv_bn_relu(STAGE_CHANNELS[3], d1, 1), conv_bn_relu(STAGE_CHANNELS[2], d2, 1),
+                                    conv_bn_relu(STAGE_CHANNELS[1], d3, 1)])
+        self.decoder = nn.ModuleList([DecoderModule(d1, d1), DecoderModule(d1, d2), DecoderModule(d2, d3)])
+        self.classifier = nn.Conv2d(d3, num_classes, 3, padding=1)
+        self.final_up = nn.Sequential(LearnedUpsample(num_classes), LearnedUpsample(num_classes))
+
+    def _decode(self, stages) -> torch.Tensor:
+        """``stages``: the five encoder outputs (stem, layer1..4) -> logits at the input size."""
+        x = self.context(stages[4])  # 1/32
+        for module, skip, enc in zip(self.decoder, self.skips, (stages[3], stages[2], stages[1])):
+            x = module(x) + skip(enc)  # 1/16, 1/8, 1/4
+        return self.final_up(self.classifier(x))  # 1/1
+
+
+def _check_size(h: int, w: int) -> None:
+    if h % 32 or w % 32:
+        raise ValueError(f"H and W must be multiples of 32 (five stride-2 stages); got {h}x{w}")
+
+
+class ESANetRGBD(_Decoding):
     """``rgb [B, 3, H, W]``, ``depth [B, 1, H, W]``, ``present [B, 2]`` -> logits ``[B, num_classes, H, W]``.
 
     H and W must be multiples of 32 (five stride-2 stages).
@@ -52,23 +82,18 @@ class ESANetRGBD(nn.Module):
             (:class:`ResNet34Branch`); none are downloaded.
         decoder_channels: widths of the three decoder modules.
         context_bins: pyramid-pooling bins.
+        layers: residual blocks per encoder stage (ResNet-34's ``(3, 4, 6, 3)``; fewer for tiny CPU runs).
     """
 
     def __init__(self, num_classes: int, block: str = "nbt1d",
                  rgb_weights: Optional[Union[str, Path]] = None, depth_weights: Optional[Union[str, Path]] = None,
-                 decoder_channels: Sequence[int] = DECODER_CHANNELS, context_bins: Sequence[int] = (1, 5)):
+                 decoder_channels: Sequence[int] = DECODER_CHANNELS, context_bins: Sequence[int] = (1, 5),
+                 layers: Sequence[int] = RESNET34_LAYERS):
         super().__init__()
-        self.rgb = ResNet34Branch(3, block, rgb_weights)
-        self.depth = ResNet34Branch(1, block, depth_weights)
+        self.rgb = ResNet34Branch(3, block, rgb_weights, layers)
+        self.depth = ResNet34Branch(1, block, depth_weights, layers)
         self.fusions = nn.ModuleList(SEFusionAdd(c) for c in STAGE_CHANNELS)
-        d1, d2, d3 = decoder_channels
-        self.context = PyramidPooling(STAGE_CHANNELS[4], d1, context_bins)
-        # skips from the fused 1/16, 1/8 and 1/4 maps, projected to the decoder widths
-        self.skips = nn.ModuleList([conv_bn_relu(STAGE_CHANNELS[3], d1, 1), conv_bn_relu(STAGE_CHANNELS[2], d2, 1),
-                                    conv_bn_relu(STAGE_CHANNELS[1], d3, 1)])
-        self.decoder = nn.ModuleList([DecoderModule(d1, d1), DecoderModule(d1, d2), DecoderModule(d2, d3)])
-        self.classifier = nn.Conv2d(d3, num_classes, 3, padding=1)
-        self.final_up = nn.Sequential(LearnedUpsample(num_classes), LearnedUpsample(num_classes))
+        self._build_decoder(num_classes, decoder_channels, context_bins)
 
     @staticmethod
     def mask_inputs(rgb: torch.Tensor, depth: torch.Tensor, present: Optional[torch.Tensor]):
@@ -84,8 +109,7 @@ class ESANetRGBD(nn.Module):
         h, w = rgb.shape[-2:]
         if rgb.shape[1] != 3 or depth.shape[1] != 1 or depth.shape[-2:] != (h, w) or depth.shape[0] != rgb.shape[0]:
             raise ValueError(f"expected rgb [B, 3, H, W] and depth [B, 1, H, W]; got {tuple(rgb.shape)}, {tuple(depth.shape)}")
-        if h % 32 or w % 32:
-            raise ValueError(f"H and W must be multiples of 32 (five stride-2 stages); got {h}x{w}")
+        _check_size(h, w)
         x_rgb, x_depth = self.mask_inputs(rgb, depth, present)
         fused = []
         for stage in range(5):
@@ -93,7 +117,31 @@ class ESANetRGBD(nn.Module):
             x_depth = self.depth.forward_stage(stage, x_depth)
             x_rgb = self.fusions[stage](x_rgb, x_depth)
             fused.append(x_rgb)
-        x = self.context(fused[4])  # 1/32
-        for module, skip, enc in zip(self.decoder, self.skips, (fused[3], fused[2], fused[1])):
-            x = module(x) + skip(enc)  # 1/16, 1/8, 1/4
-        return self.final_up(self.classifier(x))  # 1/1
+        return self._decode(fused)
+
+
+class ESANetOneModality(_Decoding):
+    """``x [B, in_channels, H, W]`` -> logits ``[B, num_classes, H, W]``: ESANet with one encoder branch and
+    no fusion (the released code's single-modality network, ``--modality rgb`` or ``depth``), the same
+    context module and decoder as :class:`ESANetRGBD`. The unimodal baseline trains one per modality.
+
+    Args: as :class:`ESANetRGBD`; ``in_channels`` 3 (RGB) or 1 (depth), ``weights`` its backbone file.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int, block: str = "nbt1d",
+                 weights: Optional[Union[str, Path]] = None, decoder_channels: Sequence[int] = DECODER_CHANNELS,
+                 context_bins: Sequence[int] = (1, 5), layers: Sequence[int] = RESNET34_LAYERS):
+        super().__init__()
+        self.encoder = ResNet34Branch(in_channels, block, weights, layers)
+        self.in_channels = in_channels
+        self._build_decoder(num_classes, decoder_channels, context_bins)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected [B, {self.in_channels}, H, W]; got {tuple(x.shape)}")
+        _check_size(*x.shape[-2:])
+        stages = []
+        for stage in range(5):
+            x = self.encoder.forward_stage(stage, x)
+            stages.append(x)
+        return self._decode(stages)

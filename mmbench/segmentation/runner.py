@@ -1,0 +1,156 @@
+"""Run one segmentation cell: its identity (run key), training, testing, and the stored result.
+
+The segmentation twin of :mod:`mmbench.runner`, sharing its store (:class:`mmbench.results_store.ResultsStore`),
+its key function (:func:`mmbench.run_key.identity_key` of an identity dict) and its result layout
+(``key``, ``spec``, ``label``, ``identity``, ``settings_hash``, ``status``, ``config``, ``metrics``,
+``throughput``, ``history``, ``env``), plus ``task: "segmentation"``. :class:`mmbench.runner.Runner` and
+:func:`mmbench.run_key.run_identity` hand a spec whose data set is registered with
+``task="segmentation"`` to this module; classification runs never come here, so their keys are
+unchanged.
+
+The identity holds the spec, ``task``, :data:`SEGMENTATION_PROTOCOL`, the data set's fingerprint, the
+resolved settings and hyper-parameters, and the method's version. ``task`` alone makes a segmentation
+key differ from any classification key.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any, Callable, Dict, Optional
+
+import torch
+
+from mmbench.config import RunSpec
+
+SEGMENTATION_PROTOCOL = 1  # bump when a change makes earlier segmentation results incomparable
+TASK = "segmentation"
+
+
+def segmentation_identity(spec: RunSpec) -> Dict[str, Any]:
+    """Everything the result of a segmentation ``spec`` depends on (module docstring).
+
+    Raises:
+        KeyError: a method without a segmentation form, or an unknown data set. ValueError: a bad setting.
+    """
+    from mmbench.data.registry import dataset_fingerprint
+    from mmbench.segmentation.methods import get_segmentation_method
+    from mmbench.segmentation.settings import resolve_segmentation
+
+    method_cls = get_segmentation_method(spec.method, spec.dataset)
+    train, hp = resolve_segmentation(spec, method_cls)
+    return {
+        **spec.canonical(),
+        "task": TASK,
+        "segmentation_protocol": SEGMENTATION_PROTOCOL,
+        "data": dataset_fingerprint(spec.dataset),
+        "train": train,
+        "method_hparams": hp,
+        "method_version": method_cls.version,
+    }
+
+
+def check_segmentation_spec(spec: RunSpec) -> None:
+    """Raise (``KeyError`` / ``ValueError`` naming the problem) if ``spec`` could not run; trains nothing."""
+    from mmbench.patterns import get_pattern
+    from mmbench.segmentation.methods import get_segmentation_method
+    from mmbench.segmentation.settings import resolve_segmentation
+
+    resolve_segmentation(spec, get_segmentation_method(spec.method, spec.dataset))
+    pattern = get_pattern(spec.pattern)
+    if pattern.train == "natural":
+        raise ValueError(f"{spec.label()}: pattern 'natural' needs the data's own missing modalities, which a "
+                         "segmentation data set does not declare; use complete, dropout or missing-<eta>")
+    pattern.check_modalities(("rgb", "depth"))
+
+
+def _seed_everything(seed: int) -> None:
+    from mmbench.runner import seed_everything
+
+    seed_everything(seed)
+
+
+class SegmentationRunner:
+    """Executes segmentation run specs against a results store (as :class:`mmbench.runner.Runner`)."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def run(self, spec: RunSpec, force: bool = False,
+            progress: Optional[Callable[[int, Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+        key = spec.key()
+        if not force and self.store.is_done(key):
+            return self.store.load(key)
+        result = self.execute(spec, progress)
+        from mmbench.engine import distributed
+
+        if distributed.info().is_main:
+            self.store.save(result)
+        return result
+
+    def execute(self, spec: RunSpec, progress=None) -> Dict[str, Any]:
+        from mmbench.engine.context import DivergedError
+        from mmbench.env_errors import is_environment_error
+        from mmbench.environment import environment
+        from mmbench.run_key import identity_key, settings_hash
+
+        try:
+            identity = segmentation_identity(spec)
+        except (KeyError, ValueError, OSError):
+            identity = None  # unresolvable: tried below, recorded as failed with the error
+        key = identity_key(identity) if identity is not None else spec.key()
+        result: Dict[str, Any] = {"key": key, "task": TASK, "spec": spec.canonical(), "label": spec.label(),
+                                  "env": environment()}
+        if identity is not None:
+            result.update(identity=identity, settings_hash=settings_hash(identity))
+        start = time.time()
+        threads = torch.get_num_threads()
+        try:
+            result.update(self._train_and_test(spec, result, progress))
+            result["status"] = "ok"
+        except OSError as err:
+            if is_environment_error(err):
+                raise
+            result.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        except DivergedError as err:
+            result.update(status="diverged", error=str(err))
+        except Exception as err:  # one failing run is recorded and does not stop the grid
+            result.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        finally:
+            torch.set_num_threads(threads)
+        result["wall_seconds"] = time.time() - start
+        result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return result
+
+    def _train_and_test(self, spec: RunSpec, result: Dict[str, Any], progress) -> Dict[str, Any]:
+        from mmbench.data import load_dataset
+        from mmbench.patterns import MaskStore, get_pattern
+        from mmbench.segmentation.class_weights import median_frequency_weights
+        from mmbench.segmentation.dataset import carve_validation
+        from mmbench.segmentation.methods import get_segmentation_method
+        from mmbench.segmentation.settings import resolve_segmentation
+        from mmbench.segmentation.train import fit_and_test
+
+        check_segmentation_spec(spec)
+        method_cls = get_segmentation_method(spec.method, spec.dataset)
+        train, hp = resolve_segmentation(spec, method_cls)
+        result["config"] = {"train": train, "method": hp}
+        torch.set_num_threads(int(train["threads"]))
+        result["env"]["threads"] = str(torch.get_num_threads())
+        data = load_dataset(spec.dataset)
+        rest, val = carve_validation(data.split["train"], train["val_fraction"])
+        rows = {"train": rest, "val": val, "test": data.split["test"]}
+        weights = None
+        if train["class_weighting"] == "median-frequency":
+            weights = median_frequency_weights([torch.as_tensor(data.labels[rest].astype("int64"))],
+                                               data.num_classes, data.void_index)
+        pattern = get_pattern(spec.pattern)
+        masks = MaskStore(self.store.mask_dir).masks(spec.dataset, pattern, data.modalities, len(rest),
+                                                     len(rows["test"]), spec.seed)
+        _seed_everything(spec.seed)
+        method = method_cls(data.num_classes, train, hp, weights)
+        out = fit_and_test(method, data, rows, pattern, train, spec.seed, masks, progress)
+        if out["metrics"]["best_epoch"] < 0:
+            raise RuntimeError(f"no epoch was selected in {train['epochs']} epochs (best epoch -1): not a result")
+        out["metrics"]["class_weights"] = None if weights is None else [float(w) for w in weights]
+        out["metrics"]["split_sizes"] = {k: int(len(v)) for k, v in rows.items()}
+        return out
