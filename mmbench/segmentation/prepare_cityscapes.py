@@ -97,12 +97,11 @@ class Cityscapes(SegmentationPreparer):
     def frame_size(self, settings: Dict[str, Any]) -> Tuple[int, int]:
         return target_size(settings, self.native)
 
-    def requires(self, listing: Listing) -> List[str]:
-        return ["PIL"]
-
     def list_items(self, src: Path, settings: Dict[str, Any]) -> Listing:
-        from PIL import Image
+        from mmbench.prepare.frontends import require
 
+        require("PIL")  # an ImportError naming the extra, not a failure per frame
+        from PIL import Image
         if not src.is_dir():
             raise NotADirectoryError(f"prepare cityscapes: --src {str(src)!r} is not a folder; {LAYOUT_HINT}")
         for folder in FOLDERS:

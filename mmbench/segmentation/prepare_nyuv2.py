@@ -19,7 +19,7 @@ note by ``prepare``; the data set is then not the papers' benchmark.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -83,12 +83,15 @@ class NYUv2(SegmentationPreparer):
     def frame_size(self, settings: Dict[str, Any]) -> Tuple[int, int]:
         return target_size(settings, self.native)
 
-    def requires(self, listing: Listing) -> List[str]:
-        return ["h5py", "PIL"]
-
     def list_items(self, src: Path, settings: Dict[str, Any]) -> Listing:
-        import h5py
+        try:
+            import h5py
+        except ImportError as err:
+            raise ImportError("h5py is needed to read nyu_depth_v2_labeled.mat (MATLAB v7.3): "
+                              "pip install -e \".[rgbd]\" (or pip install h5py)") from err
+        from mmbench.prepare.frontends import require
 
+        require("PIL")
         if not src.is_dir():
             raise NotADirectoryError(f"prepare nyuv2: --src {str(src)!r} is not a folder; {LAYOUT_HINT}")
         mat = _need(src, LABELED_MAT)
