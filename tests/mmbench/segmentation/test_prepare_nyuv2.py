@@ -71,8 +71,12 @@ def test_resizing_keeps_labels_and_depth_values_nearest(src):
 
 def test_prepare_then_run_through_the_cli(src, tmp_path, capsys):
     _write_fixture(src)
-    assert main(["prepare", "nyuv2", "--src", str(src), "--workers", "1", "--set", "height=32", "width=32"]) == 0
     out = tmp_path / "x"
+    # before prepare: an error naming the command, and no (failed) run stored
+    assert main(["run", "--method", "joint", "--dataset", "nyuv2", "--set", "epochs=1", "--out", str(out)]) != 0
+    assert "python -m mmbench prepare nyuv2 --src DIR" in capsys.readouterr().err
+    assert not list(out.glob("runs/*.json"))
+    assert main(["prepare", "nyuv2", "--src", str(src), "--workers", "1", "--set", "height=32", "width=32"]) == 0
     # 3 train frames: val_fraction 0.34 carves 1 for validation, 2 are trained on (a batch of 1 cannot
     # train the pyramid pooling's batch norm on a 1 x 1 map)
     assert main(["run", "--method", "joint", "--dataset", "nyuv2", "--set", "epochs=1", "val_fraction=0.34",
