@@ -21,8 +21,11 @@ Depth (metres) from disparity, the Cityscapes conversion ESANet's preparation al
 (invalid) where ``p`` is 0 or 1. ``baseline`` and ``fx`` are read from the frame's camera json
 (``extrinsic.baseline``, ``intrinsic.fx``) when ``DIR/camera`` exists (then a frame without one is
 skipped), else the common values 0.209313 m and 2262.52 px are used; the cache's notes say which.
-Depths above ``max_depth`` (300 m, as ESANet's loader) are set to 0 (invalid). ESANet's default input
-is the raw disparity instead of depth; that variant is not built here.
+Depths above ``max_depth`` (300 m, as ESANet's loader) are set to 0 (invalid).
+
+``depth_input``: ``depth`` (default, the metres above, as the issue and the papers describe the
+input) or ``disparity``: the stored 16-bit disparity values as they are (0 = invalid), which is what
+ESANet's Cityscapes loader feeds by default (``disparity_instead_of_depth=True``).
 
 Frames are written at ``height`` x ``width`` (default 256 x 512, a quarter of 1024 x 2048 per side,
 for CPU runs; ESANet trains at 512 x 1024; ``--set height=0 width=0`` keeps the source size).
@@ -48,6 +51,7 @@ TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
 STANDARD_CAMERA = {"baseline": 0.209313, "fx": 2262.52}
 SPLIT_OF = {"train": "train", "val": "test"}  # Cityscapes folder -> the harness's split
 NATIVE_SIZE = (1024, 2048)
+DEPTH_INPUTS = ("depth", "disparity")
 FOLDERS = ("leftImg8bit", "disparity", "gtFine")
 SUFFIX = {"rgb": "_leftImg8bit.png", "disparity": "_disparity.png", "labels": "_gtFine_labelIds.png",
           "camera": "_camera.json"}
@@ -86,7 +90,7 @@ def read_camera(path: Path) -> Tuple[float, float]:
 class Cityscapes(SegmentationPreparer):
     name = "cityscapes"
     description = "Cityscapes fine annotations with disparity-derived depth, 19-class segmentation"
-    defaults = {"height": 256, "width": 512, "max_depth": 300.0}
+    defaults = {"height": 256, "width": 512, "max_depth": 300.0, "depth_input": "depth"}
     datasets = {"cityscapes": "official"}
     dataset_descriptions = {"cityscapes": "segmentation: Cityscapes RGB-D (depth from disparity), 19 classes, "
                                           "train / val as test (prepare cityscapes --src DIR)"}
@@ -133,6 +137,9 @@ class Cityscapes(SegmentationPreparer):
             with Image.open(items[0].paths["rgb"]) as first:
                 self.native = (first.height, first.width)
         target_size(settings, self.native)  # a bad height / width fails before any work
+        if settings["depth_input"] not in DEPTH_INPUTS:
+            raise ValueError(f"prepare cityscapes: depth_input={settings['depth_input']!r}; one of "
+                             f"{', '.join(DEPTH_INPUTS)}")
         camera = "per-frame camera json (DIR/camera)" if use_json else \
             f"standard baseline {STANDARD_CAMERA['baseline']} m, fx {STANDARD_CAMERA['fx']} px (no DIR/camera)"
         notes = {"camera": camera, "splits": "train -> train, val -> test; leftImg8bit/test not read (no labels)",
@@ -153,9 +160,12 @@ class Cityscapes(SegmentationPreparer):
                     f"{item.id}: rgb {shape}, disparity {raw.shape}, labels {label_ids.shape}")
         skip_unless(label_ids.ndim == 2 and label_ids.dtype == np.uint8, "not a label-id image",
                     f"{item.id}: {item.paths['labels']} is {label_ids.dtype} {label_ids.shape}, not 8-bit ids")
-        baseline, fx = (read_camera(Path(item.paths["camera"])) if "camera" in item.paths
-                        else (STANDARD_CAMERA["baseline"], STANDARD_CAMERA["fx"]))
-        depth = disparity_to_depth(raw, baseline, fx, float(settings["max_depth"]))
+        if settings["depth_input"] == "disparity":  # ESANet's default input: the stored values, 0 invalid
+            depth = raw.astype(np.float32)
+        else:
+            baseline, fx = (read_camera(Path(item.paths["camera"])) if "camera" in item.paths
+                            else (STANDARD_CAMERA["baseline"], STANDARD_CAMERA["fx"]))
+            depth = disparity_to_depth(raw, baseline, fx, float(settings["max_depth"]))
         return resize_frame(rgb, depth, label_ids_to_train_ids(label_ids), self.frame_size(settings))
 
 

@@ -109,6 +109,10 @@ def test_camera_json_is_read_when_present_and_missing_partners_are_reported(tmp_
     _, disparity, _ = frames[("train", "aachen_000000_000019")]
     np.testing.assert_allclose(data.depth[0, 0], disparity_to_depth(disparity.astype(np.int64), 0.25, 2000.0, 300),
                                rtol=1e-6)
+    prepare("cityscapes", src, {**NATIVE, "depth_input": "disparity"}, workers=1, show_progress=False)
+    np.testing.assert_array_equal(load_dataset("cityscapes").depth[0, 0], disparity)  # ESANet's raw input
+    with pytest.raises(ValueError, match="depth_input='inverse'; one of depth, disparity"):
+        prepare("cityscapes", src, {"depth_input": "inverse"}, workers=1, show_progress=False)
 
 
 def test_prepare_then_run_through_the_cli(tmp_path, capsys):

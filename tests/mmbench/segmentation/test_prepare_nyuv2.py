@@ -16,6 +16,7 @@ scipy_io = pytest.importorskip("scipy.io")
 from mmbench.cli import main  # noqa: E402
 from mmbench.config import RunSpec  # noqa: E402
 from mmbench.data.registry import dataset_fingerprint, dataset_task, load_dataset  # noqa: E402
+from mmbench.prepare.integrity import CacheChangedError  # noqa: E402
 from mmbench.prepare.run import prepare  # noqa: E402
 from mmbench.run_key import run_identity  # noqa: E402
 from mmbench.segmentation.metrics import VOID_INDEX  # noqa: E402
@@ -100,6 +101,13 @@ def test_the_fingerprint_and_run_key_change_when_a_source_file_changes(src):
     report = prepare("nyuv2", src, {"height": 8, "width": 8}, workers=1, show_progress=False)
     assert not report.reused and report.processed == 5
     assert dataset_fingerprint("nyuv2") != before and run_identity(spec) != key_before
+    # the cache itself edited after prepare: no fingerprint, no load (an error naming the cache)
+    labels = np.load(report.folder / "pixel_labels.npy", mmap_mode="r+")
+    labels[0, 0, 0] = 3 if labels[0, 0, 0] != 3 else 4
+    labels.flush()
+    del labels
+    with pytest.raises(CacheChangedError, match="changed since prepare wrote it"):
+        dataset_fingerprint("nyuv2")
 
 
 def test_errors_name_the_missing_folder_file_or_bad_layout(src, tmp_path):
