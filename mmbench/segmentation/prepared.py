@@ -68,7 +68,7 @@ def resize_frame(rgb: np.ndarray, depth: np.ndarray, labels: np.ndarray, size: T
         raise ValueError(f"labels must lie in [0, 255] before resizing; got [{labels.min()}, {labels.max()}]")
     if rgb.shape[:2] != (h, w):
         rgb = np.asarray(Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).resize((w, h), Image.BILINEAR))
-        depth = np.asarray(Image.fromarray(np.ascontiguousarray(depth, dtype=np.float32), mode="F")
+        depth = np.asarray(Image.fromarray(np.ascontiguousarray(depth, dtype=np.float32))
                            .resize((w, h), Image.NEAREST))
         labels = np.asarray(Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8)).resize((w, h), Image.NEAREST))
     return {"rgb": (np.asarray(rgb, dtype=np.float32) / 255.0).transpose(2, 0, 1),
