@@ -47,6 +47,7 @@ setup(
         "audio": ["soundfile>=0.12", "scipy>=1.12", "soxr>=0.3"],  # soxr: librosa's default resampler
         "audio-kaiser": ["resampy>=0.4"],  # resampler=kaiser_best (librosa < 0.10's default)
         "video": ["av>=11", "Pillow>=9"],
+        "rgbd": ["h5py>=3", "scipy>=1.12", "Pillow>=9"],  # prepare nyuv2 / cityscapes (segmentation)
         # Paper scale: ResNet-18 encoders and the training augmentations (install the build matching your torch).
         "paper": ["torchvision>=0.16"],
         # Mutation scores per file (scripts/mutation_scores.py, docs/mutation-testing.md).

@@ -90,7 +90,10 @@ def register_prepared() -> None:
         for name in preparer.datasets:
             if name in _registered or name in DATASETS:
                 continue
-            register_dataset(name, lambda split_seed=0, _n=name: load_prepared(_n, split_seed),
+            task = getattr(preparer, "task", "classification")  # segmentation: mmbench.segmentation.prepared
+            factory = ((lambda split_seed=0, _n=name: load_prepared(_n, split_seed)) if task == "classification"
+                       else (lambda _n=name, _p=preparer: _p.load(_n)))
+            register_dataset(name, factory, task=task,
                              description=preparer.dataset_descriptions.get(name, preparer.description),
                              fingerprint=lambda split_seed=0, _n=name: prepared_fingerprint(_n, split_seed))
             _registered.append(name)

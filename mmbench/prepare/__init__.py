@@ -38,7 +38,9 @@ import importlib
 # Modules whose import registers a preparer. Decoders are imported lazily inside them, so importing
 # these is cheap.
 BUILTIN = ["mmbench.prepare.cremad", "mmbench.prepare.mosei", "mmbench.prepare.audiovisual", "mmbench.prepare.ucf101",
-           "mmbench.prepare.casia_surf"]
+           "mmbench.prepare.casia_surf",
+           # segmentation (per-pixel labels): mmbench.segmentation.prepared
+           "mmbench.segmentation.prepare_nyuv2", "mmbench.segmentation.prepare_cityscapes"]
 
 
 def load_builtin() -> None:

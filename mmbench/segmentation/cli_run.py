@@ -24,6 +24,8 @@ def execute(args) -> int:
     get_pattern(args.pattern)
     spec = RunSpec(args.method, args.dataset, args.pattern, args.seed, parse_overrides(args.set))
     check_segmentation_spec(spec)
+    # an unprepared data set (nyuv2, cityscapes) is an error naming `prepare`, not a stored failed run
+    __import__("mmbench.data_check", fromlist=["check_datasets"]).check_datasets([spec.dataset])
     train, _ = resolve_segmentation(spec, method_cls)
     explicit, args.out = args.out is not None, args.out or run_out()
     runner = Runner(args.out)
