@@ -191,3 +191,17 @@ def test_ctrl_c_after_the_last_run_is_stored_finishes_normally(tmp_path, monkeyp
     finally:
         signal.signal(signal.SIGINT, previous)
     assert counts["ok"] == 1 and all(ResultsStore(tmp_path).is_done(s.key()) for s in specs)
+
+
+def test_tune_gc_raises_the_threshold_and_freezes_the_imports():
+    import gc
+
+    from mmbench.grid import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold()[0] == 50_000 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
