@@ -52,6 +52,11 @@ def _fn(module: str, *names: str) -> List[str]:
     return [f"{module}.*{n}__mutmut_*" for n in names]
 
 
+def _baseline(name: str, *functions: str) -> Group:
+    """Group of ``baselines/<name>.py`` scored by ``tests/baselines/test_<name>.py``."""
+    return Group(name, [f"baselines/{name}.py"], [f"tests/baselines/test_{name}.py"], _fn(f"baselines.{name}", *functions))
+
+
 GROUPS: Dict[str, Group] = {g.name: g for g in [
     Group("arl", ["mmbench/methods/arl.py"], ["tests/mmbench/methods/test_arl.py"],
           _fn("mmbench.methods.arl", "warmup_end", "ce_weights", "scale_gradient", "active", "coefficients",
@@ -68,6 +73,23 @@ GROUPS: Dict[str, Group] = {g.name: g for g in [
           _fn("mmbench.methods.osmd", "available_features", "fuse", "restore", "compute_loss", "predict")),
     Group("coefficients", ["kernels/coefficients.py"], ["tests/kernels/test_coefficients.py"],
           _fn("kernels.coefficients", "arl_coefficients", "_shares", "ogm_ge_coefficients", "_log_ratio")),
+    # Baselines: the functions that define each method's step, loss and coefficients (not build-time
+    # validation, history logging or evaluation helpers shared with every method).
+    *[_baseline(name, *funcs) for name, *funcs in [
+        ("ogm_ge", "masked_log_mean_exp", "unimodal_logits_ogm", "modulated_tensors", "coefficients",
+         "compute_loss", "modulate", "after_backward"),
+        ("pmr", "prototype_logits", "class_means", "slower_weights", "compute_prototypes", "pmr_terms",
+         "compute_loss"),
+        ("agm", "decomposition_matrix", "subset_logits", "responses", "ratios", "coefficients", "compute_loss",
+         "after_backward"),
+        ("mmpareto", "pareto_weights", "combine", "losses", "gradients", "training_step"),
+        ("mla", "owm_update", "project_gradient", "gate_weights", "gate_weights_released", "encode_one",
+         "modality_step", "training_step", "fusion_weights", "predict"),
+        ("greedy", "gates", "learning_speed", "bdr", "schedule_update", "excited", "training_step", "predict"),
+        ("modality_dropout", "drop_modalities", "compute_loss"),
+        ("shaspec", "nonempty_subsets", "draw_subsets", "features", "align_loss", "spec_loss", "compute_loss",
+         "predict"),
+    ]],
 ]}
 
 
