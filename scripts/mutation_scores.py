@@ -7,7 +7,8 @@ files, runs the group's test files once to learn which tests reach which functio
 each mutant of the selected functions, only those tests (forked from a server that has imported
 torch once). ``raise`` statements (error-message text) and ``log_coefficients`` trace calls are not
 mutated: neither is part of a method's definition. The C++ extension is off (``MMBENCH_NO_CPP=1``):
-the statistics run on the eager reference path.
+the statistics run on the eager reference path. One torch thread per mutant (``OMP_NUM_THREADS=1``):
+mutmut runs one mutant per core, and its timeout is a CPU-time limit that spinning threads would use up.
 
     python scripts/mutation_scores.py --list                 # the groups
     python scripts/mutation_scores.py arl coefficients       # score these groups
@@ -117,7 +118,7 @@ def run_group(group: Group, work: Path) -> float:
     dest = work / group.name
     scratch_copy(dest, group)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the scratch copy's mutants/ must win
-    env.update(MMBENCH_NO_CPP="1", MMBENCH_CACHE=str(dest / ".cache"), PYTHONDONTWRITEBYTECODE="1")
+    env.update(MMBENCH_NO_CPP="1", MMBENCH_CACHE=str(dest / ".cache"), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     start = time.perf_counter()
     with open(dest / "mutmut-output.txt", "w") as log:
         proc = subprocess.run([sys.executable, "-m", "mutmut", "run", *group.functions], cwd=dest, env=env,
@@ -130,14 +131,16 @@ def run_group(group: Group, work: Path) -> float:
 
 
 def rescore(group: Group, work: Path) -> float:
-    """Re-run only the group's survivors of its last run, against the current tests (after new tests
-    were written to kill them): the tests are copied into the scratch copy again and mutmut's
-    statistics (which test reaches which function) are recomputed."""
+    """Re-run only the group's survivors (and timeouts) of its last run, against the current tests
+    (after new tests were written to kill them): the tests are copied into the scratch copy again and
+    mutmut's statistics (which test reaches which function) are recomputed."""
     dest = work / group.name
     res = results(group, work)
     if res is None:
         raise SystemExit(f"{group.name}: no previous run in {dest}")
-    survivors = [k for k, v in res["mutants"].items() if v == "survived"]
+    # Timeouts too: mutmut's limit is on CPU time, which a loaded machine inflates (idle OpenMP threads
+    # spin), so a timeout is inconclusive and worth a second try.
+    survivors = [k for k, v in res["mutants"].items() if v in ("survived", "timeout")]
     if not survivors:
         return 0.0
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "mutations")
@@ -146,7 +149,7 @@ def rescore(group: Group, work: Path) -> float:
         shutil.copytree(ROOT / "tests", target, ignore=ignore)
     (dest / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(MMBENCH_NO_CPP="1", MMBENCH_CACHE=str(dest / ".cache"), PYTHONDONTWRITEBYTECODE="1")
+    env.update(MMBENCH_NO_CPP="1", MMBENCH_CACHE=str(dest / ".cache"), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     start = time.perf_counter()
     with open(dest / "mutmut-rescore.txt", "w") as log:
         subprocess.run([sys.executable, "-m", "mutmut", "run", *survivors], cwd=dest, env=env, stdout=log,
@@ -253,7 +256,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--all", action="store_true", help="score every group")
     ap.add_argument("--list", action="store_true", help="list the groups and exit")
     ap.add_argument("--report-only", action="store_true", help="no run: only write the table of the last results")
-    ap.add_argument("--rescore", action="store_true", help="re-run only the survivors of the last run, current tests")
+    ap.add_argument("--rescore", action="store_true",
+                    help="re-run only the survivors and timeouts of the last run, current tests")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mmbench-mutmut"))
     ap.add_argument("--out", type=Path, help="write the markdown table here")
     args = ap.parse_args(argv)
