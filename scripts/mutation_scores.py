@@ -188,7 +188,15 @@ def show(group: Group, work: Path, name: str) -> str:
 
         def body(fname: str) -> List[str]:
             m = re.search(r"^( {4})?def " + re.escape(fname) + r"\(.*?(?=^( {4})?def |\Z)", src, re.S | re.M)
-            return m.group(0).splitlines()[1:] if m else []
+            if not m:
+                return []
+            # The body ends at the first line indented no deeper than the def (mutmut's registry
+            # lines and decorators follow a module-level function).
+            indent = len(m.group(1) or "")
+            lines = m.group(0).splitlines()[1:]
+            end = next((i for i, l in enumerate(lines) if l.strip() and not l.lstrip().startswith(")")
+                        and len(l) - len(l.lstrip()) <= indent), len(lines))
+            return [l for l in lines[:end] if l.strip()]
 
         orig, mut = body(func + "__mutmut_orig"), body(name.rsplit(".", 1)[-1])
         if mut:

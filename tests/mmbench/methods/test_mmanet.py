@@ -234,3 +234,35 @@ def test_loss_adds_lambda_mad_times_the_distillation_value(data, monkeypatch):
     assert float(loss.detach()) == pytest.approx(float(seen["v"].detach()) + 2.5 * 0.37, rel=1e-6)
     (g,) = torch.autograd.grad(loss, [known])
     assert float(g) == pytest.approx(2.5)  # d L / d L_MAD = +lambda_mad
+
+
+# ---- Issue 23: mutation-score survivors of mmbench/methods/mmanet.py --------------------------------
+def test_label_histogram_is_the_share_of_each_predicted_label():
+    """pi_c = share of the N predictions that are c: exact fractions, a single prediction is one-hot,
+    and no prediction at all gives zeros (not 0/0)."""
+    logits = F.one_hot(torch.tensor([2, 0, 2, 2]), 3).float()
+    torch.testing.assert_close(label_histogram(logits, 3), torch.tensor([0.25, 0.0, 0.75], dtype=torch.float64))
+    torch.testing.assert_close(label_histogram(torch.tensor([[0.1, 0.9]]), 2), torch.tensor([0.0, 1.0], dtype=torch.float64))
+    assert torch.equal(label_histogram(torch.zeros(0, 3), 3), torch.zeros(3, dtype=torch.float64))
+
+
+def test_weak_set_is_selected_once_after_the_last_mining_epoch(data, monkeypatch):
+    """The weak set is chosen at the end of epoch begin_epoch - 1 from the delta accumulated over the
+    mining epochs, not earlier (an empty weak set is no reason to select before mining ends)."""
+    method, _, ctx = _setup(data, hp={"begin_epoch": 4, "mine_epochs": 2})
+    added = {2: [0.1, 0.2], 3: [0.0, 0.5]}  # candidate 1 ({b}) has the larger accumulated score
+
+    def fake_mine(c):
+        scores = torch.tensor(added[c.epoch], dtype=torch.float64)
+        method.delta = method.delta + scores
+        return scores
+
+    monkeypatch.setattr(method, "mine", fake_mine)
+    for epoch in range(3):
+        ctx.epoch = epoch
+        method.on_epoch_end(ctx)
+        assert method.weak_set == [], epoch
+    ctx.epoch = 3
+    method.on_epoch_end(ctx)
+    assert method.weak_set == [2] and method.weak_names() == ["b"]
+    torch.testing.assert_close(method.weak_lookup, torch.tensor([0.0, 0.0, 1.0, 0.0]))
