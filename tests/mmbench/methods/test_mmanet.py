@@ -266,3 +266,21 @@ def test_weak_set_is_selected_once_after_the_last_mining_epoch(data, monkeypatch
     method.on_epoch_end(ctx)
     assert method.weak_set == [2] and method.weak_names() == ["b"]
     torch.testing.assert_close(method.weak_lookup, torch.tensor([0.0, 0.0, 1.0, 0.0]))
+
+
+def test_acc_gap_score_is_the_squared_accuracy_drop_on_validation(monkeypatch):
+    """mar_score="acc_gap" (released segmentation code): score_c = (acc_full - acc_c)^2, accuracies of
+    the argmax predictions against the validation labels."""
+    data = toy_dataset(three=True)
+    method, _, ctx = _setup(data, hp={"mar_score": "acc_gap"})
+    labels = ctx.val.labels.tolist()
+    n, C = len(labels), method.info.num_classes
+    wrong = [(y + 1) % C for y in labels]
+    # full: all right; {a,b}: all right; {a,c}: every 4th wrong; {b,c}: every other wrong.
+    hist = {7: labels, 3: labels, 5: [w if i % 4 == 0 else y for i, (y, w) in enumerate(zip(labels, wrong))],
+            6: [w if i % 2 == 0 else y for i, (y, w) in enumerate(zip(labels, wrong))]}
+    monkeypatch.setattr(evaluate_mod, "predict_split", _crafted_predict_split(C, hist, [], ctx.val))
+    acc = {c: sum(p == y for p, y in zip(hist[c], labels)) / n for c in hist}
+    expected = [(acc[7] - acc[c]) ** 2 for c in (3, 5, 6)]
+    assert expected[0] == 0 and 0 < expected[1] < expected[2]
+    torch.testing.assert_close(method.mine(ctx), torch.tensor(expected, dtype=torch.float64))
