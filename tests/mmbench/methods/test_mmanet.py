@@ -284,3 +284,19 @@ def test_acc_gap_score_is_the_squared_accuracy_drop_on_validation(monkeypatch):
     expected = [(acc[7] - acc[c]) ** 2 for c in (3, 5, 6)]
     assert expected[0] == 0 and 0 < expected[1] < expected[2]
     torch.testing.assert_close(method.mine(ctx), torch.tensor(expected, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("score", ["kl", "kl_softmax"])
+def test_mining_score_setting_selects_the_histogram_kl_form(score, monkeypatch):
+    """mar_score="kl_softmax" mines with the released double-softmax KL, "kl" with the plain one."""
+    data = toy_dataset(three=True)
+    method, _, ctx = _setup(data, hp={"mar_score": score})
+    n = len(ctx.val)
+    balanced = [i % 4 for i in range(n)]
+    hist = {7: balanced, 3: [0] * n, 5: [0 if i % 4 == 1 else i % 4 for i in range(n)], 6: balanced}
+    monkeypatch.setattr(evaluate_mod, "predict_split", _crafted_predict_split(4, hist, [], ctx.val))
+    pi = {c: label_histogram(F.one_hot(torch.tensor(h), 4).float(), 4) for c, h in hist.items()}
+    expected = [histogram_kl(pi[c], pi[7], double_softmax=score == "kl_softmax") for c in (3, 5, 6)]
+    other = [histogram_kl(pi[c], pi[7], double_softmax=score != "kl_softmax") for c in (3, 5, 6)]
+    assert abs(expected[0] - other[0]) > 1e-3  # the two forms really differ here
+    torch.testing.assert_close(method.mine(ctx), torch.tensor(expected, dtype=torch.float64))
