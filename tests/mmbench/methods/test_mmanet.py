@@ -300,3 +300,21 @@ def test_mining_score_setting_selects_the_histogram_kl_form(score, monkeypatch):
     other = [histogram_kl(pi[c], pi[7], double_softmax=score != "kl_softmax") for c in (3, 5, 6)]
     assert abs(expected[0] - other[0]) > 1e-3  # the two forms really differ here
     torch.testing.assert_close(method.mine(ctx), torch.tensor(expected, dtype=torch.float64))
+
+
+def test_combinations_are_drawn_from_the_run_generator(data):
+    """The student's per-sample combinations come from ``ctx.generator`` (reproducible runs), never
+    from the global RNG."""
+    from mmbench.methods._missing_utils import sample_combinations
+
+    method, _, ctx = _setup(data, hp={"lambda_mad": 0.0})
+    batch = next(ctx.train.iterate(64))
+    masks = []
+    real_feat = method.features
+    method.features = lambda model, b: masks.append(b.mask) or real_feat(model, b)
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        ctx.generator = torch.Generator().manual_seed(5)
+        method.compute_loss(batch, ctx)
+    assert torch.equal(masks[0], masks[1])
+    assert torch.equal(masks[0], sample_combinations(batch.mask, torch.Generator().manual_seed(5)))
