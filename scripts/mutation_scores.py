@@ -7,7 +7,8 @@ files, runs the group's test files once to learn which tests reach which functio
 each mutant of the selected functions, only those tests (forked from a server that has imported
 torch once). ``raise`` statements (error-message text) and ``log_coefficients`` trace calls are not
 mutated: neither is part of a method's definition. The C++ extension is off (``MMBENCH_NO_CPP=1``):
-the statistics run on the eager reference path.
+the statistics run on the eager reference path. One torch thread per mutant (``OMP_NUM_THREADS=1``):
+mutmut runs one mutant per core, and its timeout is a CPU-time limit that spinning threads would use up.
 
     python scripts/mutation_scores.py --list                 # the groups
     python scripts/mutation_scores.py arl coefficients       # score these groups
@@ -52,6 +53,11 @@ def _fn(module: str, *names: str) -> List[str]:
     return [f"{module}.*{n}__mutmut_*" for n in names]
 
 
+def _baseline(name: str, *functions: str) -> Group:
+    """Group of ``baselines/<name>.py`` scored by ``tests/baselines/test_<name>.py``."""
+    return Group(name, [f"baselines/{name}.py"], [f"tests/baselines/test_{name}.py"], _fn(f"baselines.{name}", *functions))
+
+
 GROUPS: Dict[str, Group] = {g.name: g for g in [
     Group("arl", ["mmbench/methods/arl.py"], ["tests/mmbench/methods/test_arl.py"],
           _fn("mmbench.methods.arl", "warmup_end", "ce_weights", "scale_gradient", "active", "coefficients",
@@ -68,6 +74,23 @@ GROUPS: Dict[str, Group] = {g.name: g for g in [
           _fn("mmbench.methods.osmd", "available_features", "fuse", "restore", "compute_loss", "predict")),
     Group("coefficients", ["kernels/coefficients.py"], ["tests/kernels/test_coefficients.py"],
           _fn("kernels.coefficients", "arl_coefficients", "_shares", "ogm_ge_coefficients", "_log_ratio")),
+    # Baselines: the functions that define each method's step, loss and coefficients (not build-time
+    # validation, history logging or evaluation helpers shared with every method).
+    *[_baseline(name, *funcs) for name, *funcs in [
+        ("ogm_ge", "masked_log_mean_exp", "unimodal_logits_ogm", "modulated_tensors", "coefficients",
+         "compute_loss", "modulate", "after_backward"),
+        ("pmr", "prototype_logits", "class_means", "slower_weights", "compute_prototypes", "pmr_terms",
+         "compute_loss"),
+        ("agm", "decomposition_matrix", "subset_logits", "responses", "ratios", "coefficients", "compute_loss",
+         "after_backward"),
+        ("mmpareto", "pareto_weights", "combine", "losses", "gradients", "training_step"),
+        ("mla", "owm_update", "project_gradient", "gate_weights", "gate_weights_released", "encode_one",
+         "modality_step", "training_step", "fusion_weights", "predict"),
+        ("greedy", "gates", "learning_speed", "bdr", "schedule_update", "excited", "training_step", "predict"),
+        ("modality_dropout", "drop_modalities", "compute_loss"),
+        ("shaspec", "nonempty_subsets", "draw_subsets", "features", "align_loss", "spec_loss", "compute_loss",
+         "predict"),
+    ]],
 ]}
 
 
@@ -78,6 +101,11 @@ def scratch_copy(dest: Path, group: Group) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "mutations")
     for d in ("mmbench", "kernels", "baselines", "tests"):
         shutil.copytree(ROOT / d, dest / d, ignore=ignore)
+    write_config(dest, group)
+
+
+def write_config(dest: Path, group: Group) -> None:
+    """``dest/pyproject.toml``: the project's, plus the group's ``[tool.mutmut]`` section."""
     config = {
         "source_paths": ["mmbench/", "kernels/", "baselines/"],
         "only_mutate": group.files,
@@ -85,6 +113,11 @@ def scratch_copy(dest: Path, group: Group) -> None:
         "pytest_add_cli_args": ["-p", "no:cacheprovider"],
         "process_isolation": "forkserver",  # torch in the main process is not fork-safe
         "do_not_mutate_patterns": SKIP_LINES,
+        # mutmut stops a mutant after (estimated test time + 1 s) x this many seconds of wall time
+        # (twice that of CPU time). Its default, 15, ends 0.5 s test selections after 22 s: too short
+        # at low CPU priority on a loaded 2-core machine, where a forked mutant's first test (lazy
+        # imports, the toy data) takes that long; the timeouts were inconclusive, not hangs.
+        "timeout_multiplier": 60.0,
     }
     lines = ["", "[tool.mutmut]"] + [f"{k} = {json.dumps(v)}" for k, v in config.items()]
     (dest / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + "\n".join(lines) + "\n")
@@ -95,7 +128,7 @@ def run_group(group: Group, work: Path) -> float:
     dest = work / group.name
     scratch_copy(dest, group)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the scratch copy's mutants/ must win
-    env.update(MMBENCH_NO_CPP="1", MMBENCH_CACHE=str(dest / ".cache"), PYTHONDONTWRITEBYTECODE="1")
+    env.update(MMBENCH_NO_CPP="1", MMBENCH_CACHE=str(dest / ".cache"), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     start = time.perf_counter()
     with open(dest / "mutmut-output.txt", "w") as log:
         proc = subprocess.run([sys.executable, "-m", "mutmut", "run", *group.functions], cwd=dest, env=env,
@@ -108,14 +141,16 @@ def run_group(group: Group, work: Path) -> float:
 
 
 def rescore(group: Group, work: Path) -> float:
-    """Re-run only the group's survivors of its last run, against the current tests (after new tests
-    were written to kill them): the tests are copied into the scratch copy again and mutmut's
-    statistics (which test reaches which function) are recomputed."""
+    """Re-run only the group's survivors (and timeouts) of its last run, against the current tests
+    (after new tests were written to kill them): the tests are copied into the scratch copy again and
+    mutmut's statistics (which test reaches which function) are recomputed."""
     dest = work / group.name
     res = results(group, work)
     if res is None:
         raise SystemExit(f"{group.name}: no previous run in {dest}")
-    survivors = [k for k, v in res["mutants"].items() if v == "survived"]
+    # Timeouts too: mutmut's limit is on CPU time, which a loaded machine inflates (idle OpenMP threads
+    # spin), so a timeout is inconclusive and worth a second try.
+    survivors = [k for k, v in res["mutants"].items() if v in ("survived", "timeout")]
     if not survivors:
         return 0.0
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "mutations")
@@ -123,8 +158,9 @@ def rescore(group: Group, work: Path) -> float:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(ROOT / "tests", target, ignore=ignore)
     (dest / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    write_config(dest, group)  # the current settings (a changed timeout re-classifies timeouts)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(MMBENCH_NO_CPP="1", MMBENCH_CACHE=str(dest / ".cache"), PYTHONDONTWRITEBYTECODE="1")
+    env.update(MMBENCH_NO_CPP="1", MMBENCH_CACHE=str(dest / ".cache"), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     start = time.perf_counter()
     with open(dest / "mutmut-rescore.txt", "w") as log:
         subprocess.run([sys.executable, "-m", "mutmut", "run", *survivors], cwd=dest, env=env, stdout=log,
@@ -163,7 +199,15 @@ def show(group: Group, work: Path, name: str) -> str:
 
         def body(fname: str) -> List[str]:
             m = re.search(r"^( {4})?def " + re.escape(fname) + r"\(.*?(?=^( {4})?def |\Z)", src, re.S | re.M)
-            return m.group(0).splitlines()[1:] if m else []
+            if not m:
+                return []
+            # The body ends at the first line indented no deeper than the def (mutmut's registry
+            # lines and decorators follow a module-level function).
+            indent = len(m.group(1) or "")
+            lines = m.group(0).splitlines()[1:]
+            end = next((i for i, l in enumerate(lines) if l.strip() and not l.lstrip().startswith(")")
+                        and len(l) - len(l.lstrip()) <= indent), len(lines))
+            return [l for l in lines[:end] if l.strip()]
 
         orig, mut = body(func + "__mutmut_orig"), body(name.rsplit(".", 1)[-1])
         if mut:
@@ -231,7 +275,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--all", action="store_true", help="score every group")
     ap.add_argument("--list", action="store_true", help="list the groups and exit")
     ap.add_argument("--report-only", action="store_true", help="no run: only write the table of the last results")
-    ap.add_argument("--rescore", action="store_true", help="re-run only the survivors of the last run, current tests")
+    ap.add_argument("--rescore", action="store_true",
+                    help="re-run only the survivors and timeouts of the last run, current tests")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mmbench-mutmut"))
     ap.add_argument("--out", type=Path, help="write the markdown table here")
     args = ap.parse_args(argv)
@@ -253,8 +298,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     text = table([GROUPS[n] for n in names] if not args.out else list(GROUPS.values()), args.work)
     print(text)
     if args.out:
+        # A hand-written "## Status" section (what was scored, where, what is left) is kept.
+        old = args.out.read_text() if args.out.exists() else ""
+        start, end = old.find("## Status"), old.find("\n| file |")
+        status = old[start:end].rstrip() + "\n\n" if 0 <= start < end else ""
         args.out.write_text("# Mutation scores\n\nGenerated by `python scripts/mutation_scores.py`; see "
-                            "[mutation testing](mutation-testing.md).\n\n" + text)
+                            "[mutation testing](mutation-testing.md).\n\n" + status + text)
     return 0
 
 

@@ -281,3 +281,75 @@ def test_mad_weights_of_a_nonfinite_teacher_are_nan_not_uniform(bad):
     t[2, 1] = bad
     assert torch.isnan(mad_weights(t)).all()
     torch.testing.assert_close(mad_weights(torch.zeros(3, 5).fill_(0)).sum(), torch.tensor(1.0))
+
+
+# ---- Issue 23: mutation-score survivors of kernels/coefficients.py, killed by exact values ----------
+def test_arl_all_zero_dependence_is_the_uniform_share_with_unequal_entropies():
+    """Documented saturation fallback ``d = 1/M`` when every D_m is 0, checked where it matters: the
+    entropies differ, so q is not uniform and w = softmax(T q (1 - 1/M)) depends on d's value."""
+    for M, H in ((2, [0.2, 0.6]), (3, [0.1, 0.5, 0.4])):
+        H = torch.tensor(H, dtype=torch.float64)
+        q = _arl_q(H, 0.3)
+        want = torch.softmax(4.0 * q * (1 - 1 / M), 0)
+        torch.testing.assert_close(arl_coefficients(H, torch.zeros(M, dtype=torch.float64), 4.0), want)
+
+
+def _arl_q(H, floor):
+    h = torch.clamp_min(H / H.sum(), floor)
+    return (1 / h) / (1 / h).sum()
+
+
+def test_arl_all_zero_entropies_without_a_floor_are_equally_certain():
+    """``h = 1/M`` when every H_m is 0 must hold on its own, not only thanks to the floor: with floor 0
+    a zero share would give 1/0 and NaN weights."""
+    D = torch.tensor([3.0, 1.0], dtype=torch.float64)
+    w = arl_coefficients(torch.zeros(2, dtype=torch.float64), D, 2.0, floor=0.0)
+    torch.testing.assert_close(w, torch.softmax(2.0 * 0.5 * (1 - D / D.sum()), 0))
+
+
+@pytest.mark.parametrize("floor", [0.0, 1.0])
+def test_arl_floor_bounds_are_accepted_and_applied(floor):
+    """[0, 1] is closed: floor 0 is the unclamped formula, floor 1 clamps every share to 1 (q uniform)."""
+    H = torch.tensor([0.1, 0.9], dtype=torch.float64)
+    D = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    want = torch.softmax(4.0 * _arl_q(H, floor) * (1 - D / D.sum()), 0)
+    torch.testing.assert_close(arl_coefficients(H, D, 4.0, floor=floor), want)
+    if floor == 1.0:
+        torch.testing.assert_close(want, torch.softmax(4.0 * 0.5 * (1 - D / D.sum()), 0))
+    with pytest.raises(ValueError, match="floor"):
+        arl_coefficients(H, D, 4.0, floor=-0.01)
+
+
+def test_arl_tensor_floor_equals_the_number_floor():
+    """A 0-d tensor floor (kept on device, no sync) clamps exactly like the same number."""
+    H = torch.tensor([0.05, 0.6, 0.35], dtype=torch.float64)
+    D = torch.tensor([2.0, 1.0, 1.0], dtype=torch.float64)
+    for floor in (0.0, 0.2, 0.3):
+        got = arl_coefficients(H, D, 4.0, floor=torch.tensor(floor, dtype=torch.float64))
+        torch.testing.assert_close(got, arl_coefficients(H, D, 4.0, floor=floor), rtol=0, atol=0)
+        torch.testing.assert_close(got, torch.softmax(4.0 * _arl_q(H, floor) * (1 - D / D.sum()), 0))
+
+
+def test_arl_result_has_the_entropy_dtype_when_the_dependence_is_wider():
+    """Returns: same dtype as ``entropy_mean`` (an fp64 dependence must not promote the weights)."""
+    w = arl_coefficients(torch.tensor([0.4, 0.9]), torch.tensor([3.0, 2.0], dtype=torch.float64), 4.0)
+    assert w.dtype == torch.float32
+
+
+@pytest.mark.parametrize("rule", ["min", "mean"])
+def test_ogm_ge_shape_contract(rule):
+    """[M] with M >= 1: M = 0 and a 2-D score raise a ValueError naming the shape; M = 1 is valid and
+    nothing is modulated (the modality's ratio to itself is 1)."""
+    with pytest.raises(ValueError, match=r"\[M\]"):
+        ogm_ge_coefficients(torch.zeros(0), 0.5, rule=rule)
+    with pytest.raises(ValueError, match=r"\[M\]"):
+        ogm_ge_coefficients(torch.ones(3, 2), 0.5, rule=rule)
+    torch.testing.assert_close(ogm_ge_coefficients(torch.tensor([7.0]), 0.5, rule=rule), torch.ones(1))
+
+
+@pytest.mark.parametrize("rule", ["pair", "min"])
+def test_ogm_ge_tensor_alpha_zero_is_no_modulation(rule):
+    """alpha >= 0 includes 0 as a tensor too (checked on device): k = 1 everywhere, as for the number 0."""
+    s = torch.tensor([40.0, 20.0])
+    torch.testing.assert_close(ogm_ge_coefficients(s, torch.tensor(0.0), rule=rule), torch.ones(2))
+    torch.testing.assert_close(ogm_ge_coefficients(s, 0.0, rule=rule), torch.ones(2))

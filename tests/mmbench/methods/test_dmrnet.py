@@ -283,3 +283,57 @@ def test_hcr_starts_exactly_at_the_first_epoch_after_selection(data, target):
     assert torch.equal(method.last_weights, torch.ones(64))
     method.compute_loss(batch, _ctx(epoch=3))
     assert float(method.last_weights.max()) == 1.5
+
+
+# ---- Issue 23: mutation-score survivors of mmbench/methods/dmrnet.py --------------------------------
+def test_selection_variance_is_the_mean_over_steps_even_for_a_single_step(data):
+    """An epoch's variance of {m} is the mean over its steps that had such a sample: with one step it is
+    that step's batch mean itself (not divided by a floor above 1), and the epoch sum holds it."""
+    method = make_method("dmrnet", data, epochs=10, hp={"select_epochs": 1})
+    var = {1: 2.0, 2: 6.0, 3: 50.0}
+    _fake_embed(method, var)
+    ctx = _ctx(epochs=10)
+    method.on_fit_start(ctx)
+    method.on_epoch_start(ctx)
+    method.compute_loss(_batch(data, 64), ctx)  # one step: {a} and {b} both drawn among 64 samples
+    assert method._var_steps.tolist() == [1.0, 1.0]
+    method.on_epoch_end(ctx)
+    torch.testing.assert_close(method.variance_sum, torch.tensor([2.0, 6.0]))
+    assert method.weak_modality == 1
+
+
+@pytest.mark.parametrize("three", [False, True])
+def test_selected_lookup_is_one_hot_over_the_combination_codes(three):
+    """After selection the HCR lookup holds one entry per combination code (2^M) and marks {m*} only."""
+    data = toy_dataset(three=three)
+    method = make_method("dmrnet", data)
+    M = method.info.num_modalities
+    method.variance_sum = torch.arange(M, dtype=torch.float32).flip(0) if three else torch.tensor([0.2, 0.1])
+    assert method.select_weak_modality() == 0
+    assert torch.equal(method.hard_lookup, F.one_hot(torch.tensor(1), 2**M).float())
+
+
+def test_a_step_is_reproducible_from_the_run_generator_alone(data):
+    """The combinations and the PME noise come from ``ctx.generator`` (also on the path without
+    ``on_fit_start``), never from the global RNG: the same run seed gives the same step."""
+    method = make_method("dmrnet", data)
+    batch = _batch(data, 64)
+    masks, losses = [], []
+    real_embed = method.embed
+    method.embed = lambda b: masks.append(b.mask) or real_embed(b)
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        method._seeds = None  # as a fresh method: the seeds are made from this step's generator
+        losses.append(float(method.compute_loss(batch, _ctx(seed=5)).detach()))
+    assert torch.equal(masks[0], masks[1]) and losses[0] == losses[1]
+    assert torch.equal(masks[0], sample_combinations(batch.mask, torch.Generator().manual_seed(5)))
+
+
+def test_weak_target_has_no_hcr_before_a_modality_is_selected(data):
+    """hcr_target="weak": HCR needs the mined m*; past select_epochs without one it stays off."""
+    method = make_method("dmrnet", data, epochs=10, hp={"select_epochs": 2})
+    assert method.weak_modality == -1
+    assert [method.hcr_active(e) for e in (2, 5)] == [False, False]
+    method.variance_sum = torch.tensor([0.9, 0.1])
+    method.select_weak_modality()
+    assert [method.hcr_active(e) for e in (1, 2, 5)] == [False, True, True]

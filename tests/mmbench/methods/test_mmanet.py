@@ -234,3 +234,87 @@ def test_loss_adds_lambda_mad_times_the_distillation_value(data, monkeypatch):
     assert float(loss.detach()) == pytest.approx(float(seen["v"].detach()) + 2.5 * 0.37, rel=1e-6)
     (g,) = torch.autograd.grad(loss, [known])
     assert float(g) == pytest.approx(2.5)  # d L / d L_MAD = +lambda_mad
+
+
+# ---- Issue 23: mutation-score survivors of mmbench/methods/mmanet.py --------------------------------
+def test_label_histogram_is_the_share_of_each_predicted_label():
+    """pi_c = share of the N predictions that are c: exact fractions, a single prediction is one-hot,
+    and no prediction at all gives zeros (not 0/0)."""
+    logits = F.one_hot(torch.tensor([2, 0, 2, 2]), 3).float()
+    torch.testing.assert_close(label_histogram(logits, 3), torch.tensor([0.25, 0.0, 0.75], dtype=torch.float64))
+    torch.testing.assert_close(label_histogram(torch.tensor([[0.1, 0.9]]), 2), torch.tensor([0.0, 1.0], dtype=torch.float64))
+    assert torch.equal(label_histogram(torch.zeros(0, 3), 3), torch.zeros(3, dtype=torch.float64))
+
+
+def test_weak_set_is_selected_once_after_the_last_mining_epoch(data, monkeypatch):
+    """The weak set is chosen at the end of epoch begin_epoch - 1 from the delta accumulated over the
+    mining epochs, not earlier (an empty weak set is no reason to select before mining ends)."""
+    method, _, ctx = _setup(data, hp={"begin_epoch": 4, "mine_epochs": 2})
+    added = {2: [0.1, 0.2], 3: [0.0, 0.5]}  # candidate 1 ({b}) has the larger accumulated score
+
+    def fake_mine(c):
+        scores = torch.tensor(added[c.epoch], dtype=torch.float64)
+        method.delta = method.delta + scores
+        return scores
+
+    monkeypatch.setattr(method, "mine", fake_mine)
+    for epoch in range(3):
+        ctx.epoch = epoch
+        method.on_epoch_end(ctx)
+        assert method.weak_set == [], epoch
+    ctx.epoch = 3
+    method.on_epoch_end(ctx)
+    assert method.weak_set == [2] and method.weak_names() == ["b"]
+    torch.testing.assert_close(method.weak_lookup, torch.tensor([0.0, 0.0, 1.0, 0.0]))
+
+
+def test_acc_gap_score_is_the_squared_accuracy_drop_on_validation(monkeypatch):
+    """mar_score="acc_gap" (released segmentation code): score_c = (acc_full - acc_c)^2, accuracies of
+    the argmax predictions against the validation labels."""
+    data = toy_dataset(three=True)
+    method, _, ctx = _setup(data, hp={"mar_score": "acc_gap"})
+    labels = ctx.val.labels.tolist()
+    n, C = len(labels), method.info.num_classes
+    wrong = [(y + 1) % C for y in labels]
+    # full: all right; {a,b}: all right; {a,c}: every 4th wrong; {b,c}: every other wrong.
+    hist = {7: labels, 3: labels, 5: [w if i % 4 == 0 else y for i, (y, w) in enumerate(zip(labels, wrong))],
+            6: [w if i % 2 == 0 else y for i, (y, w) in enumerate(zip(labels, wrong))]}
+    monkeypatch.setattr(evaluate_mod, "predict_split", _crafted_predict_split(C, hist, [], ctx.val))
+    acc = {c: sum(p == y for p, y in zip(hist[c], labels)) / n for c in hist}
+    expected = [(acc[7] - acc[c]) ** 2 for c in (3, 5, 6)]
+    assert expected[0] == 0 and 0 < expected[1] < expected[2]
+    torch.testing.assert_close(method.mine(ctx), torch.tensor(expected, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("score", ["kl", "kl_softmax"])
+def test_mining_score_setting_selects_the_histogram_kl_form(score, monkeypatch):
+    """mar_score="kl_softmax" mines with the released double-softmax KL, "kl" with the plain one."""
+    data = toy_dataset(three=True)
+    method, _, ctx = _setup(data, hp={"mar_score": score})
+    n = len(ctx.val)
+    balanced = [i % 4 for i in range(n)]
+    hist = {7: balanced, 3: [0] * n, 5: [0 if i % 4 == 1 else i % 4 for i in range(n)], 6: balanced}
+    monkeypatch.setattr(evaluate_mod, "predict_split", _crafted_predict_split(4, hist, [], ctx.val))
+    pi = {c: label_histogram(F.one_hot(torch.tensor(h), 4).float(), 4) for c, h in hist.items()}
+    expected = [histogram_kl(pi[c], pi[7], double_softmax=score == "kl_softmax") for c in (3, 5, 6)]
+    other = [histogram_kl(pi[c], pi[7], double_softmax=score != "kl_softmax") for c in (3, 5, 6)]
+    assert abs(expected[0] - other[0]) > 1e-3  # the two forms really differ here
+    torch.testing.assert_close(method.mine(ctx), torch.tensor(expected, dtype=torch.float64))
+
+
+def test_combinations_are_drawn_from_the_run_generator(data):
+    """The student's per-sample combinations come from ``ctx.generator`` (reproducible runs), never
+    from the global RNG."""
+    from mmbench.methods._missing_utils import sample_combinations
+
+    method, _, ctx = _setup(data, hp={"lambda_mad": 0.0})
+    batch = next(ctx.train.iterate(64))
+    masks = []
+    real_feat = method.features
+    method.features = lambda model, b: masks.append(b.mask) or real_feat(model, b)
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        ctx.generator = torch.Generator().manual_seed(5)
+        method.compute_loss(batch, ctx)
+    assert torch.equal(masks[0], masks[1])
+    assert torch.equal(masks[0], sample_combinations(batch.mask, torch.Generator().manual_seed(5)))
