@@ -13,7 +13,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from mmbench.segmentation.metrics import VOID_INDEX
+from mmbench.segmentation.labels import VOID_INDEX
 
 MODALITIES = ("rgb", "depth")
 VALIDATION_SEED = 0  # the carve does not depend on the run seed: all runs of a data set share one split

@@ -23,7 +23,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 import torch
 
-VOID_INDEX = 255  # the default void label (Cityscapes' ignore value; the NYUv2 preparer maps "unlabeled" to it)
+from mmbench.segmentation.labels import VOID_INDEX  # noqa: F401  (re-exported: the metrics' default void label)
 
 
 def confusion_matrix(pred: torch.Tensor, true: torch.Tensor, num_classes: int,

@@ -25,7 +25,7 @@ from typing import Dict, Union
 
 import numpy as np
 
-from mmbench.segmentation.metrics import VOID_INDEX
+from mmbench.segmentation.labels import VOID_INDEX
 
 LABELED_MAT, SPLITS_MAT, MAPPING_MAT = "nyu_depth_v2_labeled.mat", "splits.mat", "classMapping40.mat"
 NUM_CLASSES = 40

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from mmbench.prepare.base import Item, Listing, register_preparer
-from mmbench.segmentation.metrics import VOID_INDEX
+from mmbench.segmentation.labels import VOID_INDEX
 from mmbench.segmentation.prepared import SegmentationPreparer, resize_frame, skip_unless, target_size
 
 CITYSCAPES_CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",

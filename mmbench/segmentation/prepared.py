@@ -35,7 +35,7 @@ import numpy as np
 from mmbench.data.base import ModalitySpec
 from mmbench.prepare.base import PreparedCache, Preparer, SkipItem
 from mmbench.segmentation.dataset import SegmentationDataset
-from mmbench.segmentation.metrics import VOID_INDEX
+from mmbench.segmentation.labels import VOID_INDEX
 
 PIXEL_LABELS = "pixel_labels"  # not "labels": the cache's labels.npy holds the per-sample label
 SPLITS = ("train", "test")

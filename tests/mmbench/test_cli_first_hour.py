@@ -32,6 +32,21 @@ def test_help_imports_nothing_heavy():
     assert "HEAVY []" in out.stderr, out.stderr[-2000:]
 
 
+def test_table_builds_without_torch(tmp_path):
+    """``table`` reads stored results only: rebuilding the tables (the data registry's groups included,
+    which load every preparer) never imports torch (1.5 s of its CPU time)."""
+    from fake_results import write_fake_results
+
+    write_fake_results(tmp_path)
+    code = ("import sys; from mmbench.report import write_tables\n"
+            f"write_tables({str(tmp_path)!r})\n"
+            "from mmbench.data.registry import dataset_group; dataset_group('watch')\n"
+            "print('TORCH', 'torch' in sys.modules, file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}, cwd=str(tmp_path))
+    assert "TORCH False" in out.stderr, out.stderr[-2000:]
+
+
 def test_list_and_show_answer_from_the_memo_the_second_time(tmp_path):
     env = {"MMBENCH_CACHE": str(tmp_path / "cache")}
     first = _cli(["list", "methods"], env)
