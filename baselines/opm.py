@@ -85,6 +85,13 @@ class OPM(Method):
     BalanceBenchmark's ``training_step`` + ``execute_drop`` with the same keep mask, M = 2, with and
     without the drop executed (``coef_grad=True``, the released graph): maximum absolute parameter
     difference 3.0e-8 (drop executed) and 0 (not executed) (float32; asserted < 1e-6).
+
+    The authors' own journal release (GeWu-Lab/BML_TPAMI2024, read for ``ogm-tpami``; not side by side
+    here) differs from BalanceBenchmark's in four ways: ``scripts/train_opm.sh`` uses ``q_base`` 0.5
+    (``--set q_base=0.5``); no feature is dropped in epochs 0-5 of 100 (``--set start=0.06``); the kept
+    features are divided by ``1 - theta`` without the ``1e-5``; and its custom autograd backward returns
+    theta itself as theta's gradient, which reaches the encoders through the non-detached scores. The
+    last two are not reproduced by any setting.
     """
 
     name = "opm"
