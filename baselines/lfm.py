@@ -109,13 +109,13 @@ class LFM(Method):
     (:func:`lfm_losses`, :func:`alignment`). ``a`` is a constant of the step (a Python float, no
     gradient); the CE and the alignment reach both encoders and the head's weight and bias.
 
-    The weight (``schedule="learnable"``, both releases): at the start of every epoch, on a fixed set
+    The weight (``weight_schedule="learnable"``, both releases): at the start of every epoch, on a fixed set
     of ``val_samples`` validation samples (train mode, as released), ``g = mean((H v)[0])`` with ``H``
     the Hessian of ``a_cls L_cls + a_align L_align`` and ``v = grad L_cls`` over the model's parameters,
     ``[0]`` the first parameter tensor (:func:`alpha_hypergradient`); then ``lr_alpha`` is halved when
     ``epoch % 20 == 0 and epoch != 0`` (cumulatively), ``a_align <- clip(a_align - lr_alpha * g, 0.05,
     0.95)``, ``a_cls = 1 - a_align``. The first update happens before epoch 0 is trained.
-    ``schedule="fitted"``: ``a_cls`` = the authors' polynomial in the absolute epoch
+    ``weight_schedule="fitted"``: ``a_cls`` = the authors' polynomial in the absolute epoch
     (``Crema_epoch.py``, the script their README runs; 0.20 at epoch 0, 0.30 at 20, 0.54 at 100).
 
     Hyper-parameters (authors' release / BalanceBenchmark -> harness default):
@@ -133,7 +133,7 @@ class LFM(Method):
     * ``val_samples``: authors 8 (half of 16 training samples held out from training) / BalanceBenchmark
       a quarter of the first validation batch (8 at its batch 32) -> 8, the first 8 of the val split.
     * ``divergence``: ``"released"`` (both releases) or ``"js"`` (see :func:`alignment`).
-    * ``schedule``: ``"learnable"`` (both) or ``"fitted"``. BalanceBenchmark's config says
+    * ``weight_schedule`` (named so to keep it apart from the engine's learning-rate ``schedule``): ``"learnable"`` (both) or ``"fitted"``. BalanceBenchmark's config says
       ``method: 'learning-fitted'`` but its trainer ignores ``method`` and runs the learnable update;
       its ``alpha: 1`` and modulation window are unused.
 
@@ -156,10 +156,10 @@ class LFM(Method):
     name = "lfm"
     version = 1
     hparams: Dict[str, Any] = {"cls_weight": 0.05, "lr_alpha": 1e-4, "fused_logits": "mean", "val_samples": 8,
-                               "divergence": "released", "schedule": "learnable"}
+                               "divergence": "released", "weight_schedule": "learnable"}
     hparam_schema = {"cls_weight": FRACTION, "lr_alpha": NON_NEGATIVE,
                      "fused_logits": Setting(str, choices=FUSED_LOGITS), "val_samples": POSITIVE_INT,
-                     "divergence": Setting(str, choices=DIVERGENCES), "schedule": Setting(str, choices=SCHEDULES)}
+                     "divergence": Setting(str, choices=DIVERGENCES), "weight_schedule": Setting(str, choices=SCHEDULES)}
     train_overrides = {"fusion": "concat"}
 
     def build(self) -> None:
@@ -168,7 +168,7 @@ class LFM(Method):
         if not isinstance(self.model.head, ConcatFusion):
             raise ValueError(f"LFM needs fusion=concat (unimodal logits W_m x_m + b/M), got "
                              f"{type(self.model.head).__name__}")
-        for key, choices in (("fused_logits", FUSED_LOGITS), ("divergence", DIVERGENCES), ("schedule", SCHEDULES)):
+        for key, choices in (("fused_logits", FUSED_LOGITS), ("divergence", DIVERGENCES), ("weight_schedule", SCHEDULES)):
             if self.hp[key] not in choices:
                 raise ValueError(f"{key}={self.hp[key]!r}: expected one of {choices}")
         self.cls_weight = float(self.hp["cls_weight"])
@@ -181,7 +181,7 @@ class LFM(Method):
 
     def update_weight(self, epoch: int, val_batch: Batch) -> None:
         """The released per-epoch update of ``cls_weight`` (see the class docstring)."""
-        if self.hp["schedule"] == "fitted":
+        if self.hp["weight_schedule"] == "fitted":
             self.cls_weight = fitted_cls_weight(epoch)
             return
         params = [p for p in self.model.parameters() if p.requires_grad]

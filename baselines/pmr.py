@@ -51,7 +51,7 @@ class PMR(Method):
 
     Each epoch (``on_epoch_start``, eval mode, no grad): prototypes ``c_k^m = mean of x^m`` over the
     training samples of class k that have modality m, from a random ``proto_fraction`` of the
-    training split (``ctx.generator``); ``c <- (1 - momentum) c_new + momentum c_old`` (a class with no
+    training split (``ctx.generator``); ``c <- (1 - proto_momentum) c_new + proto_momentum c_old`` (a class with no
     sample keeps its old prototype). Per step, features ``x_m`` ``[B, D]``:
 
     * ``q_m = -||x_m - c^m||`` ``[B, K]`` (``torch.cdist``); ``PCE_m = CE(q_m, y)`` over the samples
@@ -70,7 +70,7 @@ class PMR(Method):
 
     * ``alpha``: official CREMA-D bash 2.0 (with Adam/AdaGrad lr 1e-3); BalanceBenchmark 0.6 ->
       harness 0.6 (the harness SGD lr 0.05 already takes 50x larger steps than the official lr).
-    * ``momentum`` mu: argparse 0.2, released scripts 0.0, BalanceBenchmark 0.5 -> harness 0.0 (what
+    * ``proto_momentum`` mu (named so to keep it apart from the optimiser's ``momentum``): argparse 0.2, released scripts 0.0, BalanceBenchmark 0.5 -> harness 0.0 (what
       the authors ran: fresh class means each epoch).
     * ``proto_fraction``: official first ~10% of the training batches -> 0.1 (a random 10% each epoch).
     * ``start``, ``end``: official modulation epochs 0-70 of 130 -> (0.0, 0.54) of ``ctx.epochs``
@@ -84,7 +84,7 @@ class PMR(Method):
       here a random subset drawn from ``ctx.generator`` (same distribution).
     * BalanceBenchmark's 3-modality fallback (OGM-style ``k = 1 - tanh(eta rho)`` with noise,
       ``eta = 0.01``) is not implemented; M > 2 uses the PCE-for-every-slower-modality rule above.
-    * BalanceBenchmark momentum 0.5 -> ``momentum=0.5``; alpha 0.6 is already the default.
+    * BalanceBenchmark momentum 0.5 -> ``proto_momentum=0.5``; alpha 0.6 is already the default.
     * official optimiser: Adam / AdaGrad lr 1e-3, 130 epochs; harness engine defaults.
     """
 
@@ -94,7 +94,7 @@ class PMR(Method):
     dataset_hparams = {"crema-d*": {"alpha": 2.0}}
     hparams: Dict[str, Any] = {
         "alpha": 0.6,
-        "momentum": 0.0,
+        "proto_momentum": 0.0,
         "proto_fraction": 0.1,
         "start": 0.0,
         "end": 0.54,
@@ -103,7 +103,7 @@ class PMR(Method):
         "backend": "auto",
     }
     hparam_schema = {
-        "alpha": NON_NEGATIVE, "momentum": FRACTION, "proto_fraction": Setting(float, low=0.0, high=1.0, low_open=True),
+        "alpha": NON_NEGATIVE, "proto_momentum": FRACTION, "proto_fraction": Setting(float, low=0.0, high=1.0, low_open=True),
         "start": FRACTION, "end": FRACTION, "per_weight": NON_NEGATIVE, "backend": BACKEND,
     }
 
@@ -150,7 +150,7 @@ class PMR(Method):
         self.model.train(was_training)
         new = sums / counts.clamp_min(1).unsqueeze(-1)
         old = self.protos.to(new.device)
-        mu = self.hp["momentum"] if self._has_protos else 0.0
+        mu = self.hp["proto_momentum"] if self._has_protos else 0.0
         blended = (1 - mu) * new + mu * old
         # A class with no sample in the subset keeps its previous prototype.
         self.protos = torch.where((counts > 0).unsqueeze(-1), blended, old)

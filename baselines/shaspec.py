@@ -101,7 +101,7 @@ class ShaSpec(Method):
     space, then ONE shared MLP for all modalities; see :class:`ShaSpecModules` for shapes. The
     fused prediction is the concat head over the composed features ``c_m``, with a missing
     modality's ``c_m`` replaced by ``h_a`` of the FIRST available modality a of that sample
-    (official) or by the mean of the available shared features (``fill="mean"``).
+    (official) or by the mean of the available shared features (``shared_fill="mean"``).
 
     Loss: ``CE(head(c)) + alpha * L_align + beta * L_spec``.
         ``L_align``: mean absolute difference (L1) between shared features of modality pairs in a
@@ -117,7 +117,7 @@ class ShaSpec(Method):
     Hyper-parameters (official BraTS / harness default):
         alpha: 0.1 / 0.1.   beta: 0.02 / 0.02.
         warmup: 80k of 260k iterations / 0.3 of ``ctx.epochs`` (epoch count if >= 1).
-        fill: ``"first"`` (official) / ``"first"``; ``"mean"`` as option.
+        shared_fill (named so to keep it apart from the engine's ``fill``): ``"first"`` (official) / ``"first"``; ``"mean"`` as option.
         draw: official draws k in [1, M] then a subset of size k (``"size"``); harness default
             ``"uniform"`` over the non-empty subsets (the harness's missing-modality protocol
             §4.2 item 2); ``draw="size"`` restores the official distribution.
@@ -131,15 +131,15 @@ class ShaSpec(Method):
 
     name = "shaspec"
     version = 2  # global masked means / draws under torchrun (issue 22)
-    hparams = {"alpha": 0.1, "beta": 0.02, "warmup": 0.3, "fill": "first", "draw": "uniform"}
+    hparams = {"alpha": 0.1, "beta": 0.02, "warmup": 0.3, "shared_fill": "first", "draw": "uniform"}
     hparam_schema = {
-        "alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "warmup": FRACTION, "fill": Setting(str, choices=FILLS),
+        "alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "warmup": FRACTION, "shared_fill": Setting(str, choices=FILLS),
         "draw": Setting(str, choices=DRAWS),
     }
 
     def build(self) -> None:
-        if self.hp["fill"] not in FILLS:
-            raise ValueError(f"shaspec: fill={self.hp['fill']!r}, expected one of {FILLS}")
+        if self.hp["shared_fill"] not in FILLS:
+            raise ValueError(f"shaspec: shared_fill={self.hp['shared_fill']!r}, expected one of {FILLS}")
         if self.hp["draw"] not in DRAWS:
             raise ValueError(f"shaspec: draw={self.hp['draw']!r}, expected one of {DRAWS}")
         M = self.info.num_modalities
@@ -173,7 +173,7 @@ class ShaSpec(Method):
         both = torch.cat([torch.cat([h, s], dim=1) for h, s in zip(shared, spec)], 0)  # [M*B, 2D]
         composed = list((torch.cat(shared, 0) + mod.compose(both)).split(B, 0))
         H = torch.stack(shared, 1)  # [B, M, D]
-        if self.hp["fill"] == "first":
+        if self.hp["shared_fill"] == "first":
             first = (mask * torch.arange(mask.shape[1], 0, -1, device=mask.device, dtype=mask.dtype)).argmax(1)  # [B]
             fill = H[torch.arange(H.shape[0], device=H.device), first]  # [B, D]
         else:

@@ -126,6 +126,10 @@ def resolve(spec: RunSpec, method_cls) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     # a paper recipe (mmbench.recipes) replaces the harmonised engine settings; explicit --set values win
     train = {**TRAIN_DEFAULTS, **dataset_defaults, **method_cls.train_overrides, **recipe_settings(spec.method, recipe)}
     hp = {**method_cls.hparams, **_match(method_cls.dataset_hparams, spec.dataset)}
+    clash = sorted(set(hp) & set(TRAIN_DEFAULTS))
+    if clash:  # `--set momentum=0.9` (or a suite's override) would silently reach the method, not the engine
+        raise ValueError(f"method {spec.method!r}: hyper-parameter(s) {', '.join(clash)} share a name with engine "
+                         "settings; rename them in the method")
     for key, value in overrides.items():
         if key in hp:
             hp[key] = value

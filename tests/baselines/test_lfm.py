@@ -46,7 +46,7 @@ def test_fitted_schedule():
     assert fitted_cls_weight(20) == pytest.approx(0.30089, abs=1e-5)
     assert fitted_cls_weight(100) == pytest.approx(0.53916, abs=1e-5)
     data = toy_dataset()
-    method = make_method("lfm", data, hp={"schedule": "fitted"})
+    method = make_method("lfm", data, hp={"weight_schedule": "fitted"})
     method.update_weight(20, batch_of(data, 8, "val"))
     assert method.cls_weight == fitted_cls_weight(20)
 
@@ -227,7 +227,7 @@ def test_rejects_bad_settings():
     with pytest.raises(ValueError, match="fusion=concat"):
         make_method("lfm", toy_dataset(), fusion="sum")
     with pytest.raises(ValueError, match="schedule"):
-        make_method("lfm", toy_dataset(), hp={"schedule": "heuristic"})
+        make_method("lfm", toy_dataset(), hp={"weight_schedule": "heuristic"})
     with pytest.raises(ValueError, match="fused_logits"):
         make_method("lfm", toy_dataset(), hp={"fused_logits": "max"})
 

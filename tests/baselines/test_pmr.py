@@ -33,7 +33,7 @@ def class_means_ref(method, data):
 
 def test_prototypes_are_class_means_and_ema():
     data = toy_dataset()
-    method = make_method("pmr", data, hp={"proto_fraction": 1.0, "momentum": 0.5})
+    method = make_method("pmr", data, hp={"proto_fraction": 1.0, "proto_momentum": 0.5})
     ctx = proto_ctx(data)
     method.compute_prototypes(ctx)  # the first computation takes the class means as they are
     first = class_means_ref(method, data)

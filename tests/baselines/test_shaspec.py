@@ -43,7 +43,7 @@ def test_missing_feature_is_shared_feature_of_first_available():
 
 def test_mean_fill_option():
     data = toy_dataset(three=True)
-    method, _ = setup(data, hp={"fill": "mean"})
+    method, _ = setup(data, hp={"shared_fill": "mean"})
     batch = next(SplitTensors(data, "test").iterate(2))
     mask = torch.tensor([[1, 0, 1], [0, 1, 0]], dtype=torch.float32)
     with torch.no_grad():

@@ -27,3 +27,14 @@ def test_parse_overrides():
     }
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["lr"])
+
+
+def test_no_method_hyper_parameter_shares_a_name_with_an_engine_setting():
+    """An override goes to the method when the name is its hyper-parameter: a shared name would send a
+    suite's `momentum=0.9` to PMR's prototype momentum instead of the optimiser (as it once did)."""
+    from mmbench.config import TRAIN_DEFAULTS
+    from mmbench.methods import get_method, list_methods, load_all
+
+    load_all()
+    clashes = {m: sorted(set(get_method(m).hparams) & set(TRAIN_DEFAULTS)) for m in list_methods()}
+    assert {m: c for m, c in clashes.items() if c} == {}
