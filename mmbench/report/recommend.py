@@ -108,7 +108,7 @@ def cost_line(agg: pd.DataFrame, summary: Optional[Dict[str, Any]]) -> Optional[
     base = sub[sub.method == CONTROL].set_index("dataset")["step_ms|mean"]
     if base.empty:
         return None
-    ratio = sub.assign(r=sub["step_ms|mean"] / sub.dataset.map(base)).groupby("method").r.median().dropna()
+    ratio = (sub["step_ms|mean"] / sub.dataset.map(base)).groupby(sub.method).median().dropna()
     g = group_counts(agg, "complete", "test_acc")
     counts = g["counts"].reindex(ratio.index).dropna()
     cheap = counts[ratio.reindex(counts.index) <= CHEAP]
