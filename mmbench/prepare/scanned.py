@@ -7,7 +7,6 @@ carve when the lists have no val) into the train / val / test indices of a prepa
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence
 
@@ -78,15 +77,9 @@ def middle(count: int, n: int) -> List[int]:
 
 
 def frame_files(folder: Path, order: str = "sorted") -> List[Path]:
-    """Image files of a frames folder, by name (``order="sorted"``) or in ``os.listdir`` order (``"listdir"``:
-    what the released loaders' ``glob`` / ``listdir`` return, which depends on the filesystem);
-    ``SkipItem("missing frames")`` when there are none."""
-    if order not in frontends.FRAME_ORDERS:
-        raise ValueError(f"frame_order={order!r}: expected one of {', '.join(frontends.FRAME_ORDERS)}")
-    names = os.listdir(folder) if folder.is_dir() else []
-    files = [folder / n for n in names if Path(n).suffix.lower() in (".jpg", ".jpeg", ".png")]
-    if order == "sorted":
-        files.sort()
+    """:func:`mmbench.prepare.frontends.frame_files` (by name, or the released loaders' ``os.listdir``
+    order), with ``SkipItem("missing frames")`` when there are none."""
+    files = frontends.frame_files(folder, order)
     if not files:
         raise SkipItem("missing frames", f"{folder}: no .jpg/.png frames")
     return files

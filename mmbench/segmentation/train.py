@@ -162,7 +162,8 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
         mask = pattern.epoch_train_mask(train_fixed, n_train, NUM_MODALITIES, seed, epoch).float()
         order = torch.randperm(n_train, generator=generator).numpy()[:used]
         method.modules().train()
-        epoch_start, loss_sum, count = time.perf_counter(), 0.0, 0
+        epoch_start, count = time.perf_counter(), 0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no per-step host read
         for rgb, depth, labels, present in batches(data, rows["train"][order], bs, device, mask[order]):
             start = time.perf_counter()
             loss = method.loss(rgb, depth, labels, present, generator)
@@ -172,17 +173,18 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
             if scheduler is not None:
                 scheduler.step()
             step_seconds.append(time.perf_counter() - start)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise DivergedError(f"non-finite training loss in epoch {epoch}")
-            loss_sum, count, samples = loss_sum + value * len(labels), count + len(labels), samples + len(labels)
+            loss_sum += loss.detach().double() * len(labels)
+            count, samples = count + len(labels), samples + len(labels)
         train_seconds += time.perf_counter() - epoch_start
+        epoch_loss = float(loss_sum) / max(1, count)  # one host read per epoch
+        if not math.isfinite(epoch_loss):  # a non-finite step loss makes the epoch's sum non-finite
+            raise DivergedError(f"non-finite training loss in epoch {epoch}")
         method.on_validation(val_scores)
         if pattern.name == "complete":
             score = val_scores(method.predict, COMBINATIONS["rgb+depth"])["miou"]
         else:
             score = float(np.mean([val_scores(method.predict, c)["miou"] for c in COMBINATIONS.values()]))
-        history.append({"epoch": epoch, "loss": loss_sum / max(1, count), "val": score})
+        history.append({"epoch": epoch, "loss": epoch_loss, "val": score})
         if is_better(score, best):
             best, best_epoch = score, epoch
             best_state = (copy.deepcopy(method.modules().state_dict()), copy.deepcopy(method.extra_state()))
