@@ -18,8 +18,8 @@ from mmbench.engine.accel import (
 )
 from mmbench.engine.context import DivergedError, TrainContext
 from mmbench.engine.evaluate import (
-    evaluate_logits, evaluate_missing_rates, evaluate_subsets, extra_subset_metrics, predict_split, subset_logits,
-    unimodal_split,
+    accuracy, evaluate_logits, evaluate_missing_rates, evaluate_subsets, extra_subset_metrics, predict_masks, predict_split,
+    subset_logits, subset_masks, unimodal_split,
 )
 from mmbench.engine.linear_probe import linear_probe_metrics
 from mmbench.engine.outcomes import build_outcomes, correct_of, pack_correct
@@ -99,9 +99,9 @@ def _restore(method: Method, snap: Dict[str, Any]) -> None:
 def _selection_metric(method: Method, val: SplitTensors, info: RunInfo, pattern: Pattern, bs: int) -> float:
     """Complete pattern: fused val accuracy. Missing patterns: mean val accuracy over all subsets."""
     if pattern.train == "complete":
-        return evaluate_logits(predict_split(method, val, bs), val.labels, info.num_classes)["acc"]
-    subsets = evaluate_subsets(method, val, info.num_classes, bs)
-    return sum(v["acc"] for v in subsets.values()) / len(subsets)
+        return accuracy(predict_split(method, val, bs), val.labels)
+    subsets = subset_logits(method, val, bs)
+    return sum(accuracy(logits, val.labels) for logits in subsets.values()) / len(subsets)
 
 
 def fit_and_test(
@@ -251,9 +251,12 @@ def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Opt
     ``extra``: a data set's ``meta["extra_metrics"]`` (e.g. ``"anti_spoofing"``): its metrics per subset
     go under ``metrics["extra"][extra]``.
     """
-    fused_logits = predict_split(method, te, bs)
+    # the fused, per-subset and masked predictions in one pass (the encoders run once per batch)
+    masks = subset_masks(te.modalities)
+    wanted = [None, *masks.values()] + ([test_mask.to(te.device)] if test_mask is not None else [])
+    predicted = predict_masks(method, te, bs, wanted)
+    fused_logits, per_subset = predicted[0], dict(zip(masks, predicted[1:1 + len(masks)]))
     full = evaluate_logits(fused_logits, te.labels, info.num_classes)
-    per_subset = subset_logits(method, te, bs)
     subsets = evaluate_subsets(method, te, info.num_classes, bs, per_subset)
     uni = unimodal_split(method, te, bs)
     metrics: Dict[str, Any] = {
@@ -272,7 +275,7 @@ def test_metrics(method: Method, te: SplitTensors, info: RunInfo, test_mask: Opt
     named = {"fused": fused_logits, **{f"subset:{k}": v for k, v in per_subset.items()},
              **{f"uni:{m}": v for m, v in zip(info.modalities, uni)}}
     if test_mask is not None:
-        named["masked"] = predict_split(method, te, bs, test_mask.to(te.device))
+        named["masked"] = predicted[-1]
         masked = evaluate_logits(named["masked"], te.labels, info.num_classes)
         metrics["masked_test_acc"] = masked["acc"]
         metrics["masked_test_f1"] = masked["f1"]

@@ -1,7 +1,8 @@
 """The multimodal classifier every method trains: per-modality encoders plus a fusion head."""
 from __future__ import annotations
 
-from typing import List, Sequence
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -52,10 +53,39 @@ class MultimodalModel(nn.Module):
         self.missing, self.fill = missing, fill
         self.encoders = nn.ModuleDict({s.name: build_encoder(s, feature_dim, encoder) for s in specs})
         self.head: FusionHead = build_fusion(fusion, len(specs), feature_dim, num_classes)
+        # (modality, id(input)) -> (input, its version, encoder output) while reusing_features() is active
+        self._feature_memo: Optional[Dict[Tuple[str, int], Tuple[torch.Tensor, int, torch.Tensor]]] = None
 
     @property
     def num_modalities(self) -> int:
         return len(self.modalities)
+
+    @contextmanager
+    def reusing_features(self) -> Iterator[None]:
+        """Within the block, :meth:`encode` runs each encoder once per input tensor, however many masks.
+
+        Evaluation predicts the same batch under several presence masks (every subset of modalities,
+        the robustness rates). Under ``missing="feature"`` the mask only multiplies the encoder's
+        output, so that output is computed once and reused: the same bits, since the encoder sees the
+        same tensor. Only in eval mode without gradients (a training forward never reuses), and a
+        tensor changed in place since (its version counter moved) is encoded again.
+        """
+        self._feature_memo = {}
+        try:
+            yield
+        finally:
+            self._feature_memo = None
+
+    def _encoded(self, m: str, x: torch.Tensor) -> torch.Tensor:
+        memo = self._feature_memo
+        if memo is None or self.training or torch.is_grad_enabled():
+            return self.encoders[m](x)
+        hit = memo.get((m, id(x)))
+        if hit is not None and hit[0] is x and hit[1] == x._version:
+            return hit[2]
+        out = self.encoders[m](x)
+        memo[(m, id(x))] = (x, x._version, out)  # holding x keeps its id from being reused
+        return out
 
     def encode(self, batch: Batch) -> List[torch.Tensor]:
         """Features ``[B, D]`` per modality, with missing modalities handled per ``self.missing``."""
@@ -69,7 +99,7 @@ class MultimodalModel(nn.Module):
                 x = torch.where(present.view(shape) > 0, x, fill)
                 feats.append(self.encoders[m](x))
             else:
-                feats.append(self.encoders[m](x) * present.unsqueeze(1))
+                feats.append(self._encoded(m, x) * present.unsqueeze(1))
         return feats
 
     def forward(self, batch: Batch) -> torch.Tensor:

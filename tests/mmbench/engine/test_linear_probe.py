@@ -82,3 +82,23 @@ def test_batched_probes_follow_each_probe_alone():
             w1, b1, info1 = fit_probe(xs[m], y, vxs[m], vy, 4, patience=patience)
             assert info1["steps"] == info["steps"][m]
             assert torch.allclose(w[m], w1, atol=1e-5) and torch.allclose(b[m], b1, atol=1e-5)
+
+
+def test_narrow_class_cross_entropy_equals_the_plain_one_with_its_gradient():
+    from mmbench.engine.linear_probe import NARROW_CLASSES, _probe_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    for C in (2, 7, NARROW_CLASSES - 1, NARROW_CLASSES, 32):
+        feats, weight = torch.randn(3, 500, 8, generator=g), torch.randn(3, 8, C, generator=g)
+        y = torch.randint(0, C, (1500,), generator=g)
+        grads, losses = [], []
+        for loss_fn in (torch.nn.functional.cross_entropy, _probe_cross_entropy):
+            w = weight.clone().requires_grad_(True)
+            loss = loss_fn(torch.bmm(feats, w).reshape(-1, C), y)
+            loss.backward()
+            losses.append(loss.detach()), grads.append(w.grad)
+        # the same function (same bits on the CPUs measured; allow rounding elsewhere)
+        assert torch.allclose(losses[0], losses[1], rtol=1e-6, atol=0)
+        assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-9)
+        if C >= NARROW_CLASSES:
+            assert torch.equal(losses[0], losses[1]) and torch.equal(grads[0], grads[1])  # the plain call itself

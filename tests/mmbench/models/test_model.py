@@ -43,3 +43,17 @@ def test_missing_modality_does_not_change_prediction_of_others_under_concat():
     out1 = model(only_a)
     out2 = model(type(only_a)(noisy, only_a.labels, only_a.mask, only_a.index, only_a.modalities))
     torch.testing.assert_close(out1, out2)
+
+
+def test_channels_last_max_pool_equals_max_pool_with_ties_and_gradient():
+    from mmbench.models.encoders import MaxPool2x2
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 8, 16, 15, generator=g).relu()  # many zero ties
+    x[:, :, 4:8, 4:8] = 0.5  # and positive ties
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya, yb = torch.nn.MaxPool2d(2)(a), MaxPool2x2()(b)
+    assert torch.equal(ya, yb) and yb.is_contiguous()
+    grad = torch.randn(ya.shape, generator=g)
+    ya.backward(grad), yb.backward(grad)
+    assert torch.equal(a.grad, b.grad) and b.grad.is_contiguous()
