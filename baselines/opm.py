@@ -24,7 +24,7 @@ RULES = ("sum", "mean")
 
 
 def opm_drop_probabilities(z: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, q_base: float,
-                           alpha: float, rule: str = "sum") -> torch.Tensor:
+                           alpha: float, rule: str = "sum", eps: float = 1e-5) -> torch.Tensor:
     """Feature-drop probabilities ``q`` ``[M]`` from unimodal logits ``z`` ``[M, B, C]``.
 
     ``s_m`` = sum over the batch of ``softmax(z_m)[y]`` (a mean over the samples that have m, times B:
@@ -32,14 +32,15 @@ def opm_drop_probabilities(z: torch.Tensor, labels: torch.Tensor, mask: torch.Te
     (for M = 2 the released pair ratio; for M = 3 the released ratio to the sum of the others;
     ``rule="mean"``: to the mean of the others, the same for M = 2),
     ``q_m = clip(q_base (1 + alpha r_m), 0, 1)`` where ``r_m > 0``, else 0: only a modality that
-    out-scores the others is dropped.
+    out-scores the others is dropped. ``eps`` is BalanceBenchmark's guard in the ratio (the authors'
+    release has none: ``eps=0``).
     """
     p_true = F.softmax(z, dim=2).gather(2, labels.view(1, -1, 1).expand(z.shape[0], -1, 1)).squeeze(2)  # [M, B]
     scores = masked_mean(p_true, mask) * z.shape[1]  # [M]
     others = scores.sum() - scores
     if rule == "mean":
         others = others / (z.shape[0] - 1)
-    ratio = torch.tanh(F.relu(scores / (others + 1e-5) - 1))
+    ratio = torch.tanh(F.relu(scores / (others + eps) - 1))
     return torch.where(ratio > 0, q_base * (1 + alpha * ratio), torch.zeros_like(ratio)).clamp(0.0, 1.0)
 
 
@@ -74,6 +75,17 @@ class OPM(Method):
     * ``coef_grad``: False (default) or True: BalanceBenchmark builds ``q`` and ``theta`` from the
       scores with the autograd graph kept, so the CE also differentiates through ``1 / (1 - theta)``
       into the scores; True reproduces that.
+    * ``eps``: 1e-5 (BalanceBenchmark: in the score ratio and in ``1 / (1 - theta + eps)``) or 0 (the
+      authors' release).
+    * ``authors_theta_grad``: False (default) or True: the authors' journal release
+      (GeWu-Lab/BML_TPAMI2024, ``models/Classifier.py``). Its ``custom_autograd`` divides the kept
+      features by ``1 - theta`` as a constant and returns *theta itself* as theta's gradient; theta
+      comes from scores of the non-detached features through the detached head (``w.clone().detach()``),
+      so on every step that drops, each encoder also gets ``theta * d theta / d features``, a
+      gradient that depends on no loss. True reproduces it (with ``coef_grad=False``: the CE does
+      not differentiate through the scale); False (default) is the paper's rule, coefficients
+      without gradient. The paper gives no such gradient; it is kept as an option because it is
+      what the released numbers were trained with.
 
     Departures from the released code: the samples that lost every modality are masked out of the
     mean CE instead of indexed away (the same value, no host sync); the scores are masked means
@@ -86,20 +98,23 @@ class OPM(Method):
     without the drop executed (``coef_grad=True``, the released graph): maximum absolute parameter
     difference 3.0e-8 (drop executed) and 0 (not executed) (float32; asserted < 1e-6).
 
-    The authors' own journal release (GeWu-Lab/BML_TPAMI2024, read for ``ogm-tpami``; not side by side
-    here) differs from BalanceBenchmark's in four ways: ``scripts/train_opm.sh`` uses ``q_base`` 0.5
-    (``--set q_base=0.5``); no feature is dropped in epochs 0-5 of 100 (``--set start=0.06``); the kept
-    features are divided by ``1 - theta`` without the ``1e-5``; and its custom autograd backward returns
-    theta itself as theta's gradient, which reaches the encoders through the non-detached scores. The
-    last two are not reproduced by any setting.
+    The authors' own journal release (GeWu-Lab/BML_TPAMI2024) differs from BalanceBenchmark's in four
+    ways, each a setting: ``scripts/train_opm.sh`` uses ``q_base`` 0.5 (``--set q_base=0.5``); no
+    feature is dropped in epochs 0-5 of 100 (``--set start=0.06``); no ``1e-5`` in the ratio or the
+    scale (``--set eps=0``); and theta's gradient is theta (``--set authors_theta_grad=true``).
+    Side-by-side (tests/baselines/test_opm.py): one SGD step with those four against a transcription
+    of its ``Classifier.forward``, ``Modality_drop.execute_drop``, ``custom_autograd`` and ``calcu_q``
+    (M = 2, same keep mask): maximum absolute parameter difference 3.0e-8 with the drop executed and 0
+    without (asserted < 1e-6); without ``authors_theta_grad`` the same step is 1.0e-3 away from it. Left out: a step whose samples all lost both modalities is skipped there; here its loss
+    is 0 (the theta gradient is still applied: at B = 128 the chance of such a batch is negligible).
     """
 
     name = "opm"
     version = 1
     hparams: Dict[str, Any] = {"q_base": 0.4, "alpha": 0.5, "p_exe": 0.7, "start": 0.0, "end": 1.0,
-                               "coef_grad": False, "rule": "sum"}
+                               "coef_grad": False, "rule": "sum", "eps": 1e-5, "authors_theta_grad": False}
     hparam_schema = {"rule": Setting(str, choices=RULES), "q_base": FRACTION, "alpha": NON_NEGATIVE, "p_exe": FRACTION, "start": FRACTION,
-                     "end": Setting(float, low=0.0)}
+                     "end": Setting(float, low=0.0), "eps": NON_NEGATIVE}
     train_overrides = {"fusion": "concat"}
 
     def build(self) -> None:
@@ -107,6 +122,9 @@ class OPM(Method):
             raise ValueError("OPM balances two or more modalities; this data set has one")
         if not isinstance(self.model.head, (ConcatFusion, SumFusion)):
             raise ValueError(f"OPM needs fusion=concat or sum, got {type(self.model.head).__name__}")
+        if self.hp["authors_theta_grad"] and self.hp["coef_grad"]:
+            raise ValueError("OPM: authors_theta_grad (the authors' release) and coef_grad (BalanceBenchmark's graph) "
+                             "are two different theta gradients; set one")
         self._gen: torch.Generator | None = None
         self._gen_src: torch.Generator | None = None
 
@@ -126,16 +144,33 @@ class OPM(Method):
         feats = self.model.encode(batch)
         if not window_active(ctx.epoch, ctx.epochs, self.hp["start"], self.hp["end"]):
             return F.cross_entropy(self.model.head(feats), batch.labels)
-        with torch.set_grad_enabled(self.hp["coef_grad"] and torch.is_grad_enabled()):
-            src = feats if self.hp["coef_grad"] else [f.detach() for f in feats]
-            z = unimodal_logits_ogm(self.model.head, src)  # [M, B, C]
-            q = opm_drop_probabilities(z, batch.labels, batch.mask, self.hp["q_base"], self.hp["alpha"], self.hp["rule"])
+        authors = self.hp["authors_theta_grad"] and torch.is_grad_enabled()
+        with torch.set_grad_enabled((self.hp["coef_grad"] or authors) and torch.is_grad_enabled()):
+            src = feats if self.hp["coef_grad"] or authors else [f.detach() for f in feats]
+            z = (_scores_with_detached_head if authors else unimodal_logits_ogm)(self.model.head, src)  # [M, B, C]
+            q = opm_drop_probabilities(z, batch.labels, batch.mask, self.hp["q_base"], self.hp["alpha"], self.hp["rule"],
+                                       self.hp["eps"])
         self.log_coefficients({"q": q.detach()})
         execute, keep = self.draw(q, len(batch), ctx)
         dims = torch.tensor([f.shape[1] for f in feats], dtype=q.dtype, device=q.device)
         theta = (dims * q).sum() / dims.sum()
-        scale = torch.where(execute, 1 / (1 - theta + 1e-5), torch.ones_like(theta))
+        divisor = 1 - (theta.detach() if authors else theta) + self.hp["eps"]
+        scale = torch.where(execute, 1 / divisor, torch.ones_like(theta))
         keep = torch.where(execute, keep, torch.ones_like(keep))
         dropped: List[torch.Tensor] = [f * keep[:, m:m + 1] * scale for m, f in enumerate(feats)]
         kept_samples = (keep.sum(1) > 0).to(feats[0].dtype)
-        return masked_ce(self.model.head(dropped), batch.labels, kept_samples)
+        loss = masked_ce(self.model.head(dropped), batch.labels, kept_samples)
+        if authors:
+            # zero in value, theta's gradient = theta (the release's custom backward), only on a drop step
+            spurious = theta * theta.detach()
+            loss = loss + (spurious - spurious.detach()) * execute.to(loss.dtype)
+        return loss
+
+
+def _scores_with_detached_head(head, feats: List[torch.Tensor]) -> torch.Tensor:
+    """:func:`unimodal_logits_ogm` ``[M, B, C]`` with the head's weights detached (the authors' release
+    scores with ``w.clone().detach()`` and ``b.clone().detach()``: no score gradient reaches the head)."""
+    if isinstance(head, ConcatFusion):
+        bias = head.bias.detach() / len(feats)
+        return torch.stack([F.linear(f, head.block(m).detach(), bias) for m, f in enumerate(feats)])
+    return torch.stack([F.linear(f, fc.weight.detach(), fc.bias.detach()) for fc, f in zip(head.fcs, feats)])

@@ -128,6 +128,86 @@ def test_side_by_side_one_step(execute):
     assert max_param_diff(method.model, ref) < 1e-6
 
 
+class _ReleasedScale(torch.autograd.Function):
+    """The authors' ``custom_autograd``: x / (1 - theta) with theta a constant forward, theta's gradient = theta."""
+
+    @staticmethod
+    def forward(ctx, x, theta):
+        ctx.save_for_backward(theta)
+        return x / (1 - theta.item())
+
+    @staticmethod
+    def backward(ctx, grad):
+        (theta,) = ctx.saved_tensors
+        return grad / (1 - theta.item()), theta
+
+
+def transcribed_authors_loss(model, batch, execute, keep, q_base=0.5, lam=0.5):
+    """GeWu-Lab/BML_TPAMI2024 ``Classifier.forward`` + ``calcu_q`` + ``Modality_drop.execute_drop`` (M = 2)."""
+    feats = model.encode(batch)
+    label = batch.labels
+    w, b = model.head.fc.weight.clone().detach(), model.head.fc.bias.clone().detach()
+    t = [torch.mm(f, torch.transpose(w[:, m * 64:(m + 1) * 64], 0, 1)) + b / 2 for m, f in enumerate(feats)]
+    softmax = torch.nn.Softmax(dim=1)
+    perf = [sum([softmax(u)[i][int(label[i].item())] for i in range(u.shape[0])]) for u in t]
+    q = torch.tensor([0.0, 0.0])
+    r1, r2 = torch.tanh(torch.relu(perf[0] / perf[1] - 1)), torch.tanh(torch.relu(perf[1] / perf[0] - 1))
+    q[0] = q_base * (1 + lam * r1) if r1 > 0 else 0
+    q[1] = q_base * (1 + lam * r2) if r2 > 0 else 0
+    q = torch.clip(q, 0.0, 1.0)
+    if not execute:
+        return torch.nn.CrossEntropyLoss()(model.head(feats), label)
+    dims = torch.tensor([64, 64])
+    theta = sum(dims * q) / sum(dims)
+    stacked = torch.stack(feats, 0) * keep.t().unsqueeze(-1)  # [2, B, D]
+    stacked = _ReleasedScale.apply(stacked, theta)
+    flag = keep.sum(1) > 0
+    cleaned = [x[flag] for x in stacked]
+    return torch.nn.CrossEntropyLoss()(model.head(cleaned), label[flag])
+
+
+@pytest.mark.parametrize("execute", [True, False])
+def test_side_by_side_one_step_against_the_authors_release(execute):
+    data = toy_dataset()
+    hp = {"q_base": 0.5, "eps": 0.0, "authors_theta_grad": True}
+    method = make_method("opm", data, hp=hp)
+    with torch.no_grad():
+        method.model.head.fc.weight[:, :64] *= 4.0  # make a dominant: q_a > 0, so theta carries a gradient
+    batch = batch_of(data, 16)
+    g = torch.Generator().manual_seed(2)
+    keep = (torch.rand(16, 2, generator=g) > 0.4).float()
+    keep[0] = 0.0
+    method.draw = lambda q, B, ctx: (torch.tensor(execute), keep)
+    ref = reference_step(method.model, lambda model: transcribed_authors_loss(model, batch, execute, keep))
+    before = {k: v.clone() for k, v in method.model.named_parameters()}
+    method_step(method, data, batch)
+    assert max_param_diff(method.model, ref) < 1e-6
+    # the spurious gradient is real: without it the encoders end elsewhere (on a drop step)
+    plain = make_method("opm", data, hp={**hp, "authors_theta_grad": False})
+    plain.model.load_state_dict({k: v for k, v in before.items()}, strict=False)
+    plain.draw = method.draw
+    method_step(plain, data, batch)
+    moved = max_param_diff(plain.model, ref)
+    assert (moved > 1e-6) == execute
+
+
+def test_authors_theta_grad_refuses_coef_grad_and_keeps_the_loss_value():
+    data = toy_dataset()
+    with pytest.raises(ValueError, match="authors_theta_grad"):
+        make_method("opm", data, hp={"authors_theta_grad": True, "coef_grad": True})
+    batch = batch_of(data)
+    keep = torch.ones(32, 2)
+    keep[:, 0] = 0
+    losses = []
+    for authors in (False, True):
+        method = make_method("opm", data, hp={"authors_theta_grad": authors, "eps": 0.0})
+        with torch.no_grad():
+            method.model.head.fc.weight[:, :64] *= 4.0
+        method.draw = lambda q, B, ctx: (torch.tensor(True), keep)
+        losses.append(method.compute_loss(batch, ctx_at()))
+    assert torch.equal(losses[0].detach(), losses[1].detach())  # the extra term is zero in value
+
+
 @pytest.mark.parametrize("three,pattern", [(False, "complete"), (True, "complete"), (False, "dropout")])
 def test_end_to_end(three, pattern):
     out = quick_fit("opm", toy_dataset(three=three), epochs=2, pattern=pattern)
