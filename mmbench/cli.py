@@ -361,6 +361,9 @@ class Steps(Command):
                        help="paper scale: print a torch.profiler table of one step of each method instead of timing")
         p.add_argument("--clock", choices=["wall", "cpu"], default=None,
                        help="paper scale on a CPU: time steps by wall clock or process CPU time (default: cpu)")
+        p.add_argument("--task", default="classification", choices=["classification", "segmentation"],
+                       help="paper scale: segmentation times the segmentation methods at NYUv2 shapes "
+                            "(writes STEPTIME-segmentation-paper.md / steptime-segmentation-paper.csv)")
 
     @staticmethod
     def execute(args) -> int:
@@ -369,6 +372,8 @@ class Steps(Command):
         explicit, args.out = args.out is not None, args.out or steps_out(args.scale)
         if not explicit:
             print(announce(args.out, explicit), flush=True)
+        if args.scale == "paper" and args.task == "segmentation":
+            return Steps.execute_segmentation_paper(args)
         if args.scale == "paper":
             return Steps.execute_paper(args)
         from mmbench.data import list_datasets
@@ -384,6 +389,32 @@ class Steps(Command):
         print(f"finished in {time.time() - start:.0f} s: {paths['md']}, {paths['csv']}")
         return 0
 
+
+    @staticmethod
+    def execute_segmentation_paper(args) -> int:
+        import fnmatch
+
+        import torch
+
+        from mmbench.segmentation import steptime_paper as seg
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        scale = seg.SegmentationPaperScale(device=device) if device.startswith("cuda") else seg.cpu_defaults()
+        for field, value in (("rounds", args.rounds), ("batch", args.batch), ("steps", args.steps),
+                             ("threads", args.threads)):
+            if value is not None:
+                setattr(scale, field, value)
+        scale.device = device
+        patterns = args.methods.split(",")
+        methods = [m for m in seg.all_methods() if any(fnmatch.fnmatch(m, p) for p in patterns)]
+        if not methods:
+            raise SystemExit(f"--methods {args.methods!r} matches no segmentation method "
+                             f"(known: {', '.join(seg.all_methods())})")
+        start = time.time()
+        df = seg.measure(methods, scale, progress=lambda line: print(line, flush=True))
+        paths = seg.write(df, args.out, scale)
+        print(f"finished in {time.time() - start:.0f} s: {paths['md']}, {paths['csv']}")
+        return 0
 
     @staticmethod
     def execute_paper(args) -> int:
