@@ -1,0 +1,259 @@
+"""DMRNet's segmentation form (mmbench.segmentation.methods_dmrnet, esanet_pme): the KL formula, which images and
+epochs the HCR term covers, which parameters each term reaches, what is detached, inference on mu, the
+release's loss side by side, and one tiny end-to-end run."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("torchvision", reason="the ResNet-34 branches are torchvision's (pip install -e '.[paper]')")
+
+from mmbench.cli import main  # noqa: E402
+from mmbench.config import RunSpec  # noqa: E402
+from mmbench.segmentation import methods_dmrnet  # noqa: E402
+from mmbench.segmentation.esanet_pme import gaussian_kl  # noqa: E402
+from mmbench.segmentation.methods import get_segmentation_method  # noqa: E402
+from mmbench.segmentation.methods_dmrnet import dmrnet_loss  # noqa: E402
+from mmbench.segmentation.metrics import VOID_INDEX  # noqa: E402
+from mmbench.segmentation.settings import resolve_segmentation  # noqa: E402
+
+SMALL = {"decoder_channels": [16, 8, 8]}
+C = 5
+COMBO = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # both, RGB only, depth only, both
+
+
+def _method(**hp):
+    cls = get_segmentation_method("dmrnet")
+    train, resolved = resolve_segmentation(RunSpec("dmrnet", "procedural-rgbd", overrides={**SMALL, **hp}), cls)
+    torch.manual_seed(0)
+    return cls(C, train, resolved, torch.linspace(0.5, 1.5, C))
+
+
+def _batch(b=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, C, (b, 32, 32), generator=g)
+    labels[:, 0, :3] = VOID_INDEX
+    return torch.rand(b, 3, 32, 32, generator=g), torch.rand(b, 1, 32, 32, generator=g), labels
+
+
+def _grad(module):
+    return sum(p.grad.abs().sum().item() for p in module.parameters() if p.grad is not None)
+
+
+def _fixed_combination(monkeypatch, combination):
+    monkeypatch.setattr(methods_dmrnet, "sample_combinations", lambda present, generator: combination.clone())
+
+
+def test_kl_is_the_gaussian_kl_summed_over_channels_and_averaged_over_positions():
+    g = torch.Generator().manual_seed(1)
+    mu, logvar = torch.randn(2, 6, 3, 4, generator=g), torch.randn(2, 6, 3, 4, generator=g)
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mu, (0.5 * logvar).exp()),
+                                            torch.distributions.Normal(0.0, 1.0)).sum(1).mean()
+    torch.testing.assert_close(gaussian_kl(mu, logvar), ref)
+    assert gaussian_kl(torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 2)).item() == 0.0  # N(0, I) itself
+
+
+def test_hcr_starts_at_epoch_11_of_the_release_300_and_scales_to_short_runs():
+    m = _method(epochs=300)
+    m.on_epoch_start(10, 300)
+    assert not m.hcr_active()  # the release: epoch > 10
+    m.on_epoch_start(11, 300)
+    assert m.hcr_active() and m.selection_start_epoch() == 11
+    short = _method()  # procedural-rgbd: 8 epochs
+    assert short.hcr_start() == 1
+    assert _method(hcr_start_epoch=4).hcr_start() == 4
+
+
+def test_hcr_is_the_weighted_ce_of_the_aux_logits_over_the_images_that_lack_a_modality():
+    g = torch.Generator().manual_seed(2)
+    _, _, labels = _batch()
+    w = torch.linspace(0.5, 1.5, C)
+    logits = torch.randn(4, C, 32, 32, generator=g, requires_grad=True)
+    aux = torch.randn(4, C, 32, 32, generator=g, requires_grad=True)
+    mu, logvar = torch.randn(4, 8, 1, 1, generator=g), torch.randn(4, 8, 1, 1, generator=g)
+    parts = dmrnet_loss(logits, aux, mu, logvar, labels, COMBO, w, alpha=1e-3, beta=0.5, hcr_active=True)
+    ref = F.cross_entropy(aux[1:3], labels[1:3], weight=w, ignore_index=VOID_INDEX)  # images 1, 2 lack one
+    torch.testing.assert_close(parts["hcr"], ref)
+    parts["hcr"].backward()
+    per_image = aux.grad.abs().sum((1, 2, 3))
+    assert per_image[0] == 0 and per_image[3] == 0 and per_image[1] > 0 and per_image[2] > 0
+    assert logits.grad is None  # HCR never reaches the main logits
+    off = dmrnet_loss(logits, None, mu, logvar, labels, COMBO, w, alpha=1e-3, beta=0.5, hcr_active=False)
+    assert off["hcr"].item() == 0.0
+    torch.testing.assert_close(off["total"], off["ce"] + 1e-3 * off["kl"])
+    with pytest.raises(ValueError, match="kl_mode"):
+        dmrnet_loss(logits, aux, mu, logvar, labels, COMBO, w, 1e-3, 0.5, True, kl_mode="other")
+
+
+def test_each_term_reaches_its_parameters_and_the_aux_decoder_only_through_hcr():
+    m = _method()
+    net = m.nets["net"]
+    rgb, depth, labels = _batch()
+    out = net.parts(rgb, depth, COMBO, sample=True, generator=torch.Generator().manual_seed(0), aux=True)
+    parts = dmrnet_loss(out["logits"], out["aux_logits"], out["mu"], out["logvar"], labels, COMBO, m.class_weights,
+                        1e-3, 0.5, True)
+    parts["hcr"].backward(retain_graph=True)
+    main_decoder = torch.nn.ModuleList([net.decoder, net.classifier, net.final_up])
+    assert _grad(main_decoder) == 0 and _grad(net.aux) > 0
+    assert _grad(net.pme) > 0 and _grad(net.rgb) > 0 and _grad(net.depth) > 0 and _grad(net.context) > 0
+    net.zero_grad(set_to_none=True)
+    parts["ce"].backward(retain_graph=True)
+    assert _grad(net.aux) == 0 and _grad(main_decoder) > 0 and _grad(net.pme) > 0
+    net.zero_grad(set_to_none=True)
+    parts["kl"].backward()
+    assert _grad(net.pme.logvar) > 0 and _grad(main_decoder) == 0 and _grad(net.aux) == 0
+
+
+@pytest.mark.parametrize("epoch, combination, aux_learns", [
+    (0, COMBO, False),  # before the HCR start: no HCR at all
+    (1, torch.ones(4, 2), False),  # HCR on, but every image has both modalities
+    (1, COMBO, True),
+])
+def test_the_aux_decoder_learns_only_after_the_start_and_only_from_images_with_a_missing_modality(
+        monkeypatch, epoch, combination, aux_learns):
+    m = _method()
+    _fixed_combination(monkeypatch, combination)
+    m.on_epoch_start(epoch, 8)
+    m.loss(*_batch(), torch.ones(4, 2), torch.Generator().manual_seed(0)).backward()
+    net = m.nets["net"]
+    assert (_grad(net.aux) > 0) == aux_learns
+    assert _grad(torch.nn.ModuleList([net.decoder, net.classifier])) > 0
+
+
+def test_released_kl_mode_adds_the_value_after_the_start_but_no_gradient(monkeypatch):
+    _fixed_combination(monkeypatch, COMBO)
+    grads, values = {}, {}
+    for mode in ("gradient", "released"):
+        m = _method(kl_mode=mode, alpha=10.0)  # a large weight makes a KL gradient visible
+        m.on_epoch_start(1, 8)
+        loss = m.loss(*_batch(), torch.ones(4, 2), torch.Generator().manual_seed(0))
+        loss.backward()
+        grads[mode] = torch.cat([p.grad.flatten() for p in m.nets["net"].pme.logvar.parameters()])
+        p = m.last_parts
+        values[mode] = (loss.item(), (p["ce"] + 0.5 * p["hcr"] + 10.0 * p["kl"]).item())
+    assert values["released"][0] == pytest.approx(values["released"][1], rel=1e-6)  # value: CE + beta HCR + alpha KL
+    # the logvar branch still learns through the sample z, but the KL gradient is gone
+    assert not torch.allclose(grads["gradient"], grads["released"])
+    m = _method(kl_mode="released")
+    _fixed_combination(monkeypatch, COMBO)
+    m.on_epoch_start(0, 8)
+    loss = m.loss(*_batch(), torch.ones(4, 2), torch.Generator().manual_seed(0))
+    assert loss.item() == pytest.approx(m.last_parts["ce"].item())  # before the start: the CE alone
+
+
+def test_released_aux_fallback_sends_hcr_to_the_main_decoder_when_no_image_is_depth_only(monkeypatch):
+    no_depth_only = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    for fallback, aux_learns in ((False, True), (True, False)):
+        m = _method(aux_fallback=fallback)
+        _fixed_combination(monkeypatch, no_depth_only)
+        m.on_epoch_start(1, 8)
+        m.loss(*_batch(), torch.ones(4, 2), torch.Generator().manual_seed(0)).backward()
+        assert (_grad(m.nets["net"].aux) > 0) == aux_learns
+    m = _method(aux_fallback=True)
+    _fixed_combination(monkeypatch, COMBO)  # has a depth-only image: the aux decoder is used
+    m.on_epoch_start(1, 8)
+    m.loss(*_batch(), torch.ones(4, 2), torch.Generator().manual_seed(0)).backward()
+    assert _grad(m.nets["net"].aux) > 0
+
+
+def test_training_samples_z_and_inference_uses_mu_with_branch_outputs_masked():
+    m = _method()
+    net = m.nets["net"]
+    rgb, depth, _ = _batch()
+    combo = torch.ones(4, 2)
+    a = net.parts(rgb, depth, combo, sample=True, generator=torch.Generator().manual_seed(0))["logits"]
+    b = net.parts(rgb, depth, combo, sample=True, generator=torch.Generator().manual_seed(1))["logits"]
+    assert not torch.allclose(a, b)  # a different draw of eps
+    net.eval()
+    with torch.no_grad():
+        p1 = m.predict(rgb, depth, combo)
+        torch.testing.assert_close(p1, m.predict(rgb, depth, combo))
+        out = net.parts(rgb, depth, combo, sample=False)
+        torch.testing.assert_close(p1, out["logits"])
+        # the masking is on the branch outputs: an absent modality's content cannot reach the logits even
+        # when its input is not zeroed
+        rgb_only = torch.tensor([[1.0, 0.0]] * 4)
+        x = net.parts(rgb, depth, rgb_only, sample=False)["logits"]
+        y = net.parts(rgb, torch.rand_like(depth) * 9, rgb_only, sample=False)["logits"]
+        torch.testing.assert_close(x, y)
+        assert not torch.allclose(x, p1)
+
+
+def test_training_combinations_stay_within_the_pattern_and_absent_inputs_are_zeroed(monkeypatch):
+    m = _method()
+    seen = {}
+    parts = m.nets["net"].parts
+
+    def spy(rgb, depth, combination, **kw):
+        seen.update(depth=depth.clone(), combination=combination.clone())
+        return parts(rgb, depth, combination, **kw)
+
+    monkeypatch.setattr(m.nets["net"], "parts", spy)
+    present = torch.ones(8, 2)
+    present[:3, 1] = 0  # the pattern hides depth from three images
+    rgb, depth, labels = _batch(8)
+    m.loss(rgb, depth, labels, present, torch.Generator().manual_seed(0))
+    assert torch.all(seen["combination"] <= present) and torch.all(seen["combination"].sum(1) >= 1)
+    assert seen["depth"][:3].abs().sum() == 0 and seen["depth"][3:].abs().sum() > 0
+
+
+def _released_loss(out, auxi, mu, std, target, p, weight, epoch):
+    """The release's loss of one step (``train_missing_dul_auxi.py`` with ``ESANet_DUL_Auxi``, one scale),
+    re-expressed: labels 1..C with void 0, ``CrossEntropyLoss2d`` (sum of the weighted per-pixel CE over the
+    weighted count of non-void pixels), the KL from ``std``, the HCR selection ``(1 - p0) + (1 - p1) != 0``,
+    an empty selection giving 1e-16, the KL value copied out of the graph by ``torch.tensor``."""
+
+    def ce2d(inputs, targets):
+        per_pixel = F.cross_entropy(inputs, targets - 1, weight=weight, reduction="none", ignore_index=-1)
+        counts = torch.bincount(targets.flatten(), minlength=len(weight) + 1)
+        return per_pixel.sum() / (counts[1:] * weight).sum()
+
+    variance = (std ** 2).permute(0, 2, 3, 1).reshape(-1, std.shape[1])
+    m = mu.permute(0, 2, 3, 1).reshape(-1, mu.shape[1])
+    loss_kl = torch.mean(torch.sum((variance + m ** 2 - torch.log(variance) - 1) * 0.5, dim=1))
+    seg = ce2d(out, target)
+    index = ((1 - p[:, 0]) + (1 - p[:, 1])) != 0
+    weak = torch.zeros(1) + 1e-16 if index.sum() == 0 else ce2d(auxi[index], target[index])
+    if epoch > 10:
+        return seg + weak * 0.5 + 0.001 * torch.sum(torch.tensor([loss_kl.item()]))
+    return seg
+
+
+@pytest.mark.parametrize("epoch, combination", [(5, COMBO), (11, COMBO), (11, torch.ones(4, 2))])
+def test_side_by_side_with_the_released_loss(epoch, combination):
+    """Same outputs, same value and gradients. Measured max |difference|: 0 to 5e-7 (float32) in the
+    value, below 1e-8 in the gradients."""
+    g = torch.Generator().manual_seed(3)
+    _, _, labels = _batch()
+    w = torch.linspace(0.5, 1.5, C)
+    tensors = [torch.randn(4, C, 32, 32, generator=g), torch.randn(4, C, 32, 32, generator=g),
+               torch.randn(4, 8, 2, 2, generator=g), 0.3 * torch.randn(4, 8, 2, 2, generator=g)]
+    ours_in = [t.clone().requires_grad_() for t in tensors]
+    theirs_in = [t.clone().requires_grad_() for t in tensors]
+    ours = dmrnet_loss(*ours_in, labels, combination, w, alpha=1e-3, beta=0.5, hcr_active=epoch >= 11,
+                       kl_mode="released")["total"]
+    released_target = torch.where(labels == VOID_INDEX, torch.zeros_like(labels), labels + 1)
+    logits, aux, mu, logvar = theirs_in
+    theirs = _released_loss(logits, aux, mu, (0.5 * logvar).exp(), released_target, combination, w, epoch)
+    assert abs(ours.item() - theirs.item()) < 1e-5
+    ours.backward()
+    theirs.sum().backward()
+    for a, b in zip(ours_in, theirs_in):
+        if b.grad is None:
+            assert a.grad is None or a.grad.abs().max() == 0
+        else:
+            torch.testing.assert_close(a.grad, b.grad, atol=1e-7, rtol=1e-5)
+
+
+def test_a_tiny_run_trains_selects_from_the_hcr_start_and_stores_a_result(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMBENCH_CACHE", str(tmp_path / "hash-cache"))
+    out = tmp_path / "x"
+    argv = ["run", "--method", "dmrnet", "--dataset", "procedural-rgbd", "--pattern", "complete", "--seed", "0",
+            "--set", "epochs=2", "decoder_channels=[32,16,8]", "--out", str(out)]
+    assert main(argv) == 0
+    record = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert record["status"] == "ok" and record["identity"]["method_hparams"]["beta"] == 0.5
+    m = record["metrics"]
+    assert m["selection_start_epoch"] == 1 and m["best_epoch"] == 1  # epoch 0 had no HCR: never kept
+    assert len(record["history"]) == 2 and all(0.0 <= v <= 1.0 for v in m["subset_miou"].values())
