@@ -37,6 +37,11 @@ def dmrnet_loss(logits: torch.Tensor, aux_logits: Optional[torch.Tensor], mu: to
 
     Returns:
         ``{"total", "ce", "kl", "hcr"}`` (scalars; ``kl`` with its graph under ``"gradient"``).
+
+    Side by side with the release's loss of one step re-expressed on the same outputs (its
+    ``CrossEntropyLoss2d``, KL from ``std``, HCR selection, ``torch.tensor`` copy; one scale; test
+    ``test_side_by_side_with_the_released_loss``), ``kl_mode="released"``: max |difference| 4.8e-7 in
+    the value, 5.8e-11 in the gradients (float32, 20 seeds x 4 cases).
     """
     if kl_mode not in KL_MODES:
         raise ValueError(f"kl_mode={kl_mode!r}: expected one of {KL_MODES}")

