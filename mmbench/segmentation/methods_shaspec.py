@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from baselines.shaspec import DRAWS, draw_subsets
 from mmbench.segmentation.methods import SegmentationMethod, masked_weighted_cross_entropy, register_segmentation_method
 from mmbench.segmentation.shaspec_net import FILLS, ShaSpecESANet
-from mmbench.settings_schema import FRACTION, NON_NEGATIVE, Setting
+from mmbench.settings_schema import NON_NEGATIVE, Setting
 
 
 def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
