@@ -12,6 +12,10 @@ Missing modalities: ``forward(rgb, depth, present)`` zeroes the input of every a
 sample (``present[:, 0]`` RGB, ``present[:, 1]`` depth), as MMANet's evaluation multiplies the inputs by
 its ``[[1,0],[0,1],[1,1]]`` masks. Training-time side outputs of ESANet's decoder (deep supervision) are
 not built yet.
+
+For the methods' networks: :meth:`ESANetRGBD.encode` can also mask the two branch outputs before every
+fusion (DMRNet's and MMANet's released masking), and :class:`DecoderHead` is a second decoder of the
+same structure over the same context output and skips (DMRNet's auxiliary decoder).
 """
 from __future__ import annotations
 

@@ -254,6 +254,10 @@ def test_side_by_side_with_the_released_loss(epoch, combination):
 
 def test_a_tiny_run_trains_selects_from_the_hcr_start_and_stores_a_result(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MMBENCH_CACHE", str(tmp_path / "hash-cache"))
+    clip_norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, max_norm, **kw: (clip_norms.append(max_norm), clip(params, max_norm, **kw))[1])
     out = tmp_path / "x"
     argv = ["run", "--method", "dmrnet", "--dataset", "procedural-rgbd", "--pattern", "complete", "--seed", "0",
             "--set", "epochs=2", "decoder_channels=[32,16,8]", "--out", str(out)]
@@ -263,3 +267,4 @@ def test_a_tiny_run_trains_selects_from_the_hcr_start_and_stores_a_result(tmp_pa
     m = record["metrics"]
     assert m["selection_start_epoch"] == 1 and m["best_epoch"] == 1  # epoch 0 had no HCR: never kept
     assert len(record["history"]) == 2 and all(0.0 <= v <= 1.0 for v in m["subset_miou"].values())
+    assert clip_norms and set(clip_norms) == {20.0}  # the release's clipping, before every step
