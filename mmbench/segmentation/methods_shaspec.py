@@ -13,6 +13,8 @@ from mmbench.segmentation.methods import SegmentationMethod, masked_weighted_cro
 from mmbench.segmentation.shaspec_net import FILLS, ShaSpecESANet
 from mmbench.settings_schema import NON_NEGATIVE, Setting
 
+AUX_LOSS_SAMPLES = ("present", "all")
+
 
 def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``sum(values * weights) / sum(weights)``; 0 (no gradient) when no weight is set."""
@@ -78,8 +80,12 @@ class ShaSpecSegmentation(SegmentationMethod):
       the shared encoder reads RGB and the depth map repeated to three channels. The composition and the
       alignment act on the 1/32 map (the release's ASPP output); ESANet's context module comes after the
       composition, on the two modalities' maps concatenated.
-    * ``L_align`` and ``L_spec`` in the release take every sample, also those whose modality was zeroed;
-      here only the images that have the modality (both, for ``L_align``), as the classification port.
+    * ``L_align`` and ``L_spec`` in the release take every sample, also those whose modality was zeroed
+      (its encoders see a zero image); the paper's losses are on the modalities an image has. Named option
+      ``aux_loss_samples``: ``"present"`` (default: only the images that have the modality, both for
+      ``L_align``, as the classification port) or ``"all"`` (the release: every image and modality).
+      For four sequences the release sums ``L_align`` over a cycle of four pairs; two modalities have
+      the one pair.
     * One subset per batch in the release (``random.sample`` of the sequences), one per image here; the
       release evaluates one subset per run (``--mode``), the harness every combination with one model.
     * The release's optimiser (SGD Nesterov, momentum 0.99, poly lr) is not reproduced; the harness's
@@ -87,14 +93,16 @@ class ShaSpecSegmentation(SegmentationMethod):
     """
 
     name = "shaspec"
-    hparams = {"alpha": 0.1, "beta": 0.02, "warmup": 0.3, "shared_fill": "first", "draw": "uniform"}
+    hparams = {"alpha": 0.1, "beta": 0.02, "warmup": 0.3, "shared_fill": "first", "draw": "uniform",
+               "aux_loss_samples": "present"}
     hparam_schema = {
         "alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "warmup": Setting(float, low=0.0),
         "shared_fill": Setting(str, choices=FILLS), "draw": Setting(str, choices=DRAWS),
+        "aux_loss_samples": Setting(str, choices=AUX_LOSS_SAMPLES),
     }
 
     def build(self) -> None:
-        for key, choices in (("shared_fill", FILLS), ("draw", DRAWS)):
+        for key, choices in (("shared_fill", FILLS), ("draw", DRAWS), ("aux_loss_samples", AUX_LOSS_SAMPLES)):
             if self.hp[key] not in choices:
                 raise ValueError(f"shaspec: {key}={self.hp[key]!r}, expected one of {choices}")
         self.nets["net"] = ShaSpecESANet(self.num_classes, shared_fill=self.hp["shared_fill"], **self.network_options())
@@ -114,8 +122,10 @@ class ShaSpecSegmentation(SegmentationMethod):
         f = self.nets["net"].features(rgb, depth, mask)
         ce = masked_weighted_cross_entropy(f["logits"], labels, self.class_weights,
                                            torch.ones(len(labels), device=labels.device))
-        align = align_loss(f["shared"], mask)
-        spec = domain_loss(f["domain_logits"], mask)
+        # which (image, modality) pairs the two auxiliary losses cover: present ones, or all (the release)
+        covered = mask if self.hp["aux_loss_samples"] == "present" else torch.ones_like(mask)
+        align = align_loss(f["shared"], covered)
+        spec = domain_loss(f["domain_logits"], covered)
         self.last_parts = {"mask": mask, "ce": ce.detach(), "align": align.detach(), "spec": spec.detach()}
         return ce + self.hp["alpha"] * align + self.hp["beta"] * spec
 

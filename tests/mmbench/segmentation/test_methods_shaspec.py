@@ -77,6 +77,14 @@ def test_an_image_without_depth_trains_no_depth_specific_weight_but_the_shared_e
     assert m.last_parts["align"].item() == 0.0  # no image has both modalities
 
 
+def test_released_aux_loss_samples_also_train_the_absent_modalitys_specific_encoder():
+    m = _method(aux_loss_samples="all")
+    m.on_epoch_start(0, 8)
+    m.loss(*_batch(), torch.tensor([[1.0, 0.0]] * 4), torch.Generator().manual_seed(0)).backward()
+    assert _grad(m.nets["net"].specific[1]) > 0  # the domain term on the zeroed depth image
+    assert m.last_parts["align"].item() > 0  # the shared maps of RGB and of a zero depth image
+
+
 def test_alignment_and_domain_losses():
     g = torch.Generator().manual_seed(4)
     shared = [torch.randn(3, 4, 2, 2, generator=g), torch.randn(3, 4, 2, 2, generator=g)]
