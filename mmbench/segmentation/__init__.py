@@ -11,6 +11,8 @@ This package is the segmentation path, beside the classification one (``mmbench.
 * :mod:`~mmbench.segmentation.backbone` -- one ResNet-34 branch per modality (torchvision's, or with
   NonBottleneck1D blocks), optional user-file weights;
 * :mod:`~mmbench.segmentation.esanet` -- the two-branch ESANet-style network with a modality mask;
+* :mod:`~mmbench.segmentation.esanet_pme`, :mod:`~mmbench.segmentation.shaspec_net` -- DMRNet's and
+  ShaSpec's networks on ESANet's parts;
 * :mod:`~mmbench.segmentation.evaluate` -- class-weighted cross-entropy, scores per modality combination;
 * :mod:`~mmbench.segmentation.procedural` -- an offline procedural RGB-D data set;
 * :mod:`~mmbench.segmentation.nyuv2` -- NYUv2's labelled .mat with the user's mapping and split files;
@@ -22,7 +24,9 @@ grid's ``check_specs``):
 * :mod:`~mmbench.segmentation.dataset` -- what a segmentation data set holds, the validation carve;
 * :mod:`~mmbench.segmentation.datasets` -- the registered data sets (``procedural-rgbd``);
 * :mod:`~mmbench.segmentation.settings` -- the run settings and their resolution;
-* :mod:`~mmbench.segmentation.methods` -- the methods' segmentation forms and their registry;
+* :mod:`~mmbench.segmentation.methods` -- the methods' segmentation forms and their registry (``dmrnet``
+  and ``shaspec`` in :mod:`~mmbench.segmentation.methods_dmrnet` and
+  :mod:`~mmbench.segmentation.methods_shaspec`);
 * :mod:`~mmbench.segmentation.train` -- training with validation selection, the test per combination;
 * :mod:`~mmbench.segmentation.runner` -- the run identity (key) and the stored result;
 * :mod:`~mmbench.segmentation.cli_run`, :mod:`~mmbench.segmentation.card`,

@@ -12,6 +12,10 @@ Missing modalities: ``forward(rgb, depth, present)`` zeroes the input of every a
 sample (``present[:, 0]`` RGB, ``present[:, 1]`` depth), as MMANet's evaluation multiplies the inputs by
 its ``[[1,0],[0,1],[1,1]]`` masks. Training-time side outputs of ESANet's decoder (deep supervision) are
 not built yet.
+
+For the methods' networks: :meth:`ESANetRGBD.encode` can also mask the two branch outputs before every
+fusion (DMRNet's and MMANet's released masking), and :class:`DecoderHead` is a second decoder of the
+same structure over the same context output and skips (DMRNet's auxiliary decoder).
 """
 from __future__ import annotations
 
@@ -45,24 +49,51 @@ class _Decoding(nn.Module):
     context on the 1/32 map, three decoder modules adding the 1/16, 1/8 and 1/4 skips, class logits, two
     learned 2x upsamplings."""
 
-    def _build_decoder(self, num_classes: int, decoder_channels: Sequence[int], context_bins: Sequence[int]) -> None:
+    def _build_decoder(self, num_classes: int, decoder_channels: Sequence[int], context_bins: Sequence[int],
+                       encoder_channels: Sequence[int] = STAGE_CHANNELS) -> None:
+        """``encoder_channels``: widths of the five encoder outputs the decoder reads (stem, layer1..4);
+        ResNet-34's by default, wider where a method concatenates several encoders' maps (ShaSpec)."""
         if len(decoder_channels) != 3 or min(decoder_channels) < 1:
             raise ValueError(f"decoder_channels are 3 positive widths; got {list(decoder_channels)}")
         d1, d2, d3 = (int(c) for c in decoder_channels)
-        self.context = PyramidPooling(STAGE_CHANNELS[4], d1, context_bins)
+        self.decoder_widths = (d1, d2, d3)
+        self.context = PyramidPooling(encoder_channels[4], d1, context_bins)
         # skips from the fused 1/16, 1/8 and 1/4 maps, projected to the decoder widths
-        self.skips = nn.ModuleList([conv_bn_relu(STAGE_CHANNELS[3], d1, 1), conv_bn_relu(STAGE_CHANNELS[2], d2, 1),
-                                    conv_bn_relu(STAGE_CHANNELS[1], d3, 1)])
+        self.skips = nn.ModuleList([conv_bn_relu(encoder_channels[3], d1, 1), conv_bn_relu(encoder_channels[2], d2, 1),
+                                    conv_bn_relu(encoder_channels[1], d3, 1)])
         self.decoder = nn.ModuleList([DecoderModule(d1, d1), DecoderModule(d1, d2), DecoderModule(d2, d3)])
         self.classifier = nn.Conv2d(d3, num_classes, 3, padding=1)
         self.final_up = nn.Sequential(LearnedUpsample(num_classes), LearnedUpsample(num_classes))
 
     def _decode(self, stages) -> torch.Tensor:
         """``stages``: the five encoder outputs (stem, layer1..4) -> logits at the input size."""
-        x = self.context(stages[4])  # 1/32
-        for module, skip, enc in zip(self.decoder, self.skips, (stages[3], stages[2], stages[1])):
-            x = module(x) + skip(enc)  # 1/16, 1/8, 1/4
-        return self.final_up(self.classifier(x))  # 1/1
+        return self._decode_head(self.context(stages[4]), self._skip_features(stages))
+
+    def _skip_features(self, stages):
+        """The 1/16, 1/8 and 1/4 encoder maps projected to the decoder widths (shared by every decoder head)."""
+        return [skip(enc) for skip, enc in zip(self.skips, (stages[3], stages[2], stages[1]))]
+
+    def _decode_head(self, x: torch.Tensor, skips, head: Optional["DecoderHead"] = None) -> torch.Tensor:
+        """Context output ``x [B, d1, H/32, W/32]`` and the projected skips -> logits ``[B, C, H, W]`` through
+        ``head`` (a :class:`DecoderHead`), or through this network's own decoder when None."""
+        modules, classifier, final_up = ((self.decoder, self.classifier, self.final_up) if head is None
+                                         else (head.decoder, head.classifier, head.final_up))
+        for module, skip in zip(modules, skips):
+            x = module(x) + skip  # 1/16, 1/8, 1/4
+        return final_up(classifier(x))  # 1/1
+
+
+class DecoderHead(nn.Module):
+    """A second decoder with the structure of :class:`_Decoding`'s own (three decoder modules, the class
+    logits, two learned 2x upsamplings) that reads the same context output and skips (DMRNet's auxiliary
+    decoder, ``auxi_decoder`` in the released code)."""
+
+    def __init__(self, num_classes: int, decoder_channels: Sequence[int]):
+        super().__init__()
+        d1, d2, d3 = (int(c) for c in decoder_channels)
+        self.decoder = nn.ModuleList([DecoderModule(d1, d1), DecoderModule(d1, d2), DecoderModule(d2, d3)])
+        self.classifier = nn.Conv2d(d3, num_classes, 3, padding=1)
+        self.final_up = nn.Sequential(LearnedUpsample(num_classes), LearnedUpsample(num_classes))
 
 
 def _check_size(h: int, w: int) -> None:
@@ -110,14 +141,30 @@ class ESANetRGBD(_Decoding):
         if rgb.shape[1] != 3 or depth.shape[1] != 1 or depth.shape[-2:] != (h, w) or depth.shape[0] != rgb.shape[0]:
             raise ValueError(f"expected rgb [B, 3, H, W] and depth [B, 1, H, W]; got {tuple(rgb.shape)}, {tuple(depth.shape)}")
         _check_size(h, w)
-        x_rgb, x_depth = self.mask_inputs(rgb, depth, present)
+        return self._decode(self.encode(*self.mask_inputs(rgb, depth, present)))
+
+    def encode(self, x_rgb: torch.Tensor, x_depth: torch.Tensor, feature_mask: Optional[torch.Tensor] = None):
+        """The five fused maps (stem, layer1..4), each ``[B, STAGE_CHANNELS[s], H / 2^(s+1), W / 2^(s+1)]``.
+
+        ``feature_mask`` ``[B, 2]`` (None: no masking) multiplies each branch's output by its modality's
+        entry before every fusion, as DMRNet's and MMANet's released ESANet does (``x_rgb * p[:, 0]``,
+        ``x_depth * p[:, 1]``): the RGB branch continues from the fused map, the depth branch from its own
+        unmasked map.
+        """
+        if feature_mask is not None:
+            if feature_mask.shape != (x_rgb.shape[0], 2):
+                raise ValueError(f"feature_mask must be [B, 2] (RGB, depth); got {tuple(feature_mask.shape)}")
+            p = feature_mask.to(x_rgb.dtype)[:, :, None, None, None]  # [B, 2, 1, 1, 1]
         fused = []
         for stage in range(5):
             x_rgb = self.rgb.forward_stage(stage, x_rgb)
             x_depth = self.depth.forward_stage(stage, x_depth)
-            x_rgb = self.fusions[stage](x_rgb, x_depth)
+            if feature_mask is None:
+                x_rgb = self.fusions[stage](x_rgb, x_depth)
+            else:
+                x_rgb = self.fusions[stage](x_rgb * p[:, 0], x_depth * p[:, 1])
             fused.append(x_rgb)
-        return self._decode(fused)
+        return fused
 
 
 class ESANetOneModality(_Decoding):

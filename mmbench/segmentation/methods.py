@@ -17,9 +17,18 @@ validation split, the evaluation per modality combination.
   ``p`` (at least one kept; :func:`baselines.modality_dropout.drop_modalities`), on top of the
   pattern's own missingness.
 
-DMRNet, MMANet, one-stage modality distillation and ShaSpec in segmentation form are not built yet
+* ``dmrnet`` (:mod:`~mmbench.segmentation.methods_dmrnet`) -- the released NYUv2 form: per-image
+  combinations masking the branch outputs before every fusion, a Gaussian embedding (PME) of the
+  context map with its KL term, and the hard combination regulariser as a separate auxiliary decoder
+  trained on the images that lack a modality, from an early epoch on.
+* ``shaspec`` (:mod:`~mmbench.segmentation.methods_shaspec`) -- shared and specific encoders, a missing
+  modality's bottleneck from a present modality's shared map, domain-classification and alignment
+  losses, full-modality warm-up then random subsets.
+
+MMANet and one-stage modality distillation in segmentation form are not built yet
 (``docs/segmentation.md``); asking for them on a segmentation data set is an error naming the methods
-that are.
+that are. The modules of ``dmrnet`` and ``shaspec`` are imported at the end of this one, so the
+registry is complete whenever it is read.
 """
 from __future__ import annotations
 
@@ -77,6 +86,7 @@ class SegmentationMethod:
                  class_weights: Optional[torch.Tensor] = None):
         self.num_classes, self.train_cfg, self.hp = num_classes, train, hp
         self.class_weights = class_weights
+        self.epoch, self.epochs = 0, int(train["epochs"])  # refreshed by on_epoch_start
         self.nets = nn.ModuleDict()
         self.build()
 
@@ -106,6 +116,20 @@ class SegmentationMethod:
                 present: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Logits ``[B, C, H, W]`` under the presence mask ``[B, 2]``."""
         raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Before each training epoch (0-based ``epoch`` of ``epochs``): a method with phases (a warm-up, a
+        loss that switches on later) reads ``self.epoch`` in ``loss``."""
+        self.epoch, self.epochs = epoch, epochs
+
+    def selection_start_epoch(self) -> int:
+        """First epoch trained with the method's whole objective; earlier epochs are evaluated but never
+        kept (:func:`mmbench.engine.selection.selection_start`, as for classification). Default 0."""
+        return 0
+
+    def max_grad_norm(self) -> Optional[float]:
+        """Clip the gradients' total 2-norm to this value before each optimiser step; None: no clipping."""
+        return None
 
     def on_validation(self, scores_of) -> None:
         """After each epoch, before selection: ``scores_of(predict_fn, (has_rgb, has_depth))`` scores a
@@ -201,3 +225,7 @@ class Unimodal(SegmentationMethod):
 
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         self.val_miou = state["val_miou"].clone()
+
+
+# The methods in their own modules register themselves on import (they import this module's base class).
+from mmbench.segmentation import methods_dmrnet, methods_shaspec  # noqa: E402,F401

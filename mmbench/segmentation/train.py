@@ -7,7 +7,12 @@ The segmentation twin of :func:`mmbench.engine.trainer.fit_and_test`, with the s
 * after every epoch the model is scored on validation: mIoU with both modalities under the
   ``complete`` pattern, the mean mIoU over the three combinations under any other pattern (as the
   classification engine uses fused accuracy, resp. the mean over subsets); ties go to the latest
-  epoch and a NaN score never wins (:func:`mmbench.engine.selection.is_better`);
+  epoch and a NaN score never wins (:func:`mmbench.engine.selection.is_better`); only epochs from
+  ``method.selection_start_epoch()`` on are kept (:func:`mmbench.engine.selection.selection_start`:
+  a method's warm-up model is never reported; clamped to the last epoch in a shorter run);
+* the method hears of each epoch's start (``method.on_epoch_start(epoch, epochs)``: phases such as
+  DMRNet's HCR start and ShaSpec's warm-up) and may ask for gradient clipping
+  (``method.max_grad_norm()``);
 * each epoch visits the train images in a seeded random order, in batches of ``batch_size`` (the last
   partial batch dropped when there is more than one);
 * training images carry the pattern's presence mask (``complete``: both; ``dropout``: a fresh subset
@@ -32,7 +37,7 @@ import torch
 from torch import nn
 
 from mmbench.engine.context import DivergedError
-from mmbench.engine.selection import is_better
+from mmbench.engine.selection import is_better, selection_start
 from mmbench.patterns import Pattern
 from mmbench.segmentation.dataset import SegmentationDataset
 from mmbench.segmentation.evaluate import COMBINATIONS, evaluate_combinations
@@ -157,8 +162,11 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
         return acc.scores()
 
     best, best_epoch, best_state = -math.inf, -1, None
+    first_eligible = selection_start(method, epochs)  # a warm-up epoch is evaluated but never kept
+    clip = method.max_grad_norm()
     history, step_seconds, train_seconds, samples = [], [], 0.0, 0
     for epoch in range(epochs):
+        method.on_epoch_start(epoch, epochs)
         mask = pattern.epoch_train_mask(train_fixed, n_train, NUM_MODALITIES, seed, epoch).float()
         order = torch.randperm(n_train, generator=generator).numpy()[:used]
         method.modules().train()
@@ -169,6 +177,8 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
             loss = method.loss(rgb, depth, labels, present, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(method.modules().parameters(), clip)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -185,7 +195,7 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
         else:
             score = float(np.mean([val_scores(method.predict, c)["miou"] for c in COMBINATIONS.values()]))
         history.append({"epoch": epoch, "loss": epoch_loss, "val": score})
-        if is_better(score, best):
+        if epoch >= first_eligible and is_better(score, best):
             best, best_epoch = score, epoch
             best_state = (copy.deepcopy(method.modules().state_dict()), copy.deepcopy(method.extra_state()))
         if progress:
@@ -204,7 +214,7 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
         "miou_mean": out["miou_mean"], "miou_worst": out["miou_worst"],
         "miou_worst_subset": min(per, key=lambda name: per[name]["miou"]),
         "pixel_acc_mean": out["pixel_acc_mean"], "pixel_acc_worst": out["pixel_acc_worst"],
-        "val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": 0,
+        "val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible,
     }
     if test_fixed is not None:
         masked = masked_scores(method, data, rows["test"], test_fixed, ebs, device)
