@@ -9,8 +9,9 @@ on a CPU a step is timed by the process's CPU time (one thread; a shared machine
 time), on a GPU by CUDA events.
 
 A step is what :func:`mmbench.segmentation.train.fit_and_test` does per batch: the method's ``loss`` on
-a batch with every modality present, backward, optimiser step. Methods with epoch-dependent parts
-see the last epoch of ESANet's 500 (past every warm-up), through ``on_epoch_start`` where they have it.
+a batch with every modality present, backward, the method's gradient clipping if it has one, optimiser
+step. Methods with epoch-dependent parts (DMRNet's HCR, ShaSpec's warm-up) see the last epoch of
+ESANet's 500 through ``on_epoch_start``: past every warm-up.
 """
 from __future__ import annotations
 
@@ -70,8 +71,8 @@ def time_steps(method: str, scale: SegmentationPaperScale) -> Dict[str, float]:
     try:
         torch.manual_seed(0)
         m, train = build(method, device)
-        if hasattr(m, "on_epoch_start"):
-            m.on_epoch_start(train["epochs"] - 1)
+        m.on_epoch_start(train["epochs"] - 1, train["epochs"])  # the last epoch: past every warm-up
+        clip = m.max_grad_norm()
         params = m.modules().parameters()
         opt = torch.optim.SGD(params, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"])
         g = torch.Generator().manual_seed(0)
@@ -90,6 +91,8 @@ def time_steps(method: str, scale: SegmentationPaperScale) -> Dict[str, float]:
                 t0 = time.process_time()
             opt.zero_grad(set_to_none=True)
             m.loss(rgb, depth, labels, present, g).backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(m.modules().parameters(), clip)
             opt.step()
             if device.type == "cuda":
                 end.record()
