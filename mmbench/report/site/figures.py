@@ -153,9 +153,9 @@ def subset_heatmap(table: pd.DataFrame, title: str, vmin: Optional[float] = None
     ax.set_xticks(range(values.shape[1]), [c.replace("+", "+\u200b") for c in table.columns], rotation=45,
                   ha="right", fontsize=FONT_SMALL)
     ax.set_yticks(range(values.shape[0]), table.index, fontsize=FONT_SMALL)
-    for label in ax.get_yticklabels():
-        if method_style.is_paper_method(label.get_text()):
-            label.set_fontweight("bold")
+    for tick in ax.get_yticklabels():
+        if method_style.is_paper_method(tick.get_text()):
+            tick.set_fontweight("bold")
     mid = (vmin + vmax) / 2
     for (r, c), v in np.ndenumerate(values):
         if np.isfinite(v):

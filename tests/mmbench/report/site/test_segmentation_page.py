@@ -100,6 +100,10 @@ def test_page_says_which_conventions_apply_and_marks_no_verdict(sites):
     assert sorted(images) == ["seg-class-iou-scenes-complete.svg", "seg-class-iou-scenes-missing-0-5.svg",
                               "seg-miou-scenes-complete.svg", "seg-miou-scenes-missing-0-5.svg"]
     assert all((site / "img" / name).stat().st_size > 0 for name in images)
+    # each heatmap names what its colours are (the classification ones keep theirs)
+    assert ">test mIoU (%)</text>" in (site / "img" / "seg-miou-scenes-complete.svg").read_text()
+    assert ">test IoU (%)</text>" in (site / "img" / "seg-class-iou-scenes-complete.svg").read_text()
+    assert ">test accuracy (%)</text>" in (site / "img" / "subsets-alpha-complete.svg").read_text()
 
 
 def test_names_fall_back_to_indices_for_results_without_them(sites):
