@@ -26,6 +26,7 @@ import pandas as pd
 from mmbench.report.intervals import seed_interval
 from mmbench.segmentation.table import COMBINATIONS, is_segmentation, run_label
 
+COMBINATION_NAMES = {"rgb": "RGB", "depth": "depth", "rgb+depth": "RGB+depth"}  # as the tables and plots name them
 # (column heading, key in the stored metrics, combination or None): per combination, then the summaries
 MIOU_COLUMNS = (("RGB", "subset_miou", "rgb"), ("depth", "subset_miou", "depth"),
                 ("RGB+depth", "subset_miou", "rgb+depth"), ("mean", "miou_mean", None),
@@ -159,7 +160,8 @@ def miou_frame(dataset_cells: List[Cell], pattern: str) -> pd.DataFrame:
     """Method labels x combinations: mean mIoU over seeds (%), for the heatmap; rows as :func:`cells`."""
     part = [c for c in dataset_cells if c.pattern == pattern]
     data = {c.method: [_mean_pct(c.values("subset_miou", combo)) for combo in COMBINATIONS] for c in part}
-    return pd.DataFrame.from_dict(data, orient="index", columns=list(COMBINATIONS)) if data else pd.DataFrame()
+    columns = [COMBINATION_NAMES[c] for c in COMBINATIONS]
+    return pd.DataFrame.from_dict(data, orient="index", columns=columns) if data else pd.DataFrame()
 
 
 def class_iou_frame(dataset_cells: List[Cell], pattern: str, combination: str, names: List[str]) -> pd.DataFrame:

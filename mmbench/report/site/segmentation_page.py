@@ -21,8 +21,6 @@ from mmbench.report.site import figures
 from mmbench.report.site import segmentation_inputs as seg
 from mmbench.report.site.publish import Section, _add, _slug
 
-COMBINATION_HEADINGS = {"rgb": "RGB", "depth": "depth", "rgb+depth": "RGB+depth"}
-
 NUMBERS = (
     "Semantic segmentation of RGB-D images, tested with RGB only, depth only and both present. mIoU: "
     "the IoU of each class, TP / (TP + FP + FN), from one confusion matrix summed over all test pixels, "
@@ -143,7 +141,7 @@ def _score_table(heads: List[str], rows: List[dict]) -> str:
 def _class_table(cells, pattern: str, names: List[str]) -> str:
     body = []
     for cell in (c for c in cells if c.pattern == pattern):
-        for combo, heading in COMBINATION_HEADINGS.items():
+        for combo, heading in seg.COMBINATION_NAMES.items():
             per_class = seg.class_iou(cell, combo, len(names))
             body.append([cell.method, heading, str(len(cell.runs))]
                         + [_class_cell(s, len(cell.runs)) for s in per_class])

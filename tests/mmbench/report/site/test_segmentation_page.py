@@ -176,3 +176,16 @@ def test_a_data_set_with_runs_of_both_tasks_is_a_clear_error(tmp_path):
     HandWrittenStore(root).save(seg_result("alpha", "joint", "complete", 0, {"rgb": 0.1, "depth": 0.2, "rgb+depth": 0.3}))
     with pytest.raises(ValueError, match=r"\['alpha'\] hold both classification and segmentation runs"):
         publish(root, tmp_path / "site")
+
+
+def test_heatmap_frames_hold_the_table_means():
+    import numpy as np
+
+    results = [seg_result("d", "joint", "complete", s, {c: v + 0.02 * s for c, v in BASE["joint"].items()},
+                          ious={c: [0.5, None if s else 0.2, 0.1] for c in COMBOS}) for s in range(3)]
+    cells = seg.cells(results, "d")
+    miou = seg.miou_frame(cells, "complete")
+    assert list(miou.columns) == ["RGB", "depth", "RGB+depth"]
+    np.testing.assert_allclose(miou.loc["joint"].to_numpy(), [12.0, 32.0, 62.0])
+    classes = seg.class_iou_frame(cells, "complete", "rgb+depth", NAMES)
+    np.testing.assert_allclose(classes.loc["joint"].to_numpy(), [50.0, 20.0, 10.0])  # "warm": seed 0 only
