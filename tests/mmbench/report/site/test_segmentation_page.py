@@ -173,7 +173,8 @@ def test_a_data_set_with_runs_of_both_tasks_is_a_clear_error(tmp_path):
     from fake_results import HandWrittenStore
 
     root = write_fake_results(tmp_path / "r")
-    HandWrittenStore(root).save(seg_result("alpha", "joint", "complete", 0, {"rgb": 0.1, "depth": 0.2, "rgb+depth": 0.3}))
+    scores = {"rgb": 0.1, "depth": 0.2, "rgb+depth": 0.3}
+    HandWrittenStore(root).save(seg_result("alpha", "joint", "complete", 0, scores))  # "alpha" is a classification set
     with pytest.raises(ValueError, match=r"\['alpha'\] hold both classification and segmentation runs"):
         publish(root, tmp_path / "site")
 
