@@ -33,16 +33,17 @@ NUMBERS = (
 
 STATISTICS = (
     "Which of the classification pages' conventions apply here. The interval `[lo, hi]` is a 95% t interval "
-    "over the seeds only (n - 1 degrees of freedom, clipped to [0, 100]; the leaderboard's `†` interval for "
-    "runs without per-sample outcomes), not the crossed seeds x test-samples interval: mIoU is a ratio of "
-    "counts pooled over every test pixel, not a mean of per-image scores, and the runs keep no per-image "
-    "record, so the test-image part of the variance cannot be estimated. The interval covers how much "
-    "training seeds move the score on this one test split, not which test images were drawn. One seed: no "
-    "sd, no interval. No best-or-tied marks (no bold): that verdict is a max-T test on the same crossed "
-    "design and needs per-sample outcomes; the rows are ordered by the mean mIoU over the combinations, "
-    "which is not a verdict. Not drawn for this task: accuracy against cost (the `steps` benchmark times the "
-    "classification methods), the under-optimisation gap (a segmentation run has no per-modality probe), "
-    "coefficient traces (no segmentation method records any) and the cross-data-set ranks."
+    "over the seeds only (n - 1 degrees of freedom, exact when the seeds' scores scatter normally; clipped to "
+    "[0, 100]; the leaderboard's `†` interval for runs without per-sample outcomes), not the crossed seeds x "
+    "test-samples interval: mIoU is a ratio of counts pooled over every test pixel, not a mean of per-image "
+    "scores, and the runs keep no per-image record, so the test-image part of the variance cannot be "
+    "estimated. The interval covers how much training seeds move the score on this one test split, not which "
+    "test images were drawn. One seed: no sd, no interval. No best-or-tied marks (no bold): that verdict is a "
+    "max-T test on the same crossed design and needs per-sample outcomes; the rows are ordered by the mean "
+    "mIoU over the combinations, which is not a verdict. Not drawn for this task: accuracy against cost (the "
+    "`steps` benchmark times the classification methods), the under-optimisation gap (a segmentation run has "
+    "no per-modality probe), coefficient traces (no segmentation method records any) and the cross-data-set "
+    "ranks."
 )
 
 
