@@ -153,4 +153,6 @@ class SegmentationRunner:
             raise RuntimeError(f"no epoch was selected in {train['epochs']} epochs (best epoch -1): not a result")
         out["metrics"]["class_weights"] = None if weights is None else [float(w) for w in weights]
         out["metrics"]["split_sizes"] = {k: int(len(v)) for k, v in rows.items()}
+        if data.class_names:  # the page's per-class IoU headings; output only, not part of the identity
+            out["metrics"]["class_names"] = list(data.class_names)
         return out

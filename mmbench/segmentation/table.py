@@ -19,7 +19,8 @@ def is_segmentation(result: Dict[str, Any]) -> bool:
     return result.get("task") == TASK
 
 
-def _label(spec: Dict[str, Any]) -> str:
+def run_label(spec: Dict[str, Any]) -> str:
+    """The row label of a run: the method, with its ``--set`` overrides in brackets (the page uses it too)."""
     overrides = ",".join(f"{k}={v}" for k, v in sorted(spec.get("overrides", {}).items()))
     return f"{spec['method']} [{overrides}]" if overrides else spec["method"]
 
@@ -30,7 +31,7 @@ def segmentation_rows(results: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]
     for r in results:
         if is_segmentation(r) and r.get("status") == "ok":
             spec = r["spec"]
-            groups.setdefault((spec["dataset"], spec["pattern"], _label(spec), r.get("settings_hash")), []).append(r)
+            groups.setdefault((spec["dataset"], spec["pattern"], run_label(spec), r.get("settings_hash")), []).append(r)
     rows = []
     for (dataset, pattern, label, _), runs in sorted(groups.items(), key=lambda kv: kv[0][:3]):
         row: Dict[str, Any] = {"dataset": dataset, "pattern": pattern, "method": label, "seeds": len(runs)}

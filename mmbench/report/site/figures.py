@@ -132,8 +132,12 @@ def cost_accuracy(points: pd.DataFrame, dataset: str):
     return fig
 
 
-def subset_heatmap(table: pd.DataFrame, title: str, vmin: Optional[float] = None, vmax: Optional[float] = None):
+def subset_heatmap(table: pd.DataFrame, title: str, vmin: Optional[float] = None, vmax: Optional[float] = None,
+                   label: str = "test accuracy (%)", cell_width: Optional[float] = None):
     """Accuracy (%) per method (rows) and modality subset (columns), values written in the cells.
+    The segmentation page draws its mIoU and per-class IoU with it too (``label``: the colour bar's;
+    ``cell_width``: inches per column with no cap on the width, for tables of many classes, which the page
+    then scrolls sideways rather than shrink their text).
 
     ``vmin``/``vmax``: the colour scale, shared by every heatmap of a data set so that one colour is
     one accuracy across them (default: this table's range).
@@ -143,21 +147,22 @@ def subset_heatmap(table: pd.DataFrame, title: str, vmin: Optional[float] = None
     values = table.to_numpy(dtype=float)
     vmin = np.nanmin(values) if vmin is None else vmin
     vmax = np.nanmax(values) if vmax is None else vmax
-    fig, ax = plt.subplots(figsize=(min(FIG_W, 1.9 + 0.48 * values.shape[1]), 1.1 + 0.26 * values.shape[0]))
+    width = min(FIG_W, 1.9 + 0.48 * values.shape[1]) if cell_width is None else 1.9 + cell_width * values.shape[1]
+    fig, ax = plt.subplots(figsize=(width, 1.1 + 0.26 * values.shape[0]))
     im = ax.imshow(values, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
     ax.set_xticks(range(values.shape[1]), [c.replace("+", "+\u200b") for c in table.columns], rotation=45,
                   ha="right", fontsize=FONT_SMALL)
     ax.set_yticks(range(values.shape[0]), table.index, fontsize=FONT_SMALL)
-    for label in ax.get_yticklabels():
-        if method_style.is_paper_method(label.get_text()):
-            label.set_fontweight("bold")
+    for tick in ax.get_yticklabels():
+        if method_style.is_paper_method(tick.get_text()):
+            tick.set_fontweight("bold")
     mid = (vmin + vmax) / 2
     for (r, c), v in np.ndenumerate(values):
         if np.isfinite(v):
             ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=FONT_SMALL,
                     color="white" if v < mid else "black")
     bar = fig.colorbar(im, ax=ax, fraction=0.06, pad=0.02)
-    bar.set_label("test accuracy (%)", fontsize=FONT_SMALL)
+    bar.set_label(label, fontsize=FONT_SMALL)
     bar.ax.tick_params(labelsize=FONT_SMALL)
     ax.set_title(title, fontsize=FONT)
     return fig

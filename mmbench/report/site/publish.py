@@ -6,7 +6,9 @@ Writes ``<results>/site/``::
                         that name at the top of LEADERBOARD.md), robustness to missing modalities
                         (the main finding), the mean ranks, and links to the pages below
     dataset-<name>.html one per data set: accuracy against cost, accuracy per modality subset (one
-                        colour scale for all its heatmaps), under-optimisation gaps, coefficient traces
+                        colour scale for all its heatmaps), under-optimisation gaps, coefficient traces;
+                        a segmentation data set (only when the folder holds such runs): mIoU, pixel
+                        accuracy and IoU per class (:mod:`mmbench.report.site.segmentation_page`)
     tables.html         every table of LEADERBOARD.md and STEPTIME.md (sortable)
     kernels.html        the kernel speedups and KERNELS.md (timings, compile resources per variant)
     img/*.svg           the plots (matplotlib)
@@ -33,8 +35,9 @@ from typing import Callable, List, Optional
 import markdown
 import pandas as pd
 
+from mmbench.environment import machine_line
 from mmbench.report.frame import results_frame
-from mmbench.report.site import figures, inputs
+from mmbench.report.site import figures, inputs, segmentation_inputs
 from mmbench.report.site.static import CSS, SORT_JS
 from mmbench.results_store import ResultsStore, write_text_atomic
 
@@ -56,7 +59,7 @@ COST_NOTE = (
 @dataclass
 class Section:
     """One block of a page: a heading, an intro, figures (``(src, caption)``), notes on absent plots,
-    raw HTML (the summary) and links (``(href, text)``)."""
+    raw HTML (the summary), links (``(href, text)``) and raw HTML tables (shown before the figures)."""
 
     title: str
     anchor: str
@@ -65,6 +68,7 @@ class Section:
     missing: List[str] = field(default_factory=list)
     html: str = ""
     links: List[tuple] = field(default_factory=list)
+    tables: str = ""
 
 
 def publish(root: str | Path = "results", out: Optional[str | Path] = None,
@@ -84,6 +88,11 @@ def publish(root: str | Path = "results", out: Optional[str | Path] = None,
     runs = inputs.ok_runs(results_frame(results))
     steptime = _read_csv(root / "steptime.csv")
     datasets = _datasets(runs)
+    seg_results = segmentation_inputs.segmentation_results(results)  # none: the site is built as before
+    seg_datasets = segmentation_inputs.datasets(seg_results)
+    if set(seg_datasets) & set(datasets):  # one page per name: the two kinds of page cannot share one
+        raise ValueError(f"data set(s) {sorted(set(seg_datasets) & set(datasets))} hold both classification "
+                         f"and segmentation runs in {root / 'runs'}; a data set has one task")
     overview = [
         _summary_section(root / "LEADERBOARD.md"),
         _robustness_section(runs, img),
@@ -92,6 +101,11 @@ def publish(root: str | Path = "results", out: Optional[str | Path] = None,
     ]
     per_dataset = {ds: [_cost_section(runs, steptime, img, ds), _heatmap_section(runs, img, ds),
                         _gap_section(runs, img, ds), _traces_section(results, runs, img, ds)] for ds in datasets}
+    if seg_datasets:
+        from mmbench.report.site import segmentation_page
+
+        overview.append(segmentation_page.index_section(seg_datasets, _dataset_page))
+        per_dataset.update({ds: segmentation_page.dataset_sections(seg_results, ds, img) for ds in seg_datasets})
     kernels = [_kernel_section(root / "kernels.csv", img)]
     every = overview + [s for sections in per_dataset.values() for s in sections] + kernels
     progress(f"{sum(len(s.figures) for s in every)} plots")
@@ -110,7 +124,8 @@ def publish(root: str | Path = "results", out: Optional[str | Path] = None,
     pages += [("tables.html", "Tables", [Section("Cost: two numbers", "cost-numbers", COST_NOTE)], tables),
               ("kernels.html", "Kernels", kernels, kernel_tables)]
     nav = [(name, title) for name, title, _, _ in pages]
-    meta = _meta_line(_machines(runs), _newest_run(results), copied)
+    machines = sorted(set(_machines(runs)) | {machine_line(r.get("env", {})) for r in seg_results})
+    meta = _meta_line(machines, _newest_run(results), copied)
     for name, title, sections, page_tables in pages:
         write_text_atomic(site / name, _page(title, name, nav, sections, page_tables, meta, site))
     return site / "index.html"
@@ -339,6 +354,8 @@ def _page(title: str, name: str, nav: List[tuple], sections: List[Section], tabl
         if s.links:
             parts.append('<ul class="links">' + "".join(f'<li><a href="{esc(h)}">{esc(t)}</a></li>' for h, t in s.links)
                          + "</ul>")
+        if s.tables:
+            parts.append(s.tables)
         if s.figures:
             parts.append('<div class="figures">')
             for src, caption in s.figures:

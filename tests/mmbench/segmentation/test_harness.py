@@ -172,12 +172,17 @@ def test_the_same_store_and_tables_hold_both_tasks(tmp_path):
     label = "modality-dropout [decoder_channels=[32, 16, 8],epochs=1,p=0.3]"
     assert [r["method"] for r in board["segmentation"]] == [label]
     assert {r["dataset"] for r in board["aggregate"]} == {"alpha", "beta"}
-    # the page: its Tables page renders LEADERBOARD.md with the section; no data-set page for it
+    # the page: its Tables page renders LEADERBOARD.md with the section, and the data set has its own
+    # page (tests/mmbench/report/site/test_segmentation_page.py), from this stored record
     from mmbench.report.site.publish import publish
 
     site = publish(str(tmp_path)).parent
     assert "Segmentation: mIoU per modality combination" in (site / "tables.html").read_text()
-    assert not list(site.glob("dataset-procedural*.html"))
+    page = (site / "dataset-procedural-rgbd.html").read_text()
+    assert 'href="dataset-procedural-rgbd.html"' in (site / "index.html").read_text()
+    assert m["class_names"] == ["wall", "warm-near", "warm-middle", "cool-near", "cool-middle"]
+    assert "<th>cool-middle</th>" in page
+    assert f"<td>{label}</td><td>1</td><td>{100 * m['subset_miou']['rgb']:.1f} (1)</td>" in page
 
 
 def test_the_dense_suite_runs_through_the_grid_into_its_table_section(tmp_path, capsys, monkeypatch):

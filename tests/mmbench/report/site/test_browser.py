@@ -14,6 +14,7 @@ from mmbench.report.site.screenshots import WIDTHS, chromium, find_chromium, loa
 from mmbench.report.tables import write_tables
 
 from fake_results import write_fake_results
+from fake_segmentation_results import write_segmentation_results
 
 pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[test]')")
 
@@ -24,7 +25,8 @@ SUMMARY = "## Which method should I use?\n\nUse **arl** when modalities go missi
 def site(tmp_path_factory):
     if find_chromium() is None:
         pytest.skip("no chromium/chromedriver on PATH (apt-get install chromium chromium-driver)")
-    root = write_fake_results(tmp_path_factory.mktemp("site") / "results")
+    # with the segmentation pages too: their tables and wide per-class heatmaps must fit a phone as well
+    root = write_segmentation_results(write_fake_results(tmp_path_factory.mktemp("site") / "results"))
     write_tables(str(root))
     md = root / "LEADERBOARD.md"  # the summary section the tables put first (written here as they do)
     head, rest = md.read_text().split("\n## ", 1)
