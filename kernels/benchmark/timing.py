@@ -110,6 +110,31 @@ def time_providers(fns: Dict[str, Callable[[], object]], device: torch.device,
     return out
 
 
+def cold_first_call_seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of ``fn``'s first call with nothing compiled before it: the compile time of a
+    ``torch.compile`` provider at this shape, plus one execution (microseconds beside seconds).
+
+    Cold means: every graph compiled so far in the process is forgotten (:func:`kernels.compiled.reset`,
+    ``torch._dynamo.reset()``) and torch.compile's on-disk caches (FX graph, AOTAutograd, inductor's
+    code cache) are off for the call (``torch.compiler.config.force_disable_caches``), so dynamo traces,
+    AOTAutograd and inductor lower and the C++ (CPU) or Triton (CUDA) compiler runs, as in the first run
+    on a fresh machine. A later process finds inductor's disk cache and compiles faster, so this is the
+    upper end of what a run pays per shape.
+    """
+    from kernels.compiled import reset
+
+    dev = torch.device(device)
+    reset()
+    with torch.compiler.config.patch(force_disable_caches=True):
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        fn()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return time.perf_counter() - t0
+
+
 def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> Optional[float]:
     """Peak allocated CUDA memory (MB) during one call, measured from the pre-call level; None on CPU."""
     if torch.device(device).type != "cuda":
