@@ -226,11 +226,12 @@ def table_from_results(df, device_type: str, calls: int = None) -> dict:
                     dims = dict(kv.split("=") for kv in str(shape).split(","))
                     cls = shape_class(int(dims.get("M", 1)), int(dims.get("B", 1)), int(dims.get("C", 1)))
                     err = errs.get((shape, prov), float("nan"))
-                    why = "" if prov == "eager" or (err == err and err < CORRECT_RTOL) else \
-                        f"max_rel_err {err:.1e} at {shape}" if err == err else f"no max_rel_err at {shape}"
+                    missing = [] if prov == "eager" or (err == err and err < CORRECT_RTOL) else \
+                        [f"max_rel_err {err:.1e}" if err == err else "no max_rel_err"]
                     cs = compile_s.get((shape, prov)) if prov in COMPILED_PROVIDERS else 0.0
-                    if not why and (cs is None or cs != cs):
-                        why = f"no {COMPILE_METRIC} at {shape}"
+                    if cs is None or cs != cs:
+                        missing.append(f"no {COMPILE_METRIC}")
+                    why = f"{' and '.join(missing)} at {shape}" if missing else ""
                     by_class.setdefault(cls, {}).setdefault(prov, {})[shape] = (float(r["value"]), cs, why)
                 for cls, provs in by_class.items():
                     key = f"{device_type}/{op}/{mode}/{dtype}/{cls}"

@@ -156,7 +156,7 @@ def _dispatch_lines(df: pd.DataFrame):
             f"every shape with a largest error relative to float64 below {CORRECT_RTOL:g} (`kernels/dispatch.py`). "
             "The cost is the median time per call; for `compile` (`torch.compile` of our eager reference, one graph "
             f"per shape) it is the median plus its first call at the shape, timed cold (`{COMPILE_METRIC}`), spread "
-            f"over {n} calls (`AMORTISE_CALLS`: the calls of one op at one shape in a default-suite run), and "
+            f"over {n} calls (`AMORTISE_CALLS`: the mean training steps of a default-suite run, each at one shape), and "
             f"`compile` is never picked where `{COMPILE_METRIC}` was not measured. `bench` writes the table to "
             "`kernels_dispatch.json`; the copy made here ships as `kernels/dispatch_default.json`. Candidates are "
             "our eager reference, the fused providers and `compile`; the released per-modality loop and "
