@@ -1,4 +1,5 @@
-"""What ``backend="auto"`` means for op 1: the measured fastest correct provider per op, dtype and shape class.
+"""What ``backend="auto"`` means for op 1: the measured fastest correct provider per op, dtype and shape class,
+eager, fused or compiled, with ``torch.compile``'s compile time counted in its cost (rules 1-3 below).
 
 The choice is a small table made by ``python -m mmbench bench`` (:func:`table_from_results`, written to
 ``<out>/kernels_dispatch.json`` next to ``kernels.csv``). A copy made on the reference CPU ships with the
@@ -10,7 +11,7 @@ Keys are ``"<device type>/<op>/<mode>/<dtype>/<shape class>"``:
 * op and mode: ``modality_stats/fwd`` (statistics, no graph), ``weighted_multimodal_ce/fwd`` (loss
   without a graph) and ``weighted_multimodal_ce/fwd_bwd`` (loss that will be back-propagated);
 * dtype: the benchmark times float32; float16/bfloat16 use the float32 entry (every CPU provider upcasts
-  to float32 first). **float64 is always eager** (the only provider that computes in float64);
+  to float32 first). **float64 is always eager** (the reference; the fused providers compute in float32);
 * shape class of the ``[M, B, C]`` logits by element count: ``small`` (<= 2^14: the realistic B = 64,
   C <= 31 heads), ``medium`` (<= 2^17: C = 309 at B = 64, B = 1024 at C = 64), ``large`` (above).
 

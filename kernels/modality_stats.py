@@ -5,7 +5,7 @@
 >>> loss = weighted_multimodal_ce([z_audio, z_visual], labels, k)  # scalar, differentiable
 
 Backends: "auto" (the measured fastest correct provider for the op, dtype and shape class on this kind
-of device, from the dispatch table made by ``python -m mmbench bench``; eager for fp64, the only
+of device, ``torch.compile``'s compile time counted, from the dispatch table made by ``python -m mmbench bench``; eager for fp64, the only
 provider that keeps fp64 -- :mod:`kernels.dispatch`),
 "eager" (the specification, :mod:`kernels.stats_reference`), "triton" (:mod:`kernels.stats_triton`),
 "cpp" (:mod:`kernels.cpp_ext`, falls back to eager with one warning if the extension cannot be built),
