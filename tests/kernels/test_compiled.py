@@ -139,3 +139,25 @@ def test_compile_is_a_backend_of_op_1_only():
     assert resolve_backend("compile", torch.device("cpu")) == "compile"
     with pytest.raises(ValueError, match="'auto', 'eager' or 'triton'; got 'compile'"):
         mad_loss(torch.randn(6, 4), torch.randn(6, 4), torch.rand(6), backend="compile")
+
+
+def test_a_function_at_its_recompile_limit_runs_new_shapes_eager_and_stays_usable(monkeypatch):
+    """Past RECOMPILE_LIMIT shapes (dynamo raises under fullgraph) a new shape runs eager with one warning;
+    unlike a compile error, the device stays usable for the shapes already compiled."""
+    from torch._dynamo.exc import FailOnRecompileLimitHit
+
+    monkeypatch.setattr(compiled, "_STATE", {"cpu": ""})  # compiled fine so far
+    monkeypatch.setattr(compiled, "_WARNED", set())
+    monkeypatch.setattr(compiled, "_SEEN", set())
+
+    def at_limit(fn):
+        def run(*args):
+            raise FailOnRecompileLimitHit("recompile_limit reached")
+        return run
+
+    monkeypatch.setattr(compiled, "compiled", at_limit)
+    xs, y = _inputs()
+    with pytest.warns(RuntimeWarning, match=f"reached {compiled.RECOMPILE_LIMIT} compiled shapes"):
+        got = modality_stats(xs, y, backend="compile")
+    torch.testing.assert_close(got.ce, modality_stats(xs, y, backend="eager").ce, rtol=0, atol=0)
+    assert compiled.compile_would_work("cpu") and compiled._STATE["cpu"] == ""
