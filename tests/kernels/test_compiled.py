@@ -161,3 +161,14 @@ def test_a_function_at_its_recompile_limit_runs_new_shapes_eager_and_stays_usabl
         got = modality_stats(xs, y, backend="compile")
     torch.testing.assert_close(got.ce, modality_stats(xs, y, backend="eager").ce, rtol=0, atol=0)
     assert compiled.compile_would_work("cpu") and compiled._STATE["cpu"] == ""
+
+
+def test_no_cxx_compiler_is_known_before_compiling(monkeypatch):
+    """Without a C++ compiler inductor cannot build CPU code: the cheap check says so (run keys then
+    report eager for compile) without trying to compile."""
+    monkeypatch.setattr(compiled, "_STATE", {})
+    monkeypatch.delenv(compiled.ENV_NO_COMPILE, raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
+    assert "no C++ compiler" in compiled.unusable_reason("cpu")
+    assert set(dispatch.resolved_providers("compile", "cpu").values()) == {"eager"}
