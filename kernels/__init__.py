@@ -10,8 +10,8 @@ CUDA tensors, and for op 1 a C++/CUDA extension):
 * :func:`arl_coefficients`, :func:`ogm_ge_coefficients` -- device-side coefficient epilogues (no host sync).
 
 ``backend="auto"`` of op 1 is the measured fastest correct provider per op, dtype and shape class on
-this kind of device (:mod:`kernels.dispatch`: a table made by ``python -m mmbench bench``, a CPU one
-shipped); fp64 always stays on eager, and NaN/+inf logits give NaN statistics on every provider.
+this kind of device, eager, fused or ``torch.compile`` of the eager reference with its compile time
+counted (:mod:`kernels.dispatch`: a table made by ``python -m mmbench bench``, a CPU one shipped); fp64 always stays on eager, and NaN/+inf logits give NaN statistics on every provider.
 
 Benchmarks: ``python -m kernels.benchmark`` (see :mod:`kernels.benchmark`).
 """

@@ -12,7 +12,7 @@ import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 LABEL_DTYPES = (torch.int32, torch.int64)
-BACKENDS = ("auto", "eager", "triton", "cpp")
+BACKENDS = ("auto", "eager", "triton", "cpp", "compile")
 
 LogitsLike = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -151,13 +151,14 @@ def interpreting() -> bool:
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """Map ``backend`` ("auto" | "eager" | "triton" | "cpp") to a concrete backend for ``device``.
+    """Map ``backend`` ("auto" | "eager" | "triton" | "cpp" | "compile") to a concrete backend for ``device``.
 
     "auto" is Triton on CUDA tensors and eager otherwise (also on CUDA when triton is not installed);
     on CPU it is Triton only when both ``TRITON_INTERPRET=1`` and ``MMBENCH_KERNELS_BACKEND=triton``
     are set (the interpreter is slow, it is a correctness path, not a performance path). Op 1 resolves
     "auto" with its measured dispatch table instead (:mod:`kernels.dispatch`,
-    :func:`kernels.modality_stats._backend_for`).
+    :func:`kernels.modality_stats._backend_for`). "cpp" and "compile" are op-1 providers (the C++
+    extension, ``torch.compile`` of the eager specification); the other ops accept neither.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")

@@ -1,4 +1,5 @@
-"""What ``backend="auto"`` means for op 1: the measured fastest correct provider per op, dtype and shape class.
+"""What ``backend="auto"`` means for op 1: the measured fastest correct provider per op, dtype and shape class,
+eager, fused or compiled, with ``torch.compile``'s compile time counted in its cost (rules 1-3 below).
 
 The choice is a small table made by ``python -m mmbench bench`` (:func:`table_from_results`, written to
 ``<out>/kernels_dispatch.json`` next to ``kernels.csv``). A copy made on the reference CPU ships with the
@@ -10,18 +11,35 @@ Keys are ``"<device type>/<op>/<mode>/<dtype>/<shape class>"``:
 * op and mode: ``modality_stats/fwd`` (statistics, no graph), ``weighted_multimodal_ce/fwd`` (loss
   without a graph) and ``weighted_multimodal_ce/fwd_bwd`` (loss that will be back-propagated);
 * dtype: the benchmark times float32; float16/bfloat16 use the float32 entry (every CPU provider upcasts
-  to float32 first). **float64 is always eager** (the only provider that computes in float64);
+  to float32 first). **float64 is always eager** (the reference; the fused providers compute in float32);
 * shape class of the ``[M, B, C]`` logits by element count: ``small`` (<= 2^14: the realistic B = 64,
   C <= 31 heads), ``medium`` (<= 2^17: C = 309 at B = 64, B = 1024 at C = 64), ``large`` (above).
 
-Candidates are the providers ``auto`` may pick: ``eager`` and ``cpp`` on the CPU, ``eager``, ``triton``
-and ``cpp`` on CUDA. A provider is a candidate in a cell only if its output in that cell matched the
-float64 reference (the ``max_rel_err`` metric the benchmark records, below :data:`CORRECT_RTOL`).
-``torch.compile`` is timed by the benchmark but never picked: its first call per shape compiles for
-seconds (a training run meets new shapes: the last partial batch, evaluation batches), which per-call
-medians do not show. Without an entry (a device the table does not cover, e.g. CUDA when the
-shipped table is the CPU one), ``auto`` falls back to the fixed rule: Triton on CUDA, the C++
-extension on the CPU. A ``cpp`` choice falls back to eager when the extension does not build.
+Candidates are the providers ``auto`` may pick: ``eager``, ``cpp`` and ``compile`` on the CPU, ``eager``,
+``triton``, ``cpp`` and ``compile`` on CUDA (``compile`` is ``torch.compile`` of the eager specification,
+one graph per shape: :mod:`kernels.compiled_stats`). The rule, per op, mode, dtype and shape class
+(:func:`table_from_results`):
+
+1. A provider is a candidate in a class only if it ran every shape of the class and its output matched
+   the float64 reference in each (the ``max_rel_err`` metric the benchmark records, below
+   :data:`CORRECT_RTOL`; ``eager`` is the reference). ``compile`` is a candidate only where the
+   benchmark also recorded its first-call seconds (``compile_seconds``, :data:`COMPILE_METRIC`: the
+   first call at the shape with torch.compile's in-process and on-disk caches out of play, so tracing,
+   lowering and the C++ / Triton compiler all count); without them it is never picked.
+2. Its cost at a shape is its median time per call; for ``compile`` plus the compile time spread over
+   :data:`AMORTISE_CALLS` calls, ``median_ms + 1000 * compile_seconds / AMORTISE_CALLS``
+   (:func:`amortised_ms`): a run compiles once per shape and then calls that many times at it.
+3. ``auto`` picks the candidate with the lowest cost summed over the class's shapes (a tie goes to the
+   provider that does not compile). The table stores the summed costs (``evidence_ms``) and, for
+   ``compile``, its summed median, compile seconds and amortised cost, or why it was not a candidate
+   (``compile_evidence``).
+
+``compile`` falls back to eager (one warning with the reason) where torch.compile cannot run: no C++
+compiler for inductor's CPU code, no Triton on CUDA, ``MMBENCH_NO_COMPILE=1``, a compile error
+(:mod:`kernels.compiled`); :func:`resolved_providers` reports ``eager`` for it when that is known
+beforehand. Without an entry (a device the table does not cover, e.g. CUDA when the shipped table is
+the CPU one), ``auto`` falls back to the fixed rule: Triton on CUDA, the C++ extension on the CPU. A
+``cpp`` choice falls back to eager when the extension does not build.
 """
 from __future__ import annotations
 
@@ -32,6 +50,8 @@ from typing import Dict, Optional
 
 import torch
 
+from .compiled import compile_would_work
+
 #: Shipped table (made by ``bench`` on the reference CPU; see results/KERNELS.md).
 DEFAULT_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dispatch_default.json")
 #: Environment variable naming a table measured on this machine.
@@ -41,9 +61,28 @@ TABLE_NAME = "kernels_dispatch.json"
 #: The benchmark ops whose measurements decide ``auto``, with their modes.
 DISPATCH_OPS = {"modality_stats": ("fwd",), "weighted_multimodal_ce": ("fwd", "fwd_bwd")}
 #: Providers ``auto`` may choose, per device type.
-CANDIDATES = {"cpu": ("eager", "cpp"), "cuda": ("eager", "triton", "cpp")}
+CANDIDATES = {"cpu": ("eager", "cpp", "compile"), "cuda": ("eager", "triton", "cpp", "compile")}
+#: Candidates whose first call per shape compiles (``torch.compile``): their cost includes that call.
+COMPILED_PROVIDERS = ("compile",)
+#: The benchmark's metric for a compiling provider's first call per shape, cold (seconds).
+COMPILE_METRIC = "compile_seconds"
 #: A provider is correct in a cell when its largest relative error against float64 is below this.
 CORRECT_RTOL = 1e-4
+#: Calls of one dispatch op at one shape in one run, over which ``compile``'s first-call seconds are
+#: amortised (rule 2 of the module docstring): 175, the mean over the default suite's 12 data sets of
+#: the training steps of one run, epochs x floor(n_train / batch_size) (the trainer drops the last
+#: partial batch, so a run trains at one shape), with one call per step: ARL and DGL call
+#: ``weighted_multimodal_ce`` (fwd_bwd) once per step in every epoch. Per data set (``--suite default``,
+#: per-data-set epochs and batch sizes of ``mmbench.config``): mfeat-pix-mor and mfeat-fou-zer-mor 360
+#: (20 x 18), watch 228, satellite 225, synthetic 220, leaves 160, yeast-ml 110, yeast-cc 105, spam 100,
+#: cells 90, alzheimer 90, pd-speech 60. The mean, not the median (135), because it is the break-even of
+#: the suite's total time: sum_runs (T_run * median + compile) = (sum T_run) * (median + compile / mean T).
+#: Two things make 175 conservative (against compile): a worker process of ``mmbench all`` keeps its
+#: compiled graphs for the runs after (10 runs per method and data set share a shape: 5 seeds x 2
+#: patterns), and inductor's disk cache makes a later process compile faster than the cold measurement;
+#: one makes it generous: OGM-GE calls ``modality_stats`` only in its modulation window (by default the
+#: first half of the epochs, about 88 calls). ``tests/mmbench/test_amortise_calls.py`` recomputes it.
+AMORTISE_CALLS = 175
 #: Upper element counts of the shape classes (the last class is unbounded).
 SHAPE_CLASSES = (("small", 1 << 14), ("medium", 1 << 17), ("large", None))
 
@@ -114,7 +153,8 @@ def cpp_would_build() -> bool:
 def resolved_providers(backend: str, device: str, dtype: torch.dtype = torch.float32) -> Dict[str, str]:
     """What ``backend`` resolves to for every dispatch cell of ``device`` and ``dtype`` (for run keys).
 
-    ``{"<op>/<mode>/<shape class>": provider}``; nothing is built (:func:`cpp_would_build`).
+    ``{"<op>/<mode>/<shape class>": provider}``; nothing is built or compiled (:func:`cpp_would_build`,
+    :func:`kernels.compiled.compile_would_work`: ``compile`` is ``eager`` where torch.compile cannot run).
     """
     dev_type = torch.device(device).type
     out = {}
@@ -127,21 +167,47 @@ def resolved_providers(backend: str, device: str, dtype: torch.dtype = torch.flo
                     name = "eager"  # the interpreter is not a run-time path (see kernels._utils.resolve_backend)
                 if name == "cpp" and not cpp_would_build():
                     name = "eager"
+                if name == "compile" and not compile_would_work(dev_type):
+                    name = "eager"
                 out[f"{op}/{mode}/{cls}"] = name
     return out
 
 
-def table_from_results(df, device_type: str) -> dict:
+def _cell_values(dd, metric: str):
+    """``{(shape, provider): value}`` of one metric in a results frame (last row wins)."""
+    rows = dd[dd.metric == metric]
+    return {(r["shape"], r["provider"]): float(r["value"]) for _, r in rows.iterrows()}
+
+
+def amortised_ms(median_ms: float, compile_seconds: float, calls: int = None) -> float:
+    """Cost per call of a compiling provider at one shape: its steady median plus its first-call
+    (compile) seconds spread over ``calls`` calls (:data:`AMORTISE_CALLS`) -- in milliseconds."""
+    calls = AMORTISE_CALLS if calls is None else int(calls)
+    if calls < 1:
+        raise ValueError(f"calls must be >= 1; got {calls}")
+    return float(median_ms) + 1e3 * float(compile_seconds) / calls
+
+
+def table_from_results(df, device_type: str, calls: int = None) -> dict:
     """Build the dispatch table from the benchmark's long-format results (``kernels.csv`` rows).
 
-    For each dispatch op, mode, dtype and shape class: the candidate provider with the lowest median
-    time summed over the class's shapes, among those correct (``max_rel_err`` < :data:`CORRECT_RTOL`)
-    in every shape of the class that they ran. ``eager`` is always a candidate (it is the reference).
+    The rule (module docstring), for each dispatch op, mode, dtype and shape class: among the
+    candidates of ``device_type`` (:data:`CANDIDATES`) that ran every shape of the class, were correct
+    in each (``max_rel_err`` < :data:`CORRECT_RTOL`; ``eager`` is the reference and always correct),
+    and -- for a compiling provider (:data:`COMPILED_PROVIDERS`) -- have a recorded
+    :data:`COMPILE_METRIC` in each, the one with the lowest cost summed over the class's shapes, where
+    the cost at a shape is the median time per call, plus for a compiling provider its compile seconds
+    over ``calls`` (default :data:`AMORTISE_CALLS`; :func:`amortised_ms`). On a tie the
+    non-compiling provider wins.
 
     Returns:
-        ``{"device", "timestamp", "choices": {key: provider}, "evidence": {key: {provider: ms}}}``.
+        ``{"made_by", "device", "timestamp", "amortise_calls", "choices": {key: provider},
+        "evidence_ms": {key: {provider: summed cost per call, ms}}, "compile_evidence": {key: {...}}}``;
+        ``compile_evidence`` holds, per class where a compiling provider was timed, its summed median
+        (ms), summed compile seconds, the amortised cost (ms) and, when it was not a candidate, why.
     """
-    choices, evidence = {}, {}
+    calls = AMORTISE_CALLS if calls is None else int(calls)
+    choices, evidence, compile_evidence = {}, {}, {}
     cands = CANDIDATES.get(device_type, ("eager",))
     for op, modes in DISPATCH_OPS.items():
         d = df[(df.op == op)]
@@ -150,25 +216,57 @@ def table_from_results(df, device_type: str) -> dict:
             for dtype in sorted(dm.dtype.dropna().unique()):
                 dd = dm[dm.dtype == dtype]
                 times = dd[dd.metric == "median_ms"]
-                errs = dd[dd.metric == "max_rel_err"].set_index(["shape", "provider"]).value
-                by_class: Dict[str, Dict[str, list]] = {}
+                errs = _cell_values(dd, "max_rel_err")
+                compile_s = _cell_values(dd, COMPILE_METRIC)
+                # class -> provider -> shape -> (median ms, compile seconds or None, reason it is out or "")
+                by_class: Dict[str, Dict[str, Dict[str, tuple]]] = {}
                 for _, r in times.iterrows():
-                    if r["provider"] not in cands:
+                    prov, shape = r["provider"], r["shape"]
+                    if prov not in cands:
                         continue
-                    dims = dict(kv.split("=") for kv in str(r["shape"]).split(","))
+                    dims = dict(kv.split("=") for kv in str(shape).split(","))
                     cls = shape_class(int(dims.get("M", 1)), int(dims.get("B", 1)), int(dims.get("C", 1)))
-                    err = errs.get((r["shape"], r["provider"]), float("nan"))
-                    ok = r["provider"] == "eager" or (err == err and err < CORRECT_RTOL)
-                    by_class.setdefault(cls, {}).setdefault(r["provider"], []).append(float(r["value"]) if ok else None)
+                    err = errs.get((shape, prov), float("nan"))
+                    missing = [] if prov == "eager" or (err == err and err < CORRECT_RTOL) else \
+                        [f"max_rel_err {err:.1e}" if err == err else "no max_rel_err"]
+                    cs = compile_s.get((shape, prov)) if prov in COMPILED_PROVIDERS else 0.0
+                    if cs is None or cs != cs:
+                        missing.append(f"no {COMPILE_METRIC}")
+                    why = f"{' and '.join(missing)} at {shape}" if missing else ""
+                    by_class.setdefault(cls, {}).setdefault(prov, {})[shape] = (float(r["value"]), cs, why)
                 for cls, provs in by_class.items():
-                    totals = {p: sum(v) for p, v in provs.items() if None not in v}
                     key = f"{device_type}/{op}/{mode}/{dtype}/{cls}"
-                    choices[key] = min(totals, key=totals.get)
+                    shapes = set().union(*(set(v) for v in provs.values()))
+                    totals, out = {}, {}
+                    for prov, cells in provs.items():
+                        missing = sorted(shapes - set(cells))
+                        why = next((c[2] for c in cells.values() if c[2]), "") or \
+                            (f"not timed at {', '.join(missing)}" if missing else "")
+                        med = sum(c[0] for c in cells.values())
+                        if prov in COMPILED_PROVIDERS:
+                            secs = [c[1] for c in cells.values() if c[1] is not None and c[1] == c[1]]
+                            ev = {"median_ms": round(med, 6), COMPILE_METRIC: round(sum(secs), 3) if secs else None}
+                            if not why:
+                                ev["amortised_ms"] = round(sum(amortised_ms(c[0], c[1], calls) for c in cells.values()), 6)
+                            else:
+                                ev["not_a_candidate"] = why
+                            out[prov] = ev
+                        if why:
+                            continue
+                        totals[prov] = sum(amortised_ms(c[0], c[1], calls) if prov in COMPILED_PROVIDERS else c[0]
+                                           for c in cells.values())
+                    if not totals:
+                        continue
+                    choices[key] = min(totals, key=lambda p: (totals[p], p in COMPILED_PROVIDERS))
                     evidence[key] = {p: round(t, 6) for p, t in sorted(totals.items())}
+                    if out:
+                        compile_evidence[key] = out
     first = df.iloc[0] if len(df) else {}
     return {"made_by": "python -m mmbench bench (kernels.dispatch.table_from_results)",
             "device": str(first.get("device", "")), "timestamp": str(first.get("timestamp", "")),
-            "choices": dict(sorted(choices.items())), "evidence_ms": dict(sorted(evidence.items()))}
+            "amortise_calls": calls,
+            "choices": dict(sorted(choices.items())), "evidence_ms": dict(sorted(evidence.items())),
+            "compile_evidence": dict(sorted(compile_evidence.items()))}
 
 
 def write_table(df, device_type: str, path: str) -> dict:
@@ -183,4 +281,5 @@ def write_table(df, device_type: str, path: str) -> dict:
 
 
 __all__ = ["shape_class", "load_table", "table_choice", "resolved_providers", "table_from_results", "write_table",
-           "DISPATCH_OPS", "CANDIDATES", "DEFAULT_TABLE", "ENV_TABLE", "TABLE_NAME"]
+           "amortised_ms", "DISPATCH_OPS", "CANDIDATES", "COMPILED_PROVIDERS", "COMPILE_METRIC", "AMORTISE_CALLS",
+           "DEFAULT_TABLE", "ENV_TABLE", "TABLE_NAME"]

@@ -5,10 +5,12 @@
 >>> loss = weighted_multimodal_ce([z_audio, z_visual], labels, k)  # scalar, differentiable
 
 Backends: "auto" (the measured fastest correct provider for the op, dtype and shape class on this kind
-of device, from the dispatch table made by ``python -m mmbench bench``; eager for fp64, the only
+of device, ``torch.compile``'s compile time counted, from the dispatch table made by ``python -m mmbench bench``; eager for fp64, the only
 provider that keeps fp64 -- :mod:`kernels.dispatch`),
 "eager" (the specification, :mod:`kernels.stats_reference`), "triton" (:mod:`kernels.stats_triton`),
-"cpp" (:mod:`kernels.cpp_ext`, falls back to eager with one warning if the extension cannot be built).
+"cpp" (:mod:`kernels.cpp_ext`, falls back to eager with one warning if the extension cannot be built),
+"compile" (``torch.compile`` of the eager specification, one graph per shape, :mod:`kernels.compiled_stats`;
+falls back to eager with one warning naming the reason when torch.compile cannot run here).
 
 Non-finite input: a NaN or +inf logit makes its row's statistics NaN, and NaN weights a NaN loss, on
 every provider (eager, C++, Triton, the ``.cu`` kernel), so a diverging run is seen as one.
@@ -33,8 +35,9 @@ def _stats_from_buffers(lse, ce, ent, pt, sums, M: int) -> ModalityStats:
 def _backend_for(device: torch.device, backend: str, dtype: torch.dtype, op: str, mode: str, shape) -> str:
     """Concrete backend of op 1 for a call: ``backend`` itself, or for "auto" the dispatch table's choice
     (:func:`kernels.dispatch.table_choice`: eager for fp64). "cpp" falls back to eager when the extension
-    does not build (one warning when asked for explicitly), and "triton" is refused on the CPU unless
-    the interpreter is on (:func:`kernels._utils.resolve_backend`)."""
+    does not build (one warning when asked for explicitly), "compile" when torch.compile cannot run here
+    (one warning naming the reason, :func:`kernels.compiled.usable_or_warn`), and "triton" is refused on
+    the CPU unless the interpreter is on (:func:`kernels._utils.resolve_backend`)."""
     dev = torch.device(device)
     if backend == "auto":
         from .dispatch import table_choice
@@ -53,8 +56,16 @@ def _backend_for(device: torch.device, backend: str, dtype: torch.dtype, op: str
 
                 ext_ok = bool(_STATE.get("with_cuda"))
             return "cpp" if ext_ok else ("triton" if dev.type == "cuda" else "eager")
+        if name == "compile":
+            from .compiled import usable_or_warn
+
+            return "compile" if usable_or_warn(dev.type) else "eager"
         return name
     name = resolve_backend(backend, dev)
+    if name == "compile":
+        from .compiled import usable_or_warn
+
+        return "compile" if usable_or_warn(dev.type) else "eager"
     if name == "cpp":
         from .cpp_ext import load_extension_or_warn
 
@@ -80,7 +91,7 @@ def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "aut
         logits: ``[M, B, C]`` tensor or a list of ``M`` tensors ``[B, C]`` (fp16/bf16/fp32/fp64).
             A list is stacked into ``[M, B, C]`` first (one copy) so one launch covers all modalities.
         labels: ``[B]`` int64/int32 class indices in ``[0, C)``.
-        backend: "auto" | "eager" | "triton" | "cpp".
+        backend: "auto" | "eager" | "triton" | "cpp" | "compile".
         check: range-check the labels (default). CPU labels are checked on the host (free); CUDA
             labels with a device-side assert (``torch._assert_async``: no host sync; a bad label fails
             the next synchronising call). ``check=False`` is **unsafe** on CUDA: nothing is checked
@@ -106,6 +117,10 @@ def modality_stats(logits: LogitsLike, labels: torch.Tensor, backend: str = "aut
             lse, ce, ent, pt, sums = get_extension().stats_forward(_as_list(logits), labels, None)[:5]
             return _stats_from_buffers(lse, ce, ent, pt, sums, info[0])
         check_labels(labels, info, check)
+        if name == "compile":
+            from .compiled_stats import stats_compiled
+
+            return stats_compiled(logits, labels, info[4].type)
         x = _stacked(logits)
         if name == "eager":
             return modality_stats_reference(x, labels)
@@ -131,7 +146,7 @@ def weighted_multimodal_ce(
         labels: ``[B]`` int64/int32.
         weights: ``[M]`` (per modality) or ``[M, B]`` (per sample) device tensor; treated as a
             constant (detached, no gradient).
-        backend: "auto" | "eager" | "triton" | "cpp".
+        backend: "auto" | "eager" | "triton" | "cpp" | "compile".
         check: range-check the labels (default; see :func:`modality_stats`: a device-side assert on
             CUDA, no host sync). ``check=False`` is unsafe on CUDA.
         return_stats: also return the :class:`ModalityStats` of the same pass (free on the fused
@@ -160,6 +175,15 @@ def weighted_multimodal_ce(
 
             holder.append(get_extension().stats_forward(xs, labels, weights.detach())[:5])
             loss = holder[0][4][-1]
+    elif name == "compile":
+        from .compiled_stats import stats_compiled, weighted_ce_compiled
+
+        check_labels(labels, info, check)
+        loss = weighted_ce_compiled(logits, labels, weights, info[4].type)
+        if return_stats:
+            detached = logits.detach() if isinstance(logits, torch.Tensor) else [t.detach() for t in logits]
+            return loss, stats_compiled(detached, labels, info[4].type)
+        return loss
     else:
         check_labels(labels, info, check)
         x = _stacked(logits)

@@ -77,6 +77,9 @@ class Provider:
         reference: an eager formulation a user would otherwise run (our eager reference, the released
             code, ``torch.compile`` of either): speedups are reported against the fastest of these in
             each cell, never against a slow straw man.
+        compiles: its first call per shape compiles (``torch.compile``): the runner times that call on
+            its own, cold (:func:`kernels.benchmark.timing.cold_first_call_seconds`), and records it as
+            the ``compile_seconds`` metric beside the steady-state times.
     """
 
     name: str
@@ -86,6 +89,7 @@ class Provider:
     modes: Tuple[str, ...] = MODES
     heavy: bool = False
     reference: bool = False
+    compiles: bool = False
 
 
 def _default_backward(out: Any, inputs: Inputs) -> None:

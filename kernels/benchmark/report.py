@@ -124,27 +124,44 @@ def markdown(df: pd.DataFrame) -> str:
 
 def _dispatch_lines(df: pd.DataFrame):
     """The ``auto`` table these results imply (:func:`kernels.dispatch.table_from_results`), with the summed
-    median times per candidate it was decided on."""
-    from kernels.dispatch import CORRECT_RTOL, DISPATCH_OPS, table_from_results
+    cost per call of each candidate it was decided on and what ``compile`` cost or why it was out."""
+    from kernels.dispatch import COMPILE_METRIC, CORRECT_RTOL, DISPATCH_OPS, table_from_results
 
     if not set(DISPATCH_OPS) & set(df.op.unique()) or "max_rel_err" not in set(df.metric):
         return []
     dev = str(df.iloc[0]["device"])
     table = table_from_results(df, "cuda" if not dev.startswith("CPU") else "cpu")
+    n = table["amortise_calls"]
+
+    def compile_cell(key):
+        ev = table["compile_evidence"].get(key, {}).get("compile")
+        if not ev:
+            return "not timed"
+        head = f"median {_fmt_time(ev['median_ms'])}"
+        if ev.get(COMPILE_METRIC) is not None:
+            head += f", compile {ev[COMPILE_METRIC]:.1f} s"
+        if "not_a_candidate" in ev:
+            return f"{head}; not a candidate: {ev['not_a_candidate']}"
+        return f"{head}, amortised {_fmt_time(ev['amortised_ms'])}"
+
     rows = [{"op/mode/dtype/shape class": k.split("/", 1)[1], "auto": v,
-             "summed median per candidate": ", ".join(f"{p} {_fmt_time(t)}" for p, t in table["evidence_ms"][k].items())}
+             "summed cost per call per candidate": ", ".join(f"{p} {_fmt_time(t)}" for p, t in table["evidence_ms"][k].items()),
+             "compile": compile_cell(k)}
             for k, v in table["choices"].items()]
     if not rows:
         return []
     return ["## What `backend=\"auto\"` picks", "",
-            "The fastest candidate provider per op, mode, dtype and shape class (small: M·B·C <= 2^14, medium: "
-            "<= 2^17, large: above), by median time summed over the class's shapes, among those whose largest "
-            f"error relative to float64 is below {CORRECT_RTOL:g} in every shape (`kernels/dispatch.py`). "
-            "`bench` writes it to `kernels_dispatch.json`; the copy made here ships as "
-            "`kernels/dispatch_default.json`. Candidates are our eager reference and the fused providers; "
-            "`torch.compile` (seconds of compilation per new shape) and the released per-modality loop are "
-            "timed but not candidates, so where they are faster (see the *vs* columns below) `auto` is not "
-            "the fastest formulation overall; fp64 is always eager.", "",
+            "The cheapest correct candidate per op, mode, dtype and shape class (small: M·B·C <= 2^14, medium: "
+            "<= 2^17, large: above), by cost per call summed over the class's shapes, among the providers that ran "
+            f"every shape with a largest error relative to float64 below {CORRECT_RTOL:g} (`kernels/dispatch.py`). "
+            "The cost is the median time per call; for `compile` (`torch.compile` of our eager reference, one graph "
+            f"per shape) it is the median plus its first call at the shape, timed cold (`{COMPILE_METRIC}`), spread "
+            f"over {n} calls (`AMORTISE_CALLS`: the mean training steps of a default-suite run, each at one shape), and "
+            f"`compile` is never picked where `{COMPILE_METRIC}` was not measured. `bench` writes the table to "
+            "`kernels_dispatch.json`; the copy made here ships as `kernels/dispatch_default.json`. Candidates are "
+            "our eager reference, the fused providers and `compile`; the released per-modality loop and "
+            "`torch.compile` of it are timed but not candidates, so where they are faster (see the *vs* columns "
+            "below) `auto` is not the fastest formulation overall; fp64 is always eager.", "",
             pd.DataFrame(rows).to_markdown(index=False), ""]
 
 

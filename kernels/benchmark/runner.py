@@ -3,13 +3,15 @@
 For each registered op (filtered by ``--ops``), each shape of the selected sweeps, each dtype, each
 mode and each provider: check availability, build inputs, warm up, time, and record metrics in a
 long-format DataFrame (median/p20/p80 time, speedup over the op's baseline, model GB/s and % of the
-measured copy bandwidth, CUDA peak memory). Providers that cannot run are recorded with a
+measured copy bandwidth, CUDA peak memory, and for a ``torch.compile`` provider the seconds of its
+first call at the shape, cold: ``compile_seconds``). Providers that cannot run are recorded with a
 ``not_available`` row and the reason, never dropped.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import fnmatch
 import os
 import sys
 import traceback
@@ -18,15 +20,17 @@ from typing import Dict, List, Optional, Sequence
 import pandas as pd
 import torch
 
+from kernels.dispatch import COMPILE_METRIC
+
 from . import registry
 from .report import COLUMNS, STATIC_CSV, write_csv, write_markdown
-from .timing import copy_bandwidth_gbs, device_name, peak_memory_mb, time_fn, time_providers
+from .timing import cold_first_call_seconds, copy_bandwidth_gbs, device_name, peak_memory_mb, time_fn, time_providers
 
 #: Spec HBM bandwidth (GB/s) the GPU percentages are also given against: H100 SXM5 3.35 TB/s, H200 4.8 TB/s.
 SPEC_BANDWIDTH_GBS = {"h100": 3350.0, "h200": 4800.0}
 
 #: Providers whose output is compared with a float64 reference in every cell (the ``auto`` candidates).
-ERROR_CHECKED = ("eager", "cpp", "triton")
+ERROR_CHECKED = ("eager", "cpp", "triton", "compile")
 
 #: Shapes at or below this many logits elements are launch-bound: also timed with CUDA graphs.
 LAUNCH_BOUND_ELEMS = 1 << 16
@@ -69,6 +73,7 @@ def run(
     sweeps: Optional[Sequence[str]] = None,
     modes: Optional[Sequence[str]] = None,
     verbose: bool = False,
+    providers: Optional[Sequence[str]] = None,
 ) -> pd.DataFrame:
     """Run the benchmarks and return the long-format results.
 
@@ -79,6 +84,8 @@ def run(
         sweeps: shape-sweep names; default from :func:`default_sweeps`.
         modes: restrict to these modes ("fwd", "fwd_bwd").
         verbose: print one line per measurement.
+        providers: provider-name patterns (fnmatch); None = all. The op's baseline always runs (the
+            reference of speedups and of ``auto``'s table).
 
     Returns:
         DataFrame with columns :data:`kernels.benchmark.report.COLUMNS`.
@@ -104,6 +111,9 @@ def run(
             for dtype in op.dtypes:
                 for mode in op_modes:
                     ordered = sorted(op.providers, key=lambda p: not p.baseline)  # baseline first
+                    if providers:
+                        ordered = [p for p in ordered if p.baseline
+                                   or any(fnmatch.fnmatch(p.name, pat.strip()) for pat in providers)]
                     fns, keys = {}, {}
                     for prov in ordered:
                         key = (op.name, prov.name, mode, _shape_str(shape), _dtype_str(dtype))
@@ -122,6 +132,19 @@ def run(
                             if verbose:
                                 traceback.print_exc()
                             add(*key, "not_available", float("nan"), note=f"not available: failed: {_short(exc)}")
+                    # A compiling provider's first call, cold, on its own (compile seconds; before the cell's
+                    # bandwidth measurement and timings, whose warm-up would otherwise compile).
+                    compile_s = {}
+                    for prov in ordered:
+                        if prov.compiles and prov.name in fns:
+                            try:
+                                compile_s[prov.name] = cold_first_call_seconds(fns[prov.name], dev)
+                                ok, reason = prov.available(dev)  # a compile error found only now
+                            except Exception as exc:  # noqa: BLE001 - a provider failing must not stop the run
+                                ok, reason = False, f"failed: {_short(exc)}"
+                            if not ok:
+                                add(*keys[prov.name], "not_available", float("nan"), note=f"not available: {reason}")
+                                del fns[prov.name]
                     # All providers of this cell timed together (interleaved rounds on CPU), right after
                     # the cell's own copy-bandwidth measurement: on a shared machine the bandwidth moves
                     # by minutes, and a roofline against another minute's bandwidth is not honest.
@@ -150,6 +173,9 @@ def run(
                             continue
                         for q in ("median_ms", "p20_ms", "p80_ms"):
                             add(*key, q, t[q], "ms")
+                        if prov.name in compile_s:
+                            add(*key, COMPILE_METRIC, compile_s[prov.name], "s",
+                                note="first call at this shape, cold: torch.compile caches off")
                         if base_ms:
                             add(*key, "speedup", base_ms / t["median_ms"], "x", note=f"vs {base_name}")
                         if op.error is not None and prov.name in ERROR_CHECKED:
@@ -198,6 +224,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
     p.add_argument("--sweeps", default="", help="comma-separated sweep names (default: realistic + sweep/cpu_sweep)")
     p.add_argument("--modes", default="", help="comma-separated modes: fwd,fwd_bwd (default: all)")
+    p.add_argument("--providers", default="",
+                   help="comma-separated provider names, fnmatch wildcards allowed (default: all; each op's "
+                        "baseline always runs)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (torch.set_num_threads); 1 avoids OpenMP stalls on a busy CPU. Default: torch's")
     p.add_argument("--list", action="store_true", help="list registered ops and exit")
@@ -262,7 +291,7 @@ def execute(args: argparse.Namespace) -> int:
     for i, op in enumerate(ops):
         print(f"[{i + 1}/{len(ops)}] {op.name}", file=sys.stderr, flush=True)  # progress; stdout stays the report
         df = run([op.name], quick=args.quick, device=args.device, sweeps=split(args.sweeps),
-                 modes=split(args.modes), verbose=args.verbose)
+                 modes=split(args.modes), verbose=args.verbose, providers=split(getattr(args, "providers", "")))
         if frames:  # one copy-bandwidth row per file
             df = df[df.op != "_device"]
         elif getattr(args, "note", ""):

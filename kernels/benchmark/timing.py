@@ -110,6 +110,50 @@ def time_providers(fns: Dict[str, Callable[[], object]], device: torch.device,
     return out
 
 
+_COMPILE_STACK_STARTED = set()
+
+
+def _start_compile_stack(device: torch.device) -> None:
+    """Compile and run a tiny function (forward and backward) once per process and device type, untimed:
+    the compile stack's one-time start (importing dynamo and inductor, probing the compiler) is paid once
+    per process -- once per worker of ``mmbench all``, whatever the shapes -- not per shape."""
+    if device.type in _COMPILE_STACK_STARTED:
+        return
+    _COMPILE_STACK_STARTED.add(device.type)
+    x = torch.ones(3, device=device, requires_grad=True)
+    torch.compile(lambda t: (t.exp() * 2).sum(), dynamic=False)(x).backward()
+
+
+def cold_first_call_seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of ``fn``'s first call with nothing compiled before it: the compile time of a
+    ``torch.compile`` provider at this shape, plus one execution (microseconds beside seconds).
+
+    Cold means: every graph compiled so far in the process is forgotten (:func:`kernels.compiled.reset`,
+    ``torch._dynamo.reset()``) and torch.compile's on-disk caches (FX graph, AOTAutograd, inductor's
+    code cache) are off for the call (``torch.compiler.config.force_disable_caches``), so dynamo traces,
+    AOTAutograd and inductor lower and the C++ (CPU) or Triton (CUDA) compiler runs, as in the first run
+    on a fresh machine. A later process finds inductor's disk cache and compiles faster, so this is the
+    upper end of what a run pays per shape. The process's one-time start of the compile stack is
+    excluded (:func:`_start_compile_stack`, before the first measurement).
+    """
+    import warnings
+
+    from kernels.compiled import reset
+
+    dev = torch.device(device)
+    with torch.compiler.config.patch(force_disable_caches=True), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")  # once per call, expected here
+        _start_compile_stack(dev)
+        reset()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        fn()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return time.perf_counter() - t0
+
+
 def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> Optional[float]:
     """Peak allocated CUDA memory (MB) during one call, measured from the pre-call level; None on CPU."""
     if torch.device(device).type != "cuda":

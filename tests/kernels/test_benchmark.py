@@ -204,3 +204,37 @@ def test_report_uses_each_rows_own_bandwidth():
     roof = [line for line in md.splitlines() if line.startswith("| M=2")]
     cells = [[c.strip() for c in r.split("|")] for r in roof]
     assert any("10" in c and "100.0%" in c for c in cells) and any("40" in c and "25.0%" in c for c in cells)
+
+
+def test_a_compiling_provider_gets_its_cold_first_call_as_compile_seconds(monkeypatch):
+    """A provider marked ``compiles`` has its first call per shape timed on its own (``compile_seconds``),
+    after the compile caches were reset, and kept out of its steady-state median; ``providers`` restricts
+    the run to the named providers plus the baseline."""
+    import time
+
+    from kernels import compiled
+    from kernels.benchmark import timing
+
+    resets = []
+    monkeypatch.setattr(compiled, "reset", lambda: resets.append(1))
+
+    def jit(inputs, mode):
+        first = []
+
+        def run():
+            if not first:  # the "compile"
+                first.append(1)
+                time.sleep(0.05)
+            return (inputs["x"] * 2).sum()
+        return run
+
+    op = _toy_op("_toy_jit")
+    op.providers.append(Provider("jit", jit, compiles=True))
+    register_op(op)
+    df = runner.run(["_toy_jit"], quick=True, device="cpu", modes=["fwd"], providers=["jit"])
+    assert set(df[df.op == "_toy_jit"].provider) == {"eager", "jit"}
+    secs = df[(df.metric == "compile_seconds")]
+    assert list(secs.provider) == ["jit"] and secs.value.iloc[0] >= 0.05 and secs.unit.iloc[0] == "s"
+    assert df[(df.metric == "median_ms") & (df.provider == "jit")].value.iloc[0] < 50
+    assert resets == [1]
+    assert timing.cold_first_call_seconds(lambda: time.sleep(0.01), torch.device("cpu")) >= 0.01
