@@ -9,7 +9,8 @@
 #   3. the gpu-marked tests of the extension (once the build is done; skipped if it failed);
 #   4. the kernel benchmark (`python -m mmbench bench`), results/kernels.csv + KERNELS.md (rewritten after
 #      every op, so a timeout keeps the finished ops);
-#   5. the paper-scale step time (`python -m mmbench steps --scale paper`) when this checkout has it.
+#   5. the paper-scale step time (`python -m mmbench steps --scale paper`) when this checkout has it;
+#   6. the segmentation step time at NYUv2 shapes (`... --task segmentation`) when this checkout has it.
 # Every step is timed; the GPU's name goes into $OUT/gpu_check_device.txt and every result file.
 # Step budgets (s): build 360 (in parallel with 2), tests 150, extension tests 60, bench 200, steps 120.
 #
@@ -69,6 +70,15 @@ if "$PY" -m mmbench steps --help 2>/dev/null | grep -q -- "--scale"; then
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 else
   echo "gpu_check: this checkout has no 'steps --scale paper'; skipped"
+fi
+
+step "6. segmentation step time at NYUv2 paper scale: ESANet R34 RGB-D, 480x640, batch 8 (<= 90 s)"
+if "$PY" -m mmbench steps --help 2>/dev/null | grep -q -- "--task"; then
+  timeout 90 "$PY" -m mmbench steps --scale paper --task segmentation --device cuda --out "$OUT" 2>&1 \
+    | tee "$OUT/gpu_segmentation_steps.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+else
+  echo "gpu_check: this checkout has no 'steps --task segmentation'; skipped"
 fi
 step "gpu_check: done (status $status); results in $OUT/"
 exit $status
