@@ -235,6 +235,17 @@ def test_dgl_logits_default_is_the_paper_form_for_gated_heads():
         assert all(g is not None and g.abs().sum() > 0 for g in grads) == reaches
 
 
+def test_gated_quirk_fused_logits_by_hand_two_modalities():
+    """With two modalities the gate of modality 1 multiplies modality 2's hidden units, not its own."""
+    data, method = build(fusion="gated")
+    head = method.model.head
+    feats = method.model.encode(batch_of(data))
+    fused, _ = dgl_logits(head, feats, gated_quirk=True)
+    h = [fc(f) for fc, f in zip(head.fcs, feats)]
+    torch.testing.assert_close(fused, head.fc_out(torch.sigmoid(h[0]) * h[1]))
+    assert not torch.allclose(fused, head.fc_out(torch.sigmoid(h[0]) * h[0]))
+
+
 def test_gated_quirk_fused_logits_by_hand_three_modalities():
     """Released gated form: ``z = fc_out(sigmoid(h_1) * sum_{m>1} h_m)`` with ``h_m = fc_m(x_m)`` detached;
     with three modalities the sum over the other two matters (two would hide a wrong reduction)."""
