@@ -154,9 +154,14 @@ def test_worker_ended_mid_write_leaves_no_temporary_file(tmp_path):
 def test_resource_tracker_starts_without_its_leak_warning():
     """After a double Ctrl-C (os._exit) the tracker cleans up silently: no cut-off warning (failure 8).
     In a fresh process, so that the tracker is the one the grid starts."""
-    code = ("import os; from multiprocessing import resource_tracker; import mmbench.grid as g; "
+    # the tracker's /proc environ is empty while its exec is under way: wait until its command line
+    # shows the tracker (exec done), then read its environment
+    code = ("import os, time; from multiprocessing import resource_tracker; import mmbench.grid as g; "
             "g._quiet_resource_tracker(); print(os.environ.get('PYTHONWARNINGS')); "
-            "print(open(f'/proc/{resource_tracker._resource_tracker._pid}/environ').read().split(chr(0)))")
+            "pid = resource_tracker._resource_tracker._pid; deadline = time.time() + 30\n"
+            "while 'resource_tracker' not in open(f'/proc/{pid}/cmdline').read() and time.time() < deadline:\n"
+            "    time.sleep(0.01)\n"
+            "print(open(f'/proc/{pid}/environ').read().split(chr(0)))")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
