@@ -83,6 +83,8 @@ SEGMENTATION_SCHEMA: Dict[str, Setting] = {
 }
 
 _LIST_LENGTHS = {"encoder_layers": 4, "decoder_channels": 3}
+# String settings with a "none" choice: the command line's ``--set KEY=none`` parses to None, which means it.
+_NONE_CHOICES = ("class_weighting", "depth_norm")
 
 
 def resolve_segmentation(spec: RunSpec, method_cls) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -93,7 +95,7 @@ def resolve_segmentation(spec: RunSpec, method_cls) -> Tuple[Dict[str, Any], Dic
         if key in hp:
             hp[key] = value
         elif key in train:
-            train[key] = value
+            train[key] = "none" if value is None and key in _NONE_CHOICES else value
         else:
             raise ValueError(
                 f"unknown setting {key!r} for segmentation method {spec.method!r}: not a segmentation setting "

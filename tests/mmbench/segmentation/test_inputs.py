@@ -97,3 +97,11 @@ def test_a_run_stores_the_statistics_of_its_carved_train_split(tmp_path, monkeyp
     rest, _ = carve_validation(data.split["train"], result["config"]["train"]["val_fraction"])
     inputs = result["metrics"]["inputs"]
     assert (inputs["depth_mean"], inputs["depth_std"]) == pytest.approx(depth_statistics(data.depth, rest))
+
+
+def test_none_from_the_command_line_means_the_none_choice():
+    cls = get_segmentation_method("joint")
+    # ``--set depth_norm=none class_weighting=none`` parses both to None
+    train, _ = resolve_segmentation(RunSpec("joint", "procedural-rgbd",
+                                            overrides={"depth_norm": None, "class_weighting": None}), cls)
+    assert (train["depth_norm"], train["class_weighting"]) == ("none", "none")
