@@ -9,8 +9,7 @@ import torch
 from mmbench.methods._missing_utils import sample_combinations
 from mmbench.segmentation.esanet import ESANetRGBD
 from mmbench.segmentation.esanet_pme import ESANetPME, gaussian_kl
-from mmbench.segmentation.methods import (SegmentationMethod, deep_supervised_ce, masked_weighted_cross_entropy,
-                                          register_segmentation_method)
+from mmbench.segmentation.methods import SegmentationMethod, deep_supervised_ce, register_segmentation_method
 from mmbench.settings_schema import FRACTION, NON_NEGATIVE, Setting
 
 KL_MODES = ("gradient", "released")
