@@ -121,3 +121,18 @@ def test_dmrnet_supervises_the_auxiliary_decoders_sides_on_images_missing_a_moda
         assert module.side_output.weight.grad.abs().sum() > 0
     for module in method.nets["net"].decoder:
         assert module.side_output.weight.grad.abs().sum() > 0
+
+
+def test_dmrnet_aux_fallback_hands_the_main_decoders_sides_to_hcr_when_no_image_is_depth_only():
+    cls = get_segmentation_method("dmrnet")
+    train, hp = resolve_segmentation(RunSpec("dmrnet", "procedural-rgbd", overrides={
+        "decoder_channels": [16, 8, 8], "hcr_start_epoch": 0, "aux_fallback": True}), cls)
+    torch.manual_seed(0)
+    method = cls(C, train, hp, torch.ones(C))
+    method.on_epoch_start(0, 2)
+    rgb, depth, labels = _inputs(b=4, h=32, w=32)
+    present = torch.tensor([[1.0, 0.0]] * 4)  # no depth: every combination is RGB-only, none depth-only
+    method.loss(rgb, depth, labels, present, torch.Generator().manual_seed(3)).backward()
+    assert all(m.side_output.weight.grad is None or m.side_output.weight.grad.abs().sum() == 0
+               for m in method.nets["net"].aux.decoder)  # the release's fallback: the aux decoder is unused
+    assert all(m.side_output.weight.grad.abs().sum() > 0 for m in method.nets["net"].decoder)
