@@ -63,10 +63,11 @@ class ESANetPME(ESANetRGBD):
     def __init__(self, num_classes: int, **options):
         super().__init__(num_classes, **options)
         self.pme = GaussianEmbedding2d(self.decoder_widths[0])
-        self.aux = DecoderHead(num_classes, self.decoder_widths)
+        self.aux = DecoderHead(num_classes, self.decoder_widths, side_outputs=self.side_outputs)
 
     def parts(self, rgb: torch.Tensor, depth: torch.Tensor, combination: torch.Tensor, sample: bool,
-              generator: Optional[torch.Generator] = None, aux: bool = False) -> Dict[str, torch.Tensor]:
+              generator: Optional[torch.Generator] = None, aux: bool = False,
+              with_sides: bool = False) -> Dict[str, torch.Tensor]:
         """The pieces of one forward pass.
 
         Args:
@@ -75,9 +76,11 @@ class ESANetPME(ESANetRGBD):
                 before every fusion.
             sample: True: the decoders read ``z = mu + eps * sigma``; False: ``z = mu``.
             aux: also run the auxiliary decoder.
+            with_sides: also return the decoders' side outputs (network built with ``side_outputs``).
 
         Returns:
-            ``logits`` ``[B, C, H, W]``, ``mu`` / ``logvar`` ``[B, d1, H/32, W/32]``, ``aux_logits`` (if ``aux``).
+            ``logits`` ``[B, C, H, W]``, ``mu`` / ``logvar`` ``[B, d1, H/32, W/32]``, ``aux_logits`` (if ``aux``);
+            with ``with_sides`` also ``sides`` (and ``aux_sides``): ``[B, C, H/32, W/32]``, ``H/16``, ``H/8``.
         """
         if rgb.shape[1] != 3 or depth.shape[1] != 1 or depth.shape[-2:] != rgb.shape[-2:]:
             raise ValueError(f"expected rgb [B, 3, H, W] and depth [B, 1, H, W]; "
@@ -87,9 +90,15 @@ class ESANetPME(ESANetRGBD):
         mu, logvar = self.pme(self.context(stages[4]))
         z = reparameterise(mu, logvar, generator) if sample else mu
         skips = self._skip_features(stages)
-        out = {"logits": self._decode_head(z, skips), "mu": mu, "logvar": logvar}
+        sides = self._sides_list(with_sides)
+        out = {"logits": self._decode_head(z, skips, sides=sides), "mu": mu, "logvar": logvar}
+        if with_sides:
+            out["sides"] = sides
         if aux:
-            out["aux_logits"] = self._decode_head(z, skips, self.aux)
+            aux_sides = self._sides_list(with_sides)
+            out["aux_logits"] = self._decode_head(z, skips, self.aux, sides=aux_sides)
+            if with_sides:
+                out["aux_sides"] = aux_sides
         return out
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor, present: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -5,6 +5,11 @@ per-image presence mask, and its logits for a batch under a presence mask. The r
 (:mod:`mmbench.segmentation.train`) does everything else: batches, optimiser, epoch selection on the
 validation split, the evaluation per modality combination.
 
+Deep supervision (setting ``deep_supervision``, on by default as in ESANet): ``joint``,
+``modality-dropout``, ``unimodal`` and ``dmrnet`` build their decoders with ESANet's side outputs and add
+their cross-entropies to the main one (:func:`deep_supervised_ce`); ``shaspec`` ignores the setting (its
+release is not ESANet's training code).
+
 * ``joint`` -- one :class:`~mmbench.segmentation.esanet.ESANetRGBD` trained with the class-weighted
   cross-entropy on the images as the pattern gives them (an absent modality's input is zeroed, as
   MMANet's evaluation does).
@@ -67,6 +72,31 @@ def masked_weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, cl
     return (per_pixel * keep).sum() / (pixel_weight * keep).sum().clamp_min(1e-12)
 
 
+def downsample_labels(labels: torch.Tensor, size) -> torch.Tensor:
+    """``labels [B, H, W]`` -> ``[B, h, w]`` by nearest neighbour (the pixel at ``floor(i * H / h)``, as
+    ESANet's ``MultiScaleLabel`` with OpenCV's ``INTER_NEAREST``): labels are picked, never blended, so the
+    void index stays void."""
+    return F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+def deep_supervised_ce(logits: torch.Tensor, sides, labels: torch.Tensor, class_weights: Optional[torch.Tensor],
+                       keep: torch.Tensor, void_index: int = VOID_INDEX) -> torch.Tensor:
+    """ESANet's training loss: the class-weighted cross-entropy of the main logits plus, with weight 1 each,
+    that of every side output against the labels downsampled to its size by nearest neighbour (the
+    released ``CrossEntropyLoss2d`` returns one weighted mean per scale and ``train.py`` sums them).
+
+    Args:
+        logits: ``[B, C, H, W]``; sides: side logits ``[B, C, h_i, w_i]`` (empty or None: the main term only);
+        labels ``[B, H, W]``; class_weights ``[C]`` or None; keep ``[B]`` 0/1 (as
+        :func:`masked_weighted_cross_entropy`).
+    """
+    total = masked_weighted_cross_entropy(logits, labels, class_weights, keep, void_index)
+    for side in sides or ():
+        total = total + masked_weighted_cross_entropy(side, downsample_labels(labels, side.shape[-2:]),
+                                                      class_weights, keep, void_index)
+    return total
+
+
 class SegmentationMethod:
     """Base class. Subclasses set ``name``, build their networks in ``build`` and define ``loss`` and ``predict``.
 
@@ -93,6 +123,10 @@ class SegmentationMethod:
     def network_options(self) -> Dict[str, Any]:
         return {"block": self.train_cfg["block"], "layers": self.train_cfg["encoder_layers"],
                 "decoder_channels": self.train_cfg["decoder_channels"]}
+
+    def deep_supervision(self) -> bool:
+        """Whether the networks carry ESANet's side outputs and the loss supervises them (setting)."""
+        return bool(self.train_cfg.get("deep_supervision", False))
 
     def build(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -166,11 +200,14 @@ class Joint(SegmentationMethod):
     name = "joint"
 
     def build(self) -> None:
-        self.nets["net"] = ESANetRGBD(self.num_classes, **self.network_options())
+        self.nets["net"] = ESANetRGBD(self.num_classes, side_outputs=self.deep_supervision(), **self.network_options())
 
     def loss(self, rgb, depth, labels, present, generator):
-        return masked_weighted_cross_entropy(self.nets["net"](rgb, depth, present), labels, self.class_weights,
-                                             torch.ones(len(labels), device=labels.device))
+        every = torch.ones(len(labels), device=labels.device)
+        if self.deep_supervision():
+            logits, sides = self.nets["net"](rgb, depth, present, with_sides=True)
+            return deep_supervised_ce(logits, sides, labels, self.class_weights, every)
+        return masked_weighted_cross_entropy(self.nets["net"](rgb, depth, present), labels, self.class_weights, every)
 
     def predict(self, rgb, depth, present):
         return self.nets["net"](rgb, depth, present)
@@ -198,14 +235,22 @@ class Unimodal(SegmentationMethod):
     MODALITIES = ("rgb", "depth")
 
     def build(self) -> None:
-        self.nets["rgb"] = ESANetOneModality(self.num_classes, 3, **self.network_options())
-        self.nets["depth"] = ESANetOneModality(self.num_classes, 1, **self.network_options())
+        sides = self.deep_supervision()
+        self.nets["rgb"] = ESANetOneModality(self.num_classes, 3, side_outputs=sides, **self.network_options())
+        self.nets["depth"] = ESANetOneModality(self.num_classes, 1, side_outputs=sides, **self.network_options())
         self.val_miou = torch.zeros(2)  # per modality, refreshed after every epoch; decides the prediction
 
     def loss(self, rgb, depth, labels, present, generator):
         inputs = (rgb, depth)
-        return sum(masked_weighted_cross_entropy(self.nets[m](x), labels, self.class_weights, present[:, i])
-                   for i, (m, x) in enumerate(zip(self.MODALITIES, inputs)))
+        total = 0.0
+        for i, (m, x) in enumerate(zip(self.MODALITIES, inputs)):
+            if self.deep_supervision():
+                logits, sides = self.nets[m](x, with_sides=True)
+                total = total + deep_supervised_ce(logits, sides, labels, self.class_weights, present[:, i])
+            else:
+                total = total + masked_weighted_cross_entropy(self.nets[m](x), labels, self.class_weights,
+                                                              present[:, i])
+        return total
 
     def predict(self, rgb, depth, present):
         present = present.to(rgb.device).float()

@@ -9,7 +9,7 @@ import torch
 from mmbench.methods._missing_utils import sample_combinations
 from mmbench.segmentation.esanet import ESANetRGBD
 from mmbench.segmentation.esanet_pme import ESANetPME, gaussian_kl
-from mmbench.segmentation.methods import SegmentationMethod, masked_weighted_cross_entropy, register_segmentation_method
+from mmbench.segmentation.methods import SegmentationMethod, deep_supervised_ce, register_segmentation_method
 from mmbench.settings_schema import FRACTION, NON_NEGATIVE, Setting
 
 KL_MODES = ("gradient", "released")
@@ -17,7 +17,8 @@ KL_MODES = ("gradient", "released")
 
 def dmrnet_loss(logits: torch.Tensor, aux_logits: Optional[torch.Tensor], mu: torch.Tensor, logvar: torch.Tensor,
                 labels: torch.Tensor, combination: torch.Tensor, class_weights: Optional[torch.Tensor],
-                alpha: float, beta: float, hcr_active: bool, kl_mode: str = "gradient") -> Dict[str, torch.Tensor]:
+                alpha: float, beta: float, hcr_active: bool, kl_mode: str = "gradient",
+                sides=None, aux_sides=None) -> Dict[str, torch.Tensor]:
     """DMRNet's segmentation loss of one batch, from the network's outputs.
 
     ``total = CE(logits) + alpha * KL + beta * HCR``, with
@@ -26,6 +27,10 @@ def dmrnet_loss(logits: torch.Tensor, aux_logits: Optional[torch.Tensor], mu: to
     * ``KL``: :func:`~mmbench.segmentation.esanet_pme.gaussian_kl` of ``(mu, logvar)``;
     * ``HCR``: the same cross-entropy of ``aux_logits`` over the images whose ``combination`` lacks a
       modality (``combination != [1, 1]``), 0 while ``hcr_active`` is False or no image lacks one.
+
+    With ``sides`` (``aux_sides``), the main (auxiliary) decoder's side outputs, each term is ESANet's deep
+    supervision (:func:`~mmbench.segmentation.methods.deep_supervised_ce`: the main scale plus every side
+    scale with weight 1), as the release passes both decoders' four scales to ``CrossEntropyLoss2d``.
 
     ``kl_mode="released"`` reproduces the release: ``torch.tensor([loss_kl4])`` copies the KL value out
     of the graph, and the release adds it only in the epochs where HCR is on, so the term changes the
@@ -49,13 +54,13 @@ def dmrnet_loss(logits: torch.Tensor, aux_logits: Optional[torch.Tensor], mu: to
     if kl_mode not in KL_MODES:
         raise ValueError(f"kl_mode={kl_mode!r}: expected one of {KL_MODES}")
     every = torch.ones(len(labels), device=labels.device)
-    ce = masked_weighted_cross_entropy(logits, labels, class_weights, every)
+    ce = deep_supervised_ce(logits, sides, labels, class_weights, every)
     kl = gaussian_kl(mu, logvar)
     if hcr_active:
         if aux_logits is None:
             raise ValueError("HCR is active but no auxiliary logits were given")
         lacks_one = (combination < 1).any(1).to(logits.dtype)  # [B]: a sample with a missing modality
-        hcr = masked_weighted_cross_entropy(aux_logits, labels, class_weights, lacks_one)
+        hcr = deep_supervised_ce(aux_logits, aux_sides, labels, class_weights, lacks_one)
     else:
         hcr = torch.zeros((), device=logits.device)
     if kl_mode == "gradient":
@@ -115,9 +120,9 @@ class DMRNetSegmentation(SegmentationMethod):
 
     * Backbone: the release's script forces ``args.encoder = 'resnet50'`` (the ``r50`` in its result paths);
       here the harness's ESANet ResNet-34 (NBt1D by default), the network the issue names.
-    * The release supervises the main and the auxiliary decoder at four scales (ESANet's side outputs,
-      label down-sampling 8, 16, 32); the harness's ESANet has no side outputs yet, so both losses are
-      full-resolution only (``docs/segmentation.md``, "What is next").
+    * Deep supervision: the release supervises the main and the auxiliary decoder at four scales (ESANet's
+      side outputs, labels downsampled 8, 16, 32 times); here too with the setting ``deep_supervision``
+      (default on; off: both losses at full resolution only).
     * The release draws combinations with ``np.random`` ignoring the data; here they are drawn from the
       run's generator within the pattern's present modalities, as the classification DMRNet does.
     * The release skips a step whose total loss is NaN and drops a NaN HCR term; here a non-finite loss
@@ -139,7 +144,7 @@ class DMRNetSegmentation(SegmentationMethod):
     def build(self) -> None:
         if self.hp["kl_mode"] not in KL_MODES:
             raise ValueError(f"dmrnet: kl_mode={self.hp['kl_mode']!r}, expected one of {KL_MODES}")
-        self.nets["net"] = ESANetPME(self.num_classes, **self.network_options())
+        self.nets["net"] = ESANetPME(self.num_classes, side_outputs=self.deep_supervision(), **self.network_options())
         self.last_parts: Dict[str, Any] = {}
 
     def hcr_start(self) -> int:
@@ -162,14 +167,19 @@ class DMRNetSegmentation(SegmentationMethod):
         combination = sample_combinations(present, generator)  # [B, 2], within the pattern's modalities
         rgb, depth = ESANetRGBD.mask_inputs(rgb, depth, present)
         active = self.hcr_active()
-        out = self.nets["net"].parts(rgb, depth, combination, sample=True, generator=generator, aux=active)
-        aux = out.get("aux_logits")
+        sided = self.deep_supervision()
+        out = self.nets["net"].parts(rgb, depth, combination, sample=True, generator=generator, aux=active,
+                                     with_sides=sided)
+        aux, aux_sides = out.get("aux_logits"), out.get("aux_sides")
         if active and self.hp["aux_fallback"]:
             # release: no depth-only image in the batch -> the "auxiliary" output is the main decoder's
             has_depth_only = ((combination[:, 0] == 0) & (combination[:, 1] == 1)).any()
             aux = torch.where(has_depth_only, aux, out["logits"])
+            if sided:
+                aux_sides = [torch.where(has_depth_only, a, m) for a, m in zip(aux_sides, out["sides"])]
         parts = dmrnet_loss(out["logits"], aux, out["mu"], out["logvar"], labels, combination, self.class_weights,
-                            self.hp["alpha"], self.hp["beta"], active, self.hp["kl_mode"])
+                            self.hp["alpha"], self.hp["beta"], active, self.hp["kl_mode"],
+                            sides=out.get("sides"), aux_sides=aux_sides)
         self.last_parts = {"combination": combination, **{k: v.detach() for k, v in parts.items()}}
         return parts["total"]
 

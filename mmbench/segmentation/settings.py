@@ -7,6 +7,15 @@ data set's defaults (:data:`SEGMENTATION_DATASET_DEFAULTS`), the method's hyper-
 user's ``--set`` overrides. A key that is neither a setting nor a hyper-parameter is an error naming it,
 as is a value a setting does not allow (:class:`mmbench.settings_schema.Setting`).
 
+ESANet's training details, each a setting with the release's behaviour by default:
+
+* ``deep_supervision`` (True): the decoder's side outputs supervised at 1/32, 1/16 and 1/8
+  (:func:`mmbench.segmentation.methods.deep_supervised_ce`);
+* ``depth_norm`` (``"train-stats"``): depth standardised with the mean and std of the valid (> 0) depth
+  pixels of the carved train split (:mod:`mmbench.segmentation.inputs`); ``"none"`` feeds it as stored;
+* ``augment`` (True; False on ``procedural-rgbd``, whose scenes are generated): random scale 1.0-1.4,
+  random crop back to the input size, HSV jitter of RGB, horizontal flip (:mod:`mmbench.segmentation.augment`).
+
 ESANet trains 500 epochs on NYUv2; the default here is that count, and the procedural data set
 overrides it (and shrinks the encoder) so that one run takes seconds on a CPU.
 """
@@ -20,6 +29,7 @@ from mmbench.segmentation.esanet import DECODER_CHANNELS
 from mmbench.settings_schema import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Setting
 
 CLASS_WEIGHTINGS = ("median-frequency", "none")
+DEPTH_NORMS = ("train-stats", "none")
 
 SEGMENTATION_DEFAULTS: Dict[str, Any] = {
     "epochs": 500,
@@ -35,6 +45,9 @@ SEGMENTATION_DEFAULTS: Dict[str, Any] = {
     "encoder_layers": list(RESNET34_LAYERS),
     "decoder_channels": list(DECODER_CHANNELS),
     "val_fraction": 0.1,  # of the train split, carved once per data set (mmbench.segmentation.dataset)
+    "deep_supervision": True,  # ESANet's decoder side outputs in the training loss
+    "depth_norm": "train-stats",  # train-stats (ESANet: the data set's depth mean / std) | none
+    "augment": True,  # ESANet's training augmentations (scale 1.0-1.4, crop, HSV, flip)
     "threads": 1,
     "device": "cpu",
 }
@@ -43,8 +56,9 @@ SEGMENTATION_DEFAULTS: Dict[str, Any] = {
 SEGMENTATION_DATASET_DEFAULTS: Dict[str, Dict[str, Any]] = {
     # 32 x 32 scenes: one block per stage and narrow decoder, so a run is seconds on a CPU (not the
     # paper's network size: the procedural set is a harness check and a small benchmark of its own).
+    # Its scenes are generated (no augmentation: more scenes are the cheaper variety).
     "procedural-rgbd": {"epochs": 8, "batch_size": 8, "lr": 0.01, "encoder_layers": [1, 1, 1, 1],
-                        "decoder_channels": [128, 64, 32], "val_fraction": 0.25},
+                        "decoder_channels": [128, 64, 32], "val_fraction": 0.25, "augment": False},
 }
 
 SEGMENTATION_SCHEMA: Dict[str, Setting] = {
@@ -61,11 +75,16 @@ SEGMENTATION_SCHEMA: Dict[str, Setting] = {
     "encoder_layers": Setting(list),
     "decoder_channels": Setting(list),
     "val_fraction": Setting(float, low=0.0, high=1.0, low_open=True, high_open=True),
+    "deep_supervision": Setting(bool),
+    "depth_norm": Setting(str, choices=DEPTH_NORMS),
+    "augment": Setting(bool),
     "threads": POSITIVE_INT,
     "device": Setting(str, pattern=r"cpu|cuda(:\d+)?|mps"),
 }
 
 _LIST_LENGTHS = {"encoder_layers": 4, "decoder_channels": 3}
+# String settings with a "none" choice: the command line's ``--set KEY=none`` parses to None, which means it.
+_NONE_CHOICES = ("class_weighting", "depth_norm")
 
 
 def resolve_segmentation(spec: RunSpec, method_cls) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -76,7 +95,7 @@ def resolve_segmentation(spec: RunSpec, method_cls) -> Tuple[Dict[str, Any], Dic
         if key in hp:
             hp[key] = value
         elif key in train:
-            train[key] = value
+            train[key] = "none" if value is None and key in _NONE_CHOICES else value
         else:
             raise ValueError(
                 f"unknown setting {key!r} for segmentation method {spec.method!r}: not a segmentation setting "

@@ -41,6 +41,7 @@ from mmbench.engine.selection import is_better, selection_start
 from mmbench.patterns import Pattern
 from mmbench.segmentation.dataset import SegmentationDataset
 from mmbench.segmentation.evaluate import COMBINATIONS, evaluate_combinations
+from mmbench.segmentation.inputs import Transform, input_transforms
 from mmbench.segmentation.metrics import ConfusionAccumulator
 from mmbench.segmentation.methods import SegmentationMethod
 
@@ -48,12 +49,19 @@ NUM_MODALITIES = 2  # rgb, depth
 
 
 def batches(data: SegmentationDataset, rows: np.ndarray, batch_size: int, device: torch.device,
-            present: Optional[torch.Tensor] = None) -> Iterator[Tuple[torch.Tensor, ...]]:
-    """``(rgb [B, 3, H, W], depth [B, 1, H, W], labels [B, H, W] long[, present [B, 2]])`` over ``rows`` in order."""
+            present: Optional[torch.Tensor] = None, transform: Optional[Transform] = None
+            ) -> Iterator[Tuple[torch.Tensor, ...]]:
+    """``(rgb [B, 3, H, W], depth [B, 1, H, W], labels [B, H, W] long[, present [B, 2]])`` over ``rows`` in order.
+
+    ``transform(rgb, depth, labels)`` (:func:`mmbench.segmentation.inputs.input_transforms`: depth
+    normalisation, training augmentation) runs on the CPU tensors before they move to ``device``."""
     for start in range(0, len(rows), batch_size):
         idx = np.asarray(rows[start:start + batch_size])
-        out = tuple(torch.as_tensor(np.asarray(a[idx])).to(device) for a in (data.rgb, data.depth))
-        out += (torch.as_tensor(np.asarray(data.labels[idx]).astype(np.int64)).to(device),)
+        arrays = (torch.as_tensor(np.asarray(data.rgb[idx])), torch.as_tensor(np.asarray(data.depth[idx])),
+                  torch.as_tensor(np.asarray(data.labels[idx]).astype(np.int64)))
+        if transform is not None:
+            arrays = transform(*arrays)
+        out = tuple(a.to(device) for a in arrays)
         if present is not None:
             out += (present[start:start + batch_size].to(device),)
         yield out
@@ -83,14 +91,14 @@ class _Reiterable:
 
 @torch.no_grad()
 def masked_scores(method: SegmentationMethod, data: SegmentationDataset, rows: np.ndarray, present: torch.Tensor,
-                  batch_size: int, device: torch.device) -> Dict[str, Any]:
+                  batch_size: int, device: torch.device, transform: Optional[Transform] = None) -> Dict[str, Any]:
     """Scores of ``method`` on ``rows`` with a per-image presence mask ``[len(rows), 2]`` (one confusion matrix)."""
     nets = method.modules()
     was_training = nets.training
     nets.eval()
     acc = ConfusionAccumulator(data.num_classes, data.void_index)
     try:
-        for rgb, depth, labels, mask in batches(data, rows, batch_size, device, present):
+        for rgb, depth, labels, mask in batches(data, rows, batch_size, device, present, transform):
             acc.update(method.predict(rgb, depth, mask).argmax(1), labels)
     finally:
         nets.train(was_training)
@@ -132,10 +140,15 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
 
     Returns:
         ``{"metrics", "throughput", "history"}``. Raises :class:`DivergedError` on a non-finite loss.
+
+    Inputs: depth is normalised by the train rows' statistics under ``depth_norm="train-stats"``, and the
+    training batches (only) are augmented under ``augment`` (:func:`~mmbench.segmentation.inputs.input_transforms`;
+    the augmentation draws from the run's generator, as the order and the methods' draws do).
     """
     device = torch.device(train["device"])
     method.to(device)
     generator = torch.Generator().manual_seed(seed)
+    train_transform, eval_transform, input_info = input_transforms(train, data, rows["train"], generator)
     bs, ebs, epochs = train["batch_size"], train["eval_batch_size"], train["epochs"]
     n_train = len(rows["train"])
     # The last partial batch is dropped when there is more than one batch, as in the classification engine
@@ -155,7 +168,7 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
         acc = ConfusionAccumulator(data.num_classes, data.void_index)
         try:
             with torch.no_grad():
-                for rgb, depth, labels, mask in batches(data, rows["val"], ebs, device, present):
+                for rgb, depth, labels, mask in batches(data, rows["val"], ebs, device, present, eval_transform):
                     acc.update(predict(rgb, depth, mask).argmax(1), labels)
         finally:
             nets.train(was)
@@ -172,7 +185,8 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
         method.modules().train()
         epoch_start, count = time.perf_counter(), 0
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no per-step host read
-        for rgb, depth, labels, present in batches(data, rows["train"][order], bs, device, mask[order]):
+        for rgb, depth, labels, present in batches(data, rows["train"][order], bs, device, mask[order],
+                                                   train_transform):
             start = time.perf_counter()
             loss = method.loss(rgb, depth, labels, present, generator)
             optimizer.zero_grad(set_to_none=True)
@@ -204,7 +218,7 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
         method.modules().load_state_dict(best_state[0])
         method.load_extra_state(best_state[1])
 
-    test = _Reiterable(lambda: batches(data, rows["test"], ebs, device))
+    test = _Reiterable(lambda: batches(data, rows["test"], ebs, device, transform=eval_transform))
     out = evaluate_combinations(predictor, test, data.num_classes, void_index=data.void_index)
     per = out["per_combination"]
     metrics: Dict[str, Any] = {
@@ -215,9 +229,10 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
         "miou_worst_subset": min(per, key=lambda name: per[name]["miou"]),
         "pixel_acc_mean": out["pixel_acc_mean"], "pixel_acc_worst": out["pixel_acc_worst"],
         "val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible,
+        "inputs": input_info,
     }
     if test_fixed is not None:
-        masked = masked_scores(method, data, rows["test"], test_fixed, ebs, device)
+        masked = masked_scores(method, data, rows["test"], test_fixed, ebs, device, eval_transform)
         metrics["masked_test_miou"], metrics["masked_test_pixel_acc"] = masked["miou"], masked["pixel_acc"]
     throughput = {
         "train_samples_per_s": samples / train_seconds if train_seconds else float("nan"),

@@ -64,7 +64,7 @@ def test_joint_feeds_the_pattern_mask_to_the_network(monkeypatch):
     seen = []
     net = method.nets["net"]
     forward = net.forward
-    monkeypatch.setattr(net, "forward", lambda r, d, p=None: (seen.append(p.clone()), forward(r, d, p))[1])
+    monkeypatch.setattr(net, "forward", lambda r, d, p=None, **kw: (seen.append(p.clone()), forward(r, d, p, **kw))[1])
     rgb, depth, labels = _batch()
     present = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 1.0]])
     method.loss(rgb, depth, labels, present, torch.Generator())
@@ -76,7 +76,7 @@ def test_modality_dropout_drops_within_the_present_modalities_and_keeps_one(monk
     seen = []
     net = method.nets["net"]
     forward = net.forward
-    monkeypatch.setattr(net, "forward", lambda r, d, p=None: (seen.append(p.clone()), forward(r, d, p))[1])
+    monkeypatch.setattr(net, "forward", lambda r, d, p=None, **kw: (seen.append(p.clone()), forward(r, d, p, **kw))[1])
     rgb, depth, labels = _batch(8)
     present = torch.ones(8, 2)
     present[:2, 1] = 0  # two images already lack depth
