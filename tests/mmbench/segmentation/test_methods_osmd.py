@@ -172,6 +172,26 @@ def test_who_teaches_whom_in_the_network():
 
 
 @pytest.mark.parametrize("missing", ["depth", "rgb"])
+def test_the_ctn_translates_both_ways_with_one_shared_translator_in_modality_order(missing):
+    net = _method(missing_modality=missing).nets["net"]
+    g = torch.Generator().manual_seed(4)
+    a4, restored = torch.randn(3, 512, 1, 2, generator=g), torch.randn(3, 512, 1, 2, generator=g)
+    present_a = torch.tensor([1.0, 0.0, 1.0])
+    with torch.no_grad():
+        fused = net.fuse(a4, restored, present_a)
+        p = present_a[:, None, None, None]
+        slot_a = a4 + net.ctn(restored) * p  # restored -> available space, only where the available one is there
+        slot_k = restored + net.ctn(a4) * p  # available -> missing space, the same translator
+        expected = torch.cat([slot_a, slot_k] if missing == "depth" else [slot_k, slot_a], 1)  # (RGB, depth)
+        torch.testing.assert_close(fused, expected)
+        torch.testing.assert_close(fused[1], torch.cat([a4[1], restored[1]] if missing == "depth"
+                                                       else [restored[1], a4[1]], 0))
+        only = net.available_only(a4)
+        zero_slot = slice(512, None) if missing == "depth" else slice(0, 512)
+        assert only[:, zero_slot].abs().sum() == 0
+
+
+@pytest.mark.parametrize("missing", ["depth", "rgb"])
 def test_the_privileged_input_and_an_absent_input_never_reach_the_logits(missing):
     m = _method(missing_modality=missing)
     net = m.nets["net"]
