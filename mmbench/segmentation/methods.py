@@ -29,11 +29,14 @@ release is not ESANet's training code).
 * ``shaspec`` (:mod:`~mmbench.segmentation.methods_shaspec`) -- shared and specific encoders, a missing
   modality's bottleneck from a present modality's shared map, domain-classification and alignment
   losses, full-modality warm-up then random subsets.
+* ``osmd`` (:mod:`~mmbench.segmentation.methods_osmd`) -- one-stage modality distillation: a privileged
+  branch on the training-only modality (depth) teaches a restoration of its 1/32 map from RGB (JAN, a
+  per-position joint MMD over feature and prediction, the teacher side detached), fused with the RGB map
+  by a shared translator (CTN) for ESANet's decoder; the privileged input is never read at inference.
 
-MMANet and one-stage modality distillation in segmentation form are not built yet
-(``docs/segmentation.md``); asking for them on a segmentation data set is an error naming the methods
-that are. The modules of ``dmrnet`` and ``shaspec`` are imported at the end of this one, so the
-registry is complete whenever it is read.
+MMANet in segmentation form is not built yet (``docs/segmentation.md``); asking for it on a segmentation
+data set is an error naming the methods that are. The modules of ``dmrnet``, ``osmd`` and ``shaspec``
+are imported at the end of this one, so the registry is complete whenever it is read.
 """
 from __future__ import annotations
 
@@ -273,4 +276,4 @@ class Unimodal(SegmentationMethod):
 
 
 # The methods in their own modules register themselves on import (they import this module's base class).
-from mmbench.segmentation import methods_dmrnet, methods_shaspec  # noqa: E402,F401
+from mmbench.segmentation import methods_dmrnet, methods_osmd, methods_shaspec  # noqa: E402,F401
