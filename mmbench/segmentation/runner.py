@@ -87,7 +87,10 @@ class SegmentationRunner:
         key = spec.key()
         if not force and self.store.is_done(key):
             return self.store.load(key)
-        result = self.execute(spec, progress)
+        from mmbench.segmentation.teacher import keeps_checkpoint
+
+        # a run other runs load as a teacher keeps its checkpoint, so that they need not train it again
+        result = self.execute(spec, progress, save_model=keeps_checkpoint(spec))
         from mmbench.engine import distributed
 
         if distributed.info().is_main:

@@ -13,6 +13,8 @@ The segmentation twin of :meth:`mmbench.runner.Runner.teacher`:
 * :func:`teacher_identity`: what of the teacher enters the student's identity, namely the teacher's own run
   key (a hash of its whole identity: data fingerprint, resolved settings, method version, protocol), its
   method name and version. So a change of the teacher's method, settings or data changes the student's key.
+* :func:`keeps_checkpoint`: a ``complete`` run of a teacher method (a grid's own ``joint`` run) writes its
+  checkpoint when it is trained, so a student of the same settings loads it instead of training it again.
 * :func:`load_or_train_teacher`: under a file lock, if the teacher's checkpoint is not in the store (never
   trained, or its result is stored but the checkpoint was deleted), the teacher run is trained, its result
   stored and its checkpoint written; then a fresh teacher method is built and the checkpoint loaded. A
@@ -38,6 +40,18 @@ def teacher_name(method_cls, hp: Dict[str, Any]) -> Optional[str]:
         return None
     named = hp.get("teacher", declared)
     return named if isinstance(named, str) else declared
+
+
+def keeps_checkpoint(spec: RunSpec) -> bool:
+    """Whether ``spec``'s run is one a method may load as its teacher (a ``complete`` run of a method some
+    registered segmentation method names as ``teacher_method``): such a run writes its checkpoint, as the
+    classification runner's ``joint`` and ``unimodal`` complete runs do."""
+    from mmbench.segmentation.methods import SEGMENTATION_METHODS
+
+    if spec.pattern != TEACHER_PATTERN:
+        return False
+    return any(getattr(SEGMENTATION_METHODS.get(name), "teacher_method", None) == spec.method
+               for name in SEGMENTATION_METHODS.names())
 
 
 def teacher_spec(parent: RunSpec, name: str) -> RunSpec:

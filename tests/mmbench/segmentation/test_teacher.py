@@ -104,3 +104,17 @@ def test_the_teachers_key_enters_the_students_identity_and_other_methods_keys_do
     before = identity_key(identity)
     monkeypatch.setattr(methods.Joint, "version", 2)
     assert identity_key(run_identity(student)) != before
+
+
+def test_a_grids_own_complete_joint_run_keeps_its_checkpoint_and_a_student_loads_it(counted):
+    from mmbench.segmentation.teacher import keeps_checkpoint
+
+    runner, calls = counted
+    parent = _student()
+    t_spec = teacher_spec(parent, "joint")
+    assert keeps_checkpoint(t_spec) and not keeps_checkpoint(RunSpec("joint", PROCEDURAL, "missing-0.5", 3, TINY))
+    assert not keeps_checkpoint(RunSpec("unimodal", PROCEDURAL, "complete", 3, TINY))
+    runner.run(t_spec)  # the grid's joint cell, before the student's
+    assert runner.store.model_path(t_spec.key()).exists()
+    load_or_train_teacher(runner, parent, "joint", C, "cpu")
+    assert calls == [(t_spec.label(), True)]  # trained once, by the grid's cell
