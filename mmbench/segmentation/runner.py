@@ -87,12 +87,22 @@ class SegmentationRunner:
         key = spec.key()
         if not force and self.store.is_done(key):
             return self.store.load(key)
+        from mmbench.engine import distributed
         from mmbench.segmentation.teacher import keeps_checkpoint
 
-        # a run other runs load as a teacher keeps its checkpoint, so that they need not train it again
-        result = self.execute(spec, progress, save_model=keeps_checkpoint(spec))
-        from mmbench.engine import distributed
+        if keeps_checkpoint(spec):
+            # a run other runs load as a teacher keeps its checkpoint, so that they need not train it again;
+            # under the teacher's lock, so that a student training the same run at once waits for this one
+            from mmbench.runner import file_lock
 
+            with file_lock(self.store.lock_path(key)):
+                if not force and self.store.is_done(key):
+                    return self.store.load(key)
+                result = self.execute(spec, progress, save_model=True)
+                if distributed.info().is_main:
+                    self.store.save(result)
+            return result
+        result = self.execute(spec, progress)
         if distributed.info().is_main:
             self.store.save(result)
         return result
@@ -140,6 +150,7 @@ class SegmentationRunner:
         from mmbench.segmentation.dataset import carve_validation
         from mmbench.segmentation.methods import get_segmentation_method
         from mmbench.segmentation.settings import resolve_segmentation
+        from mmbench.engine import distributed
         from mmbench.segmentation.teacher import load_or_train_teacher, save_checkpoint, teacher_name
         from mmbench.segmentation.train import fit_and_test
 
@@ -167,7 +178,7 @@ class SegmentationRunner:
         out = fit_and_test(method, data, rows, pattern, train, spec.seed, masks, progress)
         if out["metrics"]["best_epoch"] < 0:
             raise RuntimeError(f"no epoch was selected in {train['epochs']} epochs (best epoch -1): not a result")
-        if checkpoint_key is not None:
+        if checkpoint_key is not None and distributed.info().is_main:
             save_checkpoint(self.store.model_path(checkpoint_key), method)
         out["metrics"]["class_weights"] = None if weights is None else [float(w) for w in weights]
         out["metrics"]["split_sizes"] = {k: int(len(v)) for k, v in rows.items()}
