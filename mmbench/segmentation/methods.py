@@ -150,6 +150,11 @@ class SegmentationMethod:
     def set_teacher(self, teacher: "SegmentationMethod") -> None:  # pragma: no cover - only methods with a teacher
         raise NotImplementedError(f"segmentation method {self.name!r} takes no teacher")
 
+    def result_metrics(self) -> Dict[str, Any]:
+        """JSON-able values of the selected model the stored result should record (e.g. a mined
+        combination); added to ``metrics``. Default: none, so other methods' results are unchanged."""
+        return {}
+
     def extra_state(self) -> Dict[str, Any]:
         """State besides the networks' weights that prediction depends on (kept with the selected epoch)."""
         return {}

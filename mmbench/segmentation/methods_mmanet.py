@@ -293,6 +293,13 @@ class MMANetSegmentation(SegmentationMethod):
         self.weak = torch.tensor(CANDIDATES[int(self.delta.argmax())])
         return self.weak.tolist()
 
+    def result_metrics(self) -> Dict[str, Any]:
+        """The mined weak combination (``"rgb"`` or ``"depth"``, the modality it keeps) and the accumulated
+        squared mIoU gaps of the two single-modality combinations."""
+        weak = None if self.weak is None else ("rgb" if self.weak.tolist() == [1.0, 0.0] else "depth")
+        return {"mar_weak_combination": weak,
+                "mar_delta": {"rgb": float(self.delta[0]), "depth": float(self.delta[1])}}
+
     def extra_state(self) -> Dict[str, Any]:
         return {"delta": self.delta.clone(), "weak": None if self.weak is None else self.weak.clone()}
 

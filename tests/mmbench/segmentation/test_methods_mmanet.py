@@ -211,4 +211,7 @@ def test_a_tiny_run_trains_the_teacher_then_the_student(tmp_path, monkeypatch, c
     m = student["metrics"]
     assert m["selection_start_epoch"] == 1 and m["best_epoch"] == 1  # MAD and MAR from epoch 1 of 2
     assert set(m["subset_miou"]) == {"rgb", "depth", "rgb+depth"}
+    # the mined combination is recorded: the single modality with the larger squared gap to both
+    delta = m["mar_delta"]
+    assert m["mar_weak_combination"] == max(delta, key=delta.get) and delta[m["mar_weak_combination"]] > 0
     assert all(math.isfinite(h["loss"]) for h in student["history"])
