@@ -24,8 +24,11 @@ The segmentation twin of :meth:`mmbench.runner.Runner.teacher`:
 from __future__ import annotations
 
 import os
+import random
+from contextlib import contextmanager
 from typing import Any, Dict, Optional
 
+import numpy as np
 import torch
 
 from mmbench.config import RunSpec
@@ -77,6 +80,21 @@ def teacher_identity(parent: RunSpec, method_cls, hp: Dict[str, Any]) -> Optiona
             "pattern": TEACHER_PATTERN, "key": identity_key(segmentation_identity(spec))}
 
 
+@contextmanager
+def _global_rng_kept():
+    """Restore Python's, NumPy's and torch's global generator states (CPU and CUDA) on exit."""
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if states[3] is not None:
+            torch.cuda.set_rng_state_all(states[3])
+
+
 def save_checkpoint(path, method) -> None:
     """Write ``method``'s networks and extra state to ``path`` atomically (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +107,9 @@ def save_checkpoint(path, method) -> None:
         raise
 
 
+# Training (and building) the teacher re-seeds and draws from the global generators; restored on return, so
+# the student continues from its own state and trains the same whether its teacher was trained now or loaded.
+@_global_rng_kept()
 def load_or_train_teacher(runner, parent: RunSpec, name: str, num_classes: int, device: str):
     """The trained teacher method for ``parent`` (training and storing it first if its checkpoint is absent).
 

@@ -50,7 +50,11 @@ def test_the_teacher_run_is_joint_complete_same_seed_with_the_students_training_
 def test_the_teacher_is_trained_once_with_a_checkpoint_and_then_loaded(counted):
     runner, calls = counted
     parent = _student()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
     first = load_or_train_teacher(runner, parent, "joint", C, "cpu")
+    # training the teacher leaves the student's global generator where it was (same student either way)
+    assert torch.equal(torch.get_rng_state(), state)
     key = teacher_spec(parent, "joint").key()
     assert calls == [(teacher_spec(parent, "joint").label(), True)]
     assert runner.store.model_path(key).exists() and runner.store.load(key)["status"] == "ok"
