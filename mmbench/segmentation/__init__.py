@@ -24,9 +24,11 @@ grid's ``check_specs``):
 * :mod:`~mmbench.segmentation.dataset` -- what a segmentation data set holds, the validation carve;
 * :mod:`~mmbench.segmentation.datasets` -- the registered data sets (``procedural-rgbd``);
 * :mod:`~mmbench.segmentation.settings` -- the run settings and their resolution;
-* :mod:`~mmbench.segmentation.methods` -- the methods' segmentation forms and their registry (``dmrnet``
-  and ``shaspec`` in :mod:`~mmbench.segmentation.methods_dmrnet` and
-  :mod:`~mmbench.segmentation.methods_shaspec`);
+* :mod:`~mmbench.segmentation.methods` -- the methods' segmentation forms and their registry (``dmrnet``,
+  ``shaspec`` and ``mmanet`` in :mod:`~mmbench.segmentation.methods_dmrnet`,
+  :mod:`~mmbench.segmentation.methods_shaspec` and :mod:`~mmbench.segmentation.methods_mmanet`);
+* :mod:`~mmbench.segmentation.teacher` -- a method's teacher run (``joint`` under ``complete``), trained
+  once with a checkpoint and keyed into the student's identity;
 * :mod:`~mmbench.segmentation.train` -- training with validation selection, the test per combination;
 * :mod:`~mmbench.segmentation.runner` -- the run identity (key) and the stored result;
 * :mod:`~mmbench.segmentation.cli_run`, :mod:`~mmbench.segmentation.card`,

@@ -34,9 +34,15 @@ release is not ESANet's training code).
   per-position joint MMD over feature and prediction, the teacher side detached), fused with the RGB map
   by a shared translator (CTN) for ESANet's decoder; the privileged input is never read at inference.
 
-MMANet in segmentation form is not built yet (``docs/segmentation.md``); asking for it on a segmentation
-data set is an error naming the methods that are. The modules of ``dmrnet``, ``osmd`` and ``shaspec``
-are imported at the end of this one, so the registry is complete whenever it is read.
+* ``mmanet`` (:mod:`~mmbench.segmentation.methods_mmanet`) -- a modality-dropout student with per-stage
+  combination masking, margin-aware distillation (MAD) from a frozen ``joint`` teacher on the context
+  output and the 1/16 and 1/8 skips, and modality-aware regularisation (MAR): an auxiliary decoder trained
+  on the images whose combination is the mined weak one. Its teacher is a ``complete`` run of ``joint``,
+  trained once and stored with a checkpoint by the runner (:mod:`mmbench.segmentation.teacher`): a method
+  declares it with ``teacher_method`` and receives it through ``set_teacher``.
+
+The modules of ``dmrnet``, ``mmanet``, ``osmd`` and ``shaspec`` are imported at the end of this one, so the
+registry is complete whenever it is read.
 """
 from __future__ import annotations
 
@@ -114,6 +120,7 @@ class SegmentationMethod:
     version = 1
     hparams: Dict[str, Any] = {}
     hparam_schema: Dict[str, Setting] = {}
+    teacher_method: Optional[str] = None  # registry name of a teacher run (mmbench.segmentation.teacher)
 
     def __init__(self, num_classes: int, train: Dict[str, Any], hp: Dict[str, Any],
                  class_weights: Optional[torch.Tensor] = None):
@@ -171,6 +178,18 @@ class SegmentationMethod:
     def on_validation(self, scores_of) -> None:
         """After each epoch, before selection: ``scores_of(predict_fn, (has_rgb, has_depth))`` scores a
         prediction function on the validation split. Default: nothing."""
+
+    def needs_teacher(self) -> bool:
+        """Whether this run loads its teacher (``teacher_method``); a method may say no for an ablation."""
+        return self.teacher_method is not None
+
+    def set_teacher(self, teacher: "SegmentationMethod") -> None:  # pragma: no cover - only methods with a teacher
+        raise NotImplementedError(f"segmentation method {self.name!r} takes no teacher")
+
+    def result_metrics(self) -> Dict[str, Any]:
+        """JSON-able values of the selected model the stored result should record (e.g. a mined
+        combination); added to ``metrics``. Default: none, so other methods' results are unchanged."""
+        return {}
 
     def extra_state(self) -> Dict[str, Any]:
         """State besides the networks' weights that prediction depends on (kept with the selected epoch)."""
@@ -276,4 +295,4 @@ class Unimodal(SegmentationMethod):
 
 
 # The methods in their own modules register themselves on import (they import this module's base class).
-from mmbench.segmentation import methods_dmrnet, methods_osmd, methods_shaspec  # noqa: E402,F401
+from mmbench.segmentation import methods_dmrnet, methods_mmanet, methods_osmd, methods_shaspec  # noqa: E402,F401

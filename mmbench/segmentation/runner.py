@@ -9,8 +9,9 @@ its key function (:func:`mmbench.run_key.identity_key` of an identity dict) and 
 unchanged.
 
 The identity holds the spec, ``task``, :data:`SEGMENTATION_PROTOCOL`, the data set's fingerprint, the
-resolved settings and hyper-parameters, and the method's version. ``task`` alone makes a segmentation
-key differ from any classification key.
+resolved settings and hyper-parameters, and the method's version; a method with a teacher
+(:mod:`mmbench.segmentation.teacher`) also ``teacher``: the teacher run's key, method and version. ``task``
+alone makes a segmentation key differ from any classification key.
 """
 from __future__ import annotations
 
@@ -38,9 +39,11 @@ def segmentation_identity(spec: RunSpec) -> Dict[str, Any]:
     from mmbench.segmentation.methods import get_segmentation_method
     from mmbench.segmentation.settings import resolve_segmentation
 
+    from mmbench.segmentation.teacher import teacher_identity
+
     method_cls = get_segmentation_method(spec.method, spec.dataset)
     train, hp = resolve_segmentation(spec, method_cls)
-    return {
+    identity = {
         **spec.canonical(),
         "task": TASK,
         "segmentation_protocol": SEGMENTATION_PROTOCOL,
@@ -49,6 +52,10 @@ def segmentation_identity(spec: RunSpec) -> Dict[str, Any]:
         "method_hparams": hp,
         "method_version": method_cls.version,
     }
+    teacher = teacher_identity(spec, method_cls, hp)
+    if teacher is not None:  # only a method with a teacher has the field: no other key changes
+        identity["teacher"] = teacher
+    return identity
 
 
 def check_segmentation_spec(spec: RunSpec) -> None:
@@ -82,14 +89,28 @@ class SegmentationRunner:
         key = spec.key()
         if not force and self.store.is_done(key):
             return self.store.load(key)
-        result = self.execute(spec, progress)
         from mmbench.engine import distributed
+        from mmbench.segmentation.teacher import keeps_checkpoint
 
+        if keeps_checkpoint(spec):
+            # a run other runs load as a teacher keeps its checkpoint, so that they need not train it again;
+            # under the teacher's lock, so that a student training the same run at once waits for this one
+            from mmbench.runner import file_lock
+
+            with file_lock(self.store.lock_path(key)):
+                if not force and self.store.is_done(key):
+                    return self.store.load(key)
+                result = self.execute(spec, progress, save_model=True)
+                if distributed.info().is_main:
+                    self.store.save(result)
+            return result
+        result = self.execute(spec, progress)
         if distributed.info().is_main:
             self.store.save(result)
         return result
 
-    def execute(self, spec: RunSpec, progress=None) -> Dict[str, Any]:
+    def execute(self, spec: RunSpec, progress=None, save_model: bool = False) -> Dict[str, Any]:
+        """Train and test ``spec``; ``save_model``: also write its checkpoint to the store (a teacher run)."""
         from mmbench.engine.context import DivergedError
         from mmbench.env_errors import is_environment_error
         from mmbench.environment import environment
@@ -107,7 +128,7 @@ class SegmentationRunner:
         start = time.time()
         threads = torch.get_num_threads()
         try:
-            result.update(self._train_and_test(spec, result, progress))
+            result.update(self._train_and_test(spec, result, progress, key if save_model else None))
             result["status"] = "ok"
         except OSError as err:
             if is_environment_error(err):
@@ -123,13 +144,16 @@ class SegmentationRunner:
         result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return result
 
-    def _train_and_test(self, spec: RunSpec, result: Dict[str, Any], progress) -> Dict[str, Any]:
+    def _train_and_test(self, spec: RunSpec, result: Dict[str, Any], progress,
+                        checkpoint_key: Optional[str] = None) -> Dict[str, Any]:
         from mmbench.data import load_dataset
         from mmbench.patterns import MaskStore, get_pattern
         from mmbench.segmentation.class_weights import median_frequency_weights
         from mmbench.segmentation.dataset import carve_validation
         from mmbench.segmentation.methods import get_segmentation_method
         from mmbench.segmentation.settings import resolve_segmentation
+        from mmbench.engine import distributed
+        from mmbench.segmentation.teacher import load_or_train_teacher, save_checkpoint, teacher_name
         from mmbench.segmentation.train import fit_and_test
 
         check_segmentation_spec(spec)
@@ -150,9 +174,14 @@ class SegmentationRunner:
                                                      len(rows["test"]), spec.seed)
         _seed_everything(spec.seed)
         method = method_cls(data.num_classes, train, hp, weights)
+        name = teacher_name(method_cls, hp)
+        if name is not None and method.needs_teacher():  # trained once and stored, or loaded (teacher.py)
+            method.set_teacher(load_or_train_teacher(self, spec, name, data.num_classes, train["device"]))
         out = fit_and_test(method, data, rows, pattern, train, spec.seed, masks, progress)
         if out["metrics"]["best_epoch"] < 0:
             raise RuntimeError(f"no epoch was selected in {train['epochs']} epochs (best epoch -1): not a result")
+        if checkpoint_key is not None and distributed.info().is_main:
+            save_checkpoint(self.store.model_path(checkpoint_key), method)
         out["metrics"]["class_weights"] = None if weights is None else [float(w) for w in weights]
         out["metrics"]["split_sizes"] = {k: int(len(v)) for k, v in rows.items()}
         if data.class_names:  # the page's per-class IoU headings; output only, not part of the identity

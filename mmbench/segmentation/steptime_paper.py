@@ -60,6 +60,12 @@ def build(method: str, device: torch.device):
     cls = get_segmentation_method(method)
     train = dict(SEGMENTATION_DEFAULTS)
     m = cls(NYUV2_CLASSES, train, dict(cls.hparams), torch.ones(NYUV2_CLASSES))
+    if cls.teacher_method is not None and m.needs_teacher():
+        # an untrained teacher of the same size: its forward pass costs what a trained one's does
+        t_cls = get_segmentation_method(cls.teacher_method)
+        m.set_teacher(t_cls(NYUV2_CLASSES, train, dict(t_cls.hparams), None))
+    if hasattr(m, "select_weak"):  # MMANet's MAR needs its mined combination; any one costs the same
+        m.select_weak()
     return m.to(device), train
 
 

@@ -231,6 +231,7 @@ def fit_and_test(method: SegmentationMethod, data: SegmentationDataset, rows: Di
         "val_selection": best, "best_epoch": best_epoch, "selection_start_epoch": first_eligible,
         "inputs": input_info,
     }
+    metrics.update(method.result_metrics())  # a method's own record (MMANet's mined combination); default none
     if test_fixed is not None:
         masked = masked_scores(method, data, rows["test"], test_fixed, ebs, device, eval_transform)
         metrics["masked_test_miou"], metrics["masked_test_pixel_acc"] = masked["miou"], masked["pixel_acc"]

@@ -97,13 +97,13 @@ def test_key_is_stable_and_differs_from_a_classification_run():
     assert key != classification.key()
 
 
-@pytest.mark.parametrize("method", ["arl", "mmanet", "no-such-method"])
+@pytest.mark.parametrize("method", ["arl", "dgl", "no-such-method"])
 def test_a_method_without_a_segmentation_form_is_a_clear_error(method, tmp_path, capsys):
     code = main(["run", "--method", method, "--dataset", PROCEDURAL, "--set", "epochs=1", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
     assert f"method {method!r} has no segmentation form" in err
-    assert "dmrnet, joint, modality-dropout, osmd, shaspec, unimodal" in err
+    assert "dmrnet, joint, mmanet, modality-dropout, osmd, shaspec, unimodal" in err
     assert not (tmp_path / "runs").exists()
 
 
@@ -211,7 +211,7 @@ def test_show_gives_the_segmentation_card_and_settings(capsys):
     assert main(["show", PROCEDURAL]) == 0
     card = capsys.readouterr().out
     assert "task: segmentation" in card and "val 24" in card
-    assert "methods: dmrnet, joint, modality-dropout, osmd, shaspec, unimodal" in card
+    assert "methods: dmrnet, joint, mmanet, modality-dropout, osmd, shaspec, unimodal" in card
     assert main(["show", "modality-dropout", "--dataset", PROCEDURAL]) == 0
     text = capsys.readouterr().out
     assert "resolved for procedural-rgbd (segmentation)" in text and "val_fraction" in text

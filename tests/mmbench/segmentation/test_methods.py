@@ -30,7 +30,7 @@ def _grad_norm(module):
 
 
 def test_registry_holds_the_segmentation_forms_built_so_far():
-    assert SEGMENTATION_METHODS.names() == ["dmrnet", "joint", "modality-dropout", "osmd", "shaspec", "unimodal"]
+    assert SEGMENTATION_METHODS.names() == ["dmrnet", "joint", "mmanet", "modality-dropout", "osmd", "shaspec", "unimodal"]
 
 
 def test_unimodal_loss_of_an_image_reaches_only_the_networks_of_its_present_modalities():

@@ -137,6 +137,13 @@ def test_prepare_then_run_through_the_cli(tmp_path, capsys):
     assert record["status"] == "ok" and record["task"] == "segmentation"
     assert record["metrics"]["split_sizes"] == {"train": 3, "val": 1, "test": 2}
     assert record["identity"]["data"] == dataset_fingerprint("cityscapes")
+    # MMANet on the same fixture (issue 20's "done when"): its joint teacher is trained first, then the student
+    assert main(["run", "--method", "mmanet", "--dataset", "cityscapes", "--set", "epochs=2", "val_fraction=0.25",
+                 "encoder_layers=[1,1,1,1]", "decoder_channels=[32,16,8]", "--out", str(out)]) == 0
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    student = next(r for r in records if r["spec"]["method"] == "mmanet")
+    assert student["status"] == "ok" and student["metrics"]["best_epoch"] == 1  # MAD and MAR in epoch 1
+    assert any(r["key"] == student["identity"]["teacher"]["key"] and r["status"] == "ok" for r in records)
 
 
 def test_errors_name_the_missing_folder_or_wrong_layout(tmp_path):

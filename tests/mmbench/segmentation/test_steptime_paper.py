@@ -20,3 +20,10 @@ def test_rounds_time_every_method_against_joint_in_the_same_round(tmp_path):
     text = paths["md"].read_text()
     assert "3x64x64" in text and "| unimodal" in text and "process CPU time" in text
     assert pd.read_csv(paths["csv"]).shape[0] == 4
+
+
+def test_a_method_with_a_teacher_is_timed_with_its_teacher_and_its_whole_loss():
+    scale = seg.SegmentationPaperScale(height=64, width=64, batch=2, rounds=1, warmup=0, steps=1, device="cpu")
+    m, _ = seg.build("mmanet", seg.resolve_device("cpu"))
+    assert m.teacher is not None and m.weak is not None  # MAD and MAR both in the timed step
+    assert seg.time_steps("mmanet", scale)["step_ms"] > 0
