@@ -277,3 +277,16 @@ def test_available_features_follow_the_missing_input_setting(data):
     method = make_method("osmd", data)
     torch.testing.assert_close(method.available_features(batch)[0],
                                method.model.encoders["a"](batch.inputs["a"]) * mask[:, :1])
+
+
+def test_available_features_fill_a_missing_input_with_ones_when_asked(data):
+    """``missing="input", fill="ones"``: the missing available input becomes ones (the encoder sees
+    them), exactly as ``MultimodalModel.encode`` fills it."""
+    batch = _batch(data, 8)
+    mask = batch.mask.clone()
+    mask[::2, 0] = 0
+    batch = batch.with_mask(mask)
+    method = make_method("osmd", data, missing="input", fill="ones")
+    x = torch.where(mask[:, :1] > 0, batch.inputs["a"], torch.ones_like(batch.inputs["a"]))
+    torch.testing.assert_close(method.available_features(batch)[0], method.model.encoders["a"](x))
+    torch.testing.assert_close(method.available_features(batch)[0], method.model.encode(batch)[0])
