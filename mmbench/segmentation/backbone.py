@@ -72,6 +72,39 @@ class ResNet34Branch(nn.Module):
         if missing or unexpected:
             raise ValueError(f"{path} does not fit this ResNet-34: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
+    def load_pretrained(self, path: Union[str, Path]) -> None:
+        """Load a torchvision-layout ResNet-34 ``state_dict`` file into this (already built) branch.
+
+        The same rule as the ``weights`` argument: the ImageNet classifier is dropped; with other than
+        3 input channels the first convolution gets the loaded RGB kernels summed over the channels
+        (ESANet, depth). Raises ``FileNotFoundError`` / ``ValueError`` naming the file.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained backbone weights {path} do not exist (they are never downloaded)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        ours = {"conv1.": "stem.0.", "bn1.": "stem.1."}
+        mapped = {}
+        for key, value in state.items():
+            if key.startswith("fc."):
+                continue  # the ImageNet classifier
+            for theirs, mine in ours.items():
+                if key.startswith(theirs):
+                    key = mine + key[len(theirs):]
+                    break
+            mapped[key] = value
+        conv = self.stem[0].weight
+        loaded = mapped.get("stem.0.weight")
+        if loaded is not None and loaded.shape[1] != conv.shape[1] and loaded.shape[1] == 3:
+            mapped["stem.0.weight"] = loaded.sum(1, keepdim=True).expand(-1, conv.shape[1], -1, -1).clone()
+        try:
+            missing, unexpected = self.load_state_dict(mapped, strict=False)
+        except RuntimeError as err:  # a shape mismatch (e.g. a smaller layers= network)
+            raise ValueError(f"{path} does not fit this ResNet-34 branch: {str(err).splitlines()[0]}") from None
+        if missing or unexpected:
+            raise ValueError(f"{path} does not fit this ResNet-34 branch: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}")
+
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """Stage ``index`` (0 = stem, 1..4 = layer1..4; the max-pool runs before layer1)."""
         if index == 0:

@@ -43,28 +43,37 @@ def segmentation_identity(spec: RunSpec) -> Dict[str, Any]:
 
     method_cls = get_segmentation_method(spec.method, spec.dataset)
     train, hp = resolve_segmentation(spec, method_cls)
+    from mmbench.segmentation.pretrained import identity_train, weights_identity
+
     identity = {
         **spec.canonical(),
         "task": TASK,
         "segmentation_protocol": SEGMENTATION_PROTOCOL,
         "data": dataset_fingerprint(spec.dataset),
-        "train": train,
+        "train": identity_train(train),
         "method_hparams": hp,
         "method_version": method_cls.version,
     }
     teacher = teacher_identity(spec, method_cls, hp)
     if teacher is not None:  # only a method with a teacher has the field: no other key changes
         identity["teacher"] = teacher
+    weights = weights_identity(train)
+    if weights is not None:  # only a run with pretrained weights has the field (the file's content, not its path)
+        identity["backbone_weights"] = weights
     return identity
 
 
 def check_segmentation_spec(spec: RunSpec) -> None:
-    """Raise (``KeyError`` / ``ValueError`` naming the problem) if ``spec`` could not run; trains nothing."""
+    """Raise (``KeyError`` / ``ValueError`` / ``FileNotFoundError`` naming the problem) if ``spec`` could not
+    run; trains nothing."""
     from mmbench.patterns import get_pattern
     from mmbench.segmentation.methods import get_segmentation_method
     from mmbench.segmentation.settings import resolve_segmentation
 
-    resolve_segmentation(spec, get_segmentation_method(spec.method, spec.dataset))
+    from mmbench.segmentation.pretrained import weights_identity
+
+    train, _ = resolve_segmentation(spec, get_segmentation_method(spec.method, spec.dataset))
+    weights_identity(train)  # a named weights file must exist before anything is trained
     pattern = get_pattern(spec.pattern)
     if pattern.train == "natural":
         raise ValueError(f"{spec.label()}: pattern 'natural' needs the data's own missing modalities, which a "
@@ -154,6 +163,7 @@ class SegmentationRunner:
         from mmbench.segmentation.settings import resolve_segmentation
         from mmbench.engine import distributed
         from mmbench.segmentation.teacher import load_or_train_teacher, save_checkpoint, teacher_name
+        from mmbench.segmentation.pretrained import apply_backbone_weights
         from mmbench.segmentation.train import fit_and_test
 
         check_segmentation_spec(spec)
@@ -174,6 +184,7 @@ class SegmentationRunner:
                                                      len(rows["test"]), spec.seed)
         _seed_everything(spec.seed)
         method = method_cls(data.num_classes, train, hp, weights)
+        apply_backbone_weights(method.modules(), train)
         name = teacher_name(method_cls, hp)
         if name is not None and method.needs_teacher():  # trained once and stored, or loaded (teacher.py)
             method.set_teacher(load_or_train_teacher(self, spec, name, data.num_classes, train["device"]))

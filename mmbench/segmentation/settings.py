@@ -50,6 +50,9 @@ SEGMENTATION_DEFAULTS: Dict[str, Any] = {
     "augment": True,  # ESANet's training augmentations (scale 1.0-1.4, crop, HSV, flip)
     "threads": 1,
     "device": "cpu",
+    # a torchvision-layout ResNet-34 state_dict file loaded into every ResNet-34 branch, or None (random
+    # init); its content hash enters the run identity (mmbench.segmentation.pretrained)
+    "backbone_weights": None,
 }
 
 # Per data set (fnmatch on the name).
@@ -80,6 +83,7 @@ SEGMENTATION_SCHEMA: Dict[str, Setting] = {
     "augment": Setting(bool),
     "threads": POSITIVE_INT,
     "device": Setting(str, pattern=r"cpu|cuda(:\d+)?|mps"),
+    "backbone_weights": Setting(str, nullable=True),
 }
 
 _LIST_LENGTHS = {"encoder_layers": 4, "decoder_channels": 3}

@@ -10,9 +10,12 @@ The segmentation twin of :meth:`mmbench.runner.Runner.teacher`:
 * :func:`teacher_spec`: the teacher's run is ``RunSpec(teacher, dataset, "complete", seed, inherited)``.
   It inherits every *training setting* the student's spec overrides (epochs, batch size, network size,
   ...: a quick student gets a quick teacher of the same network), never the student's hyper-parameters.
-* :func:`teacher_identity`: what of the teacher enters the student's identity, namely the teacher's own run
-  key (a hash of its whole identity: data fingerprint, resolved settings, method version, protocol), its
-  method name and version. So a change of the teacher's method, settings or data changes the student's key.
+* :func:`teacher_identity`: what of the teacher enters the student's identity, namely the teacher run's
+  settings hash (a hash of its whole identity but the seed: data fingerprint, resolved settings, method
+  version, protocol), its method name and version. So a change of the teacher's method, settings or data
+  changes the student's key. The seed is left out because the teacher's seed is the student's, which is in
+  the student's identity already; with it, each seed of a student would have its own settings hash and the
+  leaderboard could not average a student's seeds in one cell.
 * :func:`keeps_checkpoint`: a ``complete`` run of a teacher method (a grid's own ``joint`` run) writes its
   checkpoint when it is trained, so a student of the same settings loads it instead of training it again.
 * :func:`load_or_train_teacher`: under a file lock, if the teacher's checkpoint is not in the store (never
@@ -68,7 +71,7 @@ def teacher_spec(parent: RunSpec, name: str) -> RunSpec:
 
 def teacher_identity(parent: RunSpec, method_cls, hp: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The part of the student's identity that names its teacher (module docstring), or None without one."""
-    from mmbench.run_key import identity_key
+    from mmbench.run_key import settings_hash
     from mmbench.segmentation.methods import get_segmentation_method
     from mmbench.segmentation.runner import segmentation_identity
 
@@ -77,7 +80,7 @@ def teacher_identity(parent: RunSpec, method_cls, hp: Dict[str, Any]) -> Optiona
         return None
     spec = teacher_spec(parent, name)
     return {"method": name, "version": get_segmentation_method(name, parent.dataset).version,
-            "pattern": TEACHER_PATTERN, "key": identity_key(segmentation_identity(spec))}
+            "pattern": TEACHER_PATTERN, "settings": settings_hash(segmentation_identity(spec))}
 
 
 @contextmanager

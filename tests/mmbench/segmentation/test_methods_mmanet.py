@@ -206,7 +206,7 @@ def test_a_tiny_run_trains_the_teacher_then_the_student(tmp_path, monkeypatch, c
     teacher, student = records["joint"], records["mmanet"]
     assert teacher["status"] == "ok" and student["status"] == "ok"
     assert teacher["spec"]["pattern"] == "complete" and teacher["spec"]["overrides"] == student["spec"]["overrides"]
-    assert student["identity"]["teacher"]["key"] == teacher["key"]
+    assert student["identity"]["teacher"]["settings"] == teacher["settings_hash"] and teacher["spec"]["seed"] == student["spec"]["seed"]
     assert (out / "cache" / "models" / f"{teacher['key']}.pt").exists()
     m = student["metrics"]
     assert m["selection_start_epoch"] == 1 and m["best_epoch"] == 1  # MAD and MAR from epoch 1 of 2

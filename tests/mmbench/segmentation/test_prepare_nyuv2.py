@@ -88,6 +88,12 @@ def test_prepare_then_run_through_the_cli(src, tmp_path, capsys):
     assert record["status"] == "ok" and record["task"] == "segmentation"
     assert record["metrics"]["split_sizes"] == {"train": 2, "val": 1, "test": 2}
     assert record["identity"]["data"] == dataset_fingerprint("nyuv2")
+    # the check: DMRNet trains on the prepared fixture through the CLI too
+    assert main(["run", "--method", "dmrnet", "--dataset", "nyuv2", "--set", "epochs=1", "val_fraction=0.34",
+                 "--out", str(out)]) == 0
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    dmrnet = next(r for r in records if r["spec"]["method"] == "dmrnet")
+    assert dmrnet["status"] == "ok" and dmrnet["metrics"]["split_sizes"] == {"train": 2, "val": 1, "test": 2}
 
 
 def test_the_fingerprint_and_run_key_change_when_a_source_file_changes(src):

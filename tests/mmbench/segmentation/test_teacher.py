@@ -96,15 +96,22 @@ def test_a_failing_teacher_run_is_an_error_naming_it(counted, monkeypatch):
 
 
 def test_the_teachers_key_enters_the_students_identity_and_other_methods_keys_do_not_change(monkeypatch):
+    from mmbench.run_key import settings_hash
+
     student = _student()
     identity = run_identity(student)
     t_spec = teacher_spec(student, "joint")
-    assert identity["teacher"] == {"method": "joint", "version": 1, "pattern": "complete", "key": t_spec.key()}
+    t_settings = settings_hash(run_identity(t_spec))
+    assert identity["teacher"] == {"method": "joint", "version": 1, "pattern": "complete", "settings": t_settings}
     assert "teacher" not in run_identity(RunSpec("joint", PROCEDURAL, "complete", 3, TINY))
     # a change of the teacher's training settings, or of its method's version, changes the student's key
-    assert run_identity(_student(lr=0.02))["teacher"]["key"] != t_spec.key()
-    # a hyper-parameter of the student alone leaves the teacher's key alone
-    assert run_identity(_student(lambda_mar=0.1))["teacher"]["key"] == identity["teacher"]["key"]
+    assert run_identity(_student(lr=0.02))["teacher"]["settings"] != t_settings
+    # a hyper-parameter of the student alone leaves the teacher's part alone
+    assert run_identity(_student(lambda_mar=0.1))["teacher"]["settings"] == t_settings
+    # the seeds of one student share one settings hash (one leaderboard cell), though their teachers differ
+    other_seed = RunSpec(student.method, student.dataset, student.pattern, student.seed + 1, student.overrides)
+    assert settings_hash(run_identity(other_seed)) == settings_hash(identity)
+    assert teacher_spec(other_seed, "joint").key() != t_spec.key()
     before = identity_key(identity)
     monkeypatch.setattr(methods.Joint, "version", 2)
     assert identity_key(run_identity(student)) != before
