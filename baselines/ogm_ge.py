@@ -38,7 +38,9 @@ def masked_log_mean_exp(log_values: torch.Tensor, mask: torch.Tensor) -> torch.T
     log_sum = global_logsumexp(torch.logsumexp(torch.where(present, log_values, neg_inf), 1))
     log_mean = log_sum - count.clamp_min(1.0).log()
     has = count > 0
-    log_fill = torch.logsumexp(torch.where(has, log_mean, neg_inf[:, 0]), 0) - has.sum().clamp_min(1).log()
+    # the count in the values' dtype: an integer count's log is computed in the default dtype (fp32)
+    n_has = has.sum().to(log_values.dtype)
+    log_fill = torch.logsumexp(torch.where(has, log_mean, neg_inf[:, 0]), 0) - n_has.clamp_min(1).log()
     return torch.where(has, log_mean, log_fill)
 
 

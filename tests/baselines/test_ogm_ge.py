@@ -245,3 +245,66 @@ def test_noise_branch_scales_by_k_before_adding_noise(monkeypatch):
             torch.testing.assert_close(got[full], expected, rtol=1e-5, atol=1e-7)
             i += 1
     assert i == len(fixed["noise"]) >= 4  # every selected tensor of both encoders checked
+
+
+def test_no_modulation_after_the_window_closes_though_k_was_computed_inside_it():
+    data = toy_dataset()
+    method = make_method("ogm-ge", data, hp={"start": 0.0, "end": 0.5, "ge": False})
+    with torch.no_grad():
+        method.model.head.fc.weight[:, :64] *= 4.0  # a dominant modality: k < 1 inside the window
+    batch = batch_of(data)
+    inside = ogm_grads(method, batch, ctx_at(epoch=0, epochs=10))
+    assert float(method.last_k.min()) < 1.0  # it modulated inside the window
+    ref = plain_grads(method, batch)
+    assert not all(torch.equal(inside[n], ref[n]) for n in ref)
+    outside = ogm_grads(method, batch, ctx_at(epoch=5, epochs=10))  # the stale k must not apply now
+    assert all(torch.equal(outside[n], ref[n]) for n in ref)
+
+
+def test_epoch_history_is_the_mean_of_the_steps_coefficients():
+    data = toy_dataset()
+    method = make_method("ogm-ge", data, hp={"ge": False})
+    with torch.no_grad():
+        method.model.head.fc.weight[:, :64] *= 4.0
+    ctx, ks = ctx_at(), []
+    for start in (0, 16, 32):
+        method.compute_loss(SplitTensors(data, "train").batch(torch.arange(start, start + 32)), ctx)
+        ks.append(method.last_k.clone())
+    method.on_epoch_end(ctx)
+    torch.testing.assert_close(torch.tensor(method.k_history[-1]), torch.stack(ks).mean(0))
+    assert len(set(tuple(k.tolist()) for k in ks)) > 1  # the steps' k differ, so the mean is a real check
+    method.compute_loss(batch_of(data, 32), ctx)  # the next epoch starts from nothing
+    method.on_epoch_end(ctx)
+    torch.testing.assert_close(torch.tensor(method.k_history[-1]), method.last_k)
+
+
+def test_noise_generator_is_made_once_per_training_context(monkeypatch):
+    import baselines.ogm_ge as ogm
+
+    calls = []
+    real = ogm.device_generator
+    monkeypatch.setattr(ogm, "device_generator", lambda gen, device: calls.append(gen) or real(gen, device))
+    data = toy_dataset()
+    method = make_method("ogm-ge", data)
+    batch, ctx = batch_of(data), ctx_at()
+    for _ in range(3):
+        ogm_grads(method, batch, ctx)
+    assert len(calls) == 1  # on a GPU each new one would consume a draw of the run's generator
+    ogm_grads(method, batch, ctx_at(seed=1))  # a new run's context: a new generator
+    assert len(calls) == 2
+
+
+def test_log_mean_exp_by_hand_with_one_sample_and_an_absent_modality():
+    from baselines.ogm_ge import masked_log_mean_exp
+
+    v = torch.tensor([[-0.5, -1.25, -3.0], [-2.0, -0.75, -1.5], [-1.0, -2.0, -0.25]], dtype=torch.float64)
+    # modality 0: all three samples; modality 1: only sample 1; modality 2: absent
+    mask = torch.tensor([[1, 0, 0], [1, 1, 0], [1, 0, 0]], dtype=torch.float64)
+    got = masked_log_mean_exp(v, mask)
+    m0 = math.log(sum(math.exp(x) for x in v[0].tolist()) / 3)
+    m1 = float(v[1, 1])  # one sample: its own value, not halved
+    fill = math.log((math.exp(m0) + math.exp(m1)) / 2)  # the mean of the present modalities' means
+    torch.testing.assert_close(got, torch.tensor([m0, m1, fill], dtype=torch.float64), rtol=0, atol=1e-14)
+    # a batch of one sample, one modality absent: the absent one gets the present one's value
+    one = masked_log_mean_exp(v[:2, :1], torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(one, torch.tensor([-0.5, -0.5], dtype=torch.float64), rtol=0, atol=0)
