@@ -143,7 +143,9 @@ def test_prepare_then_run_through_the_cli(tmp_path, capsys):
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     student = next(r for r in records if r["spec"]["method"] == "mmanet")
     assert student["status"] == "ok" and student["metrics"]["best_epoch"] == 1  # MAD and MAR in epoch 1
-    assert any(r["key"] == student["identity"]["teacher"]["key"] and r["status"] == "ok" for r in records)
+    # the teacher run: same seed, its settings hash the one in the student's identity
+    assert any(r["settings_hash"] == student["identity"]["teacher"]["settings"] and r["status"] == "ok"
+               and r["spec"]["seed"] == student["spec"]["seed"] for r in records)
 
 
 def test_errors_name_the_missing_folder_or_wrong_layout(tmp_path):
