@@ -173,3 +173,74 @@ def test_pce_reaches_exactly_the_slower_encoder_found_independently():
     for n, p in method.model.named_parameters():
         torch.testing.assert_close(p.grad, ref[n], rtol=1e-4, atol=1e-6)
     assert method.last_weights.tolist() == [float(m == slow) for m in range(2)]
+
+
+def test_class_means_skip_absent_samples_and_keep_every_class():
+    from baselines.pmr import class_means
+
+    feat = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 9.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 1, 1, 0])  # class 2 never occurs: its row must still be there (zeros)
+    present = torch.tensor([1.0, 1.0, 0.0, 1.0], dtype=torch.float64)  # sample 2 lacks the modality
+    sums, counts = class_means(feat, labels, present, 3)
+    assert sums.dtype == torch.float64 and sums.shape == (3, 2)
+    torch.testing.assert_close(sums, torch.tensor([[8.0, 11.0], [3.0, 4.0], [0.0, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(counts, torch.tensor([2.0, 1.0, 0.0], dtype=torch.float64))
+
+
+def test_pmr_terms_by_hand_with_missing_samples():
+    """PCE and the prototype entropy: means over each modality's present samples, computed independently."""
+    data = toy_dataset()
+    method = make_method("pmr", data, hp={"proto_fraction": 1.0})
+    ctx = proto_ctx(data)
+    method.on_epoch_start(ctx)
+    batch = batch_of(data, 16)
+    mask = batch.mask.clone()
+    mask[::3, 1] = 0  # every third sample lacks modality 1
+    batch = batch.with_mask(mask)
+    with torch.no_grad():
+        feats = method.model.encode(batch)
+        pce, ent, _ = method.pmr_terms(feats, batch)
+        for m, f in enumerate(feats):
+            q = prototype_logits(f, method.protos[m])
+            keep = mask[:, m] > 0
+            torch.testing.assert_close(pce[m], F.cross_entropy(q[keep], batch.labels[keep]))
+            torch.testing.assert_close(ent[m], torch.distributions.Categorical(logits=q[keep]).entropy().mean())
+
+
+def test_per_term_by_hand_with_alpha_not_one():
+    data = toy_dataset()
+    alpha, per_weight = 2.0, 0.5
+    method = make_method("pmr", data, hp={"proto_fraction": 1.0, "per": True, "per_weight": per_weight, "alpha": alpha})
+    ctx = proto_ctx(data)
+    method.on_epoch_start(ctx)
+    batch = batch_of(data)
+    with torch.no_grad():
+        loss = method.compute_loss(batch, ctx)
+        feats = method.model.encode(batch)
+        q = [prototype_logits(f, method.protos[m]) for m, f in enumerate(feats)]
+        pce = torch.stack([F.cross_entropy(x, batch.labels) for x in q])
+        ent = torch.stack([torch.distributions.Categorical(logits=x).entropy().mean() for x in q])
+        w = method.last_weights
+        fused = F.cross_entropy(method.model(batch), batch.labels)
+    assert w.sum() == 1  # one slower modality: both terms are present
+    expected = fused + alpha * (w * pce).sum() - per_weight * alpha * ((1 - w) * ent).sum()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_weight_history_is_the_share_of_steps_each_modality_was_pulled(monkeypatch):
+    import baselines.pmr as pmr
+
+    pulls = iter([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    monkeypatch.setattr(pmr, "slower_weights", lambda score: torch.tensor(next(pulls)))  # steps that differ
+    data = toy_dataset()
+    method = make_method("pmr", data, hp={"proto_fraction": 1.0})
+    ctx = proto_ctx(data)
+    method.on_epoch_start(ctx)
+    for start in (0, 8, 16, 24, 32):
+        method.compute_loss(SplitTensors(data, "train").batch(torch.arange(start, start + 8)), ctx)
+    method.on_epoch_end(ctx)
+    assert method.weight_history[-1] == pytest.approx([0.4, 0.6])
+    method.on_epoch_start(ctx)
+    method.compute_loss(batch_of(data, 8), ctx)  # the next epoch starts from nothing
+    method.on_epoch_end(ctx)
+    assert method.weight_history[-1] == [0.0, 1.0]
