@@ -107,3 +107,40 @@ def test_end_to_end(three, pattern):
     assert np.isfinite(m["test_acc"]) and m["test_acc"] > 0.3
     assert all(np.isfinite(h["loss"]) for h in out["history"])
     assert set(m["unimodal_acc"]) == set(toy_dataset(three=three).modalities)
+
+
+def test_min_norm_weights_of_small_gradients():
+    """Gradients with norms far below 1 (late training): the min-norm weight is scale-free."""
+    g_mm, g_u = torch.tensor([1.0, 0.0]) * 1e-3, torch.tensor([-1.0, 1.0]) * 1e-3
+    torch.testing.assert_close(pareto_weights(g_mm, g_u), torch.tensor([0.6, 0.4]))
+
+
+def test_a_modality_absent_from_the_batch_steps_with_zero_unimodal_gradient():
+    """No sample has modality b: its unimodal loss is 0 with no graph to its encoder or head, so the
+    step must treat the missing gradients as zeros (not fail) and leave b's head without a pull."""
+    data = toy_dataset()
+    method = make_method("mmpareto", data)
+    mask = torch.ones(64, 2)
+    mask[:, 1] = 0
+    batch = SplitTensors(data, "train").batch(torch.arange(64), mask)
+    ctx = frozen_ctx(method, data)
+    loss = method.training_step(batch, ctx)
+    assert torch.isfinite(loss)
+    heads = {n: p.grad for n, p in method.modules().named_parameters() if n.startswith("extra.heads.1.")}
+    assert heads and all(g is None or not g.any() for g in heads.values())
+    # encoder b: only the fused loss's gradient (its unimodal gradient is zero), weighted and rescaled
+    names = [n for n, _ in method.modules().named_parameters() if n.startswith("model.encoders.b.")]
+    assert all(method.modules().get_parameter(n).grad is not None for n in names)
+
+
+def test_step_returns_the_sum_of_both_losses_and_keeps_an_earlier_non_finite_flag():
+    data = toy_dataset()
+    method = make_method("mmpareto", data)
+    batch = SplitTensors(data, "train").batch(torch.arange(64))
+    with torch.no_grad():
+        l_mm, l_u = method.losses(batch)
+    ctx = frozen_ctx(method, data)
+    ctx.nonfinite = torch.tensor(True)  # an earlier step of the epoch was non-finite
+    loss = method.training_step(batch, ctx)
+    torch.testing.assert_close(loss, l_mm + l_u)
+    assert bool(ctx.nonfinite)  # a finite step does not clear it
