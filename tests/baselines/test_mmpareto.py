@@ -116,8 +116,8 @@ def test_min_norm_weights_of_small_gradients():
 
 
 def test_a_modality_absent_from_the_batch_steps_with_zero_unimodal_gradient():
-    """No sample has modality b: its unimodal loss is 0 with no graph to its encoder or head, so the
-    step must treat the missing gradients as zeros (not fail) and leave b's head without a pull."""
+    """No sample has modality b: its unimodal loss is masked to 0, so the step stays finite, b's
+    unimodal head gets no pull and b's encoder still gets the fused loss's (rescaled) gradient."""
     data = toy_dataset()
     method = make_method("mmpareto", data)
     mask = torch.ones(64, 2)
