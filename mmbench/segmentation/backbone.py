@@ -12,7 +12,7 @@ weights; its file must hold this module's own keys (ESANet ships such ImageNet w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -49,40 +49,32 @@ class ResNet34Branch(nn.Module):
         tv = import_torchvision("the segmentation ResNet-34 backbone")
         net = tv.models.resnet.ResNet(tv.models.resnet.BasicBlock if block == "basic" else NonBottleneck1D, layers)
         self.block = block
-        if weights is not None:
-            self._load_user_weights(net, Path(weights), in_channels)
         if in_channels != 3:
-            old = net.conv1
             net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-            if weights is not None:  # sum the loaded RGB kernels over the channels (ESANet, depth)
-                with torch.no_grad():
-                    net.conv1.weight.copy_(old.weight.sum(1, keepdim=True).expand_as(net.conv1.weight))
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
         self.maxpool = net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-
-    @staticmethod
-    def _load_user_weights(net: nn.Module, path: Path, in_channels: int) -> None:
-        if not path.is_file():
-            raise FileNotFoundError(f"pretrained backbone weights {path} do not exist (they are never downloaded)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the ImageNet classifier
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("fc.")]
-        if missing or unexpected:
-            raise ValueError(f"{path} does not fit this ResNet-34: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if weights is not None:
+            self.load_pretrained(weights)
 
     def load_pretrained(self, path: Union[str, Path]) -> None:
         """Load a torchvision-layout ResNet-34 ``state_dict`` file into this (already built) branch.
 
-        The same rule as the ``weights`` argument: the ImageNet classifier is dropped; with other than
-        3 input channels the first convolution gets the loaded RGB kernels summed over the channels
-        (ESANet, depth). Raises ``FileNotFoundError`` / ``ValueError`` naming the file.
+        Raises ``FileNotFoundError`` naming the file; see :meth:`load_torchvision_state` for the rest.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"pretrained backbone weights {path} do not exist (they are never downloaded)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.load_torchvision_state(torch.load(path, map_location="cpu", weights_only=True), path)
+
+    def load_torchvision_state(self, state: Dict[str, torch.Tensor], source: Union[str, Path]) -> None:
+        """Load a torchvision-layout ResNet-34 ``state_dict`` (read from ``source``, named in errors).
+
+        The ImageNet classifier is dropped; with other than 3 input channels the first convolution
+        gets the loaded RGB kernels summed over the channels (ESANet, depth). Raises ``ValueError``
+        when the state does not fit (e.g. a smaller ``layers=`` network, or NBt1D blocks with a
+        torchvision BasicBlock file).
+        """
         ours = {"conv1.": "stem.0.", "bn1.": "stem.1."}
         mapped = {}
         for key, value in state.items():
@@ -99,10 +91,10 @@ class ResNet34Branch(nn.Module):
             mapped["stem.0.weight"] = loaded.sum(1, keepdim=True).expand(-1, conv.shape[1], -1, -1).clone()
         try:
             missing, unexpected = self.load_state_dict(mapped, strict=False)
-        except RuntimeError as err:  # a shape mismatch (e.g. a smaller layers= network)
-            raise ValueError(f"{path} does not fit this ResNet-34 branch: {str(err).splitlines()[0]}") from None
+        except RuntimeError as err:  # a shape mismatch
+            raise ValueError(f"{source} does not fit this ResNet-34 branch: {str(err).splitlines()[0]}") from None
         if missing or unexpected:
-            raise ValueError(f"{path} does not fit this ResNet-34 branch: missing {missing[:5]}, "
+            raise ValueError(f"{source} does not fit this ResNet-34 branch: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}")
 
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:

@@ -16,11 +16,13 @@ no such field, so no key of an existing run changed when the setting was added.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import torch
 from torch import nn
+
+from mmbench.fingerprint import file_digest
 
 SETTING = "backbone_weights"
 
@@ -37,11 +39,7 @@ def weights_identity(train: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"backbone_weights={path}: no such file (pretrained weights are never downloaded)")
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+    return {"sha256": file_digest(path), "bytes": path.stat().st_size}  # cached across runs by file stat
 
 
 def identity_train(train: Dict[str, Any]) -> Dict[str, Any]:
@@ -62,6 +60,12 @@ def apply_backbone_weights(networks: nn.Module, train: Dict[str, Any]) -> int:
     if path is None:
         return 0
     branches = [m for m in networks.modules() if isinstance(m, ResNet34Branch)]
+    if not branches:
+        return 0
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained backbone weights {path} do not exist (they are never downloaded)")
+    state = torch.load(path, map_location="cpu", weights_only=True)  # read once for every branch
     for branch in branches:
-        branch.load_pretrained(Path(path).expanduser())
+        branch.load_torchvision_state(state, path)
     return len(branches)
